@@ -1,0 +1,48 @@
+# sam2flow: the README's two commands are `make run` and `make test`.
+# Both create .venv when missing and install everything they need into it.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+PIP    := $(PY) -m pip
+STAMP  := $(VENV)/.sam2flow-installed
+CORES  ?= 2
+export SAM2_BUILD_CUDA := 0
+
+.PHONY: install run test lint bench bench-quick demo clean
+
+$(PY):
+	$(PYTHON) -m venv $(VENV)
+
+# torch first (sam2's setup.py imports it), then sam2 without build isolation so that it
+# builds against this torch without its CUDA extension, then the project and its extras.
+$(STAMP): pyproject.toml | $(PY)
+	$(PIP) install --quiet --upgrade pip setuptools wheel
+	$(PIP) install --quiet "torch>=2.5.1" torchvision
+	$(PIP) install --quiet --no-build-isolation "sam2==1.1.0"
+	$(PIP) install --quiet -e ".[dev,h5]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+# The main job on the embedded demo: synthetic video + DeepLabCut-style predictions.
+run: install
+	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/demo.yaml
+	@$(PY) -m sam2flow.cli where --configfile config/demo.yaml
+
+test: install
+	$(VENV)/bin/pytest -q
+
+lint: install
+	$(VENV)/bin/ruff check src tests workflow bench
+	$(VENV)/bin/snakefmt --check .
+	$(VENV)/bin/snakemake --lint --cores 1
+
+bench-quick: install
+	$(PY) bench/run.py --quick
+
+bench: install
+	$(PY) bench/run.py
+
+clean:
+	rm -rf results resources/sizing.json .snakemake

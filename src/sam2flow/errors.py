@@ -1,0 +1,20 @@
+"""The one exception type for errors a user can cause and fix (bad file, config, download)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class UserError(Exception):
+    """What failed, on which file, and what to do about it: printed as one line.
+
+    >>> str(UserError("cannot decode video", "a.mp4", "re-encode it with ffmpeg"))
+    'cannot decode video: a.mp4: re-encode it with ffmpeg'
+    """
+
+    def __init__(self, what: str, path: str | Path | None = None, fix: str = "") -> None:
+        self.what = what
+        self.path = None if path is None else str(path)
+        self.fix = fix
+        parts = [what] + ([self.path] if self.path else []) + ([fix] if fix else [])
+        super().__init__(": ".join(parts))

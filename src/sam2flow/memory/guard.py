@@ -1,0 +1,109 @@
+"""The memory guard: one object that applies the limits, watches memory, remembers sizes
+and runs units of work with graduated recovery.
+
+>>> guard = MemoryGuard(GuardConfig(monitoring=False), device="cpu")
+>>> guard.run(lambda plan, carry: None, 0, 9).status
+'ok'
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import devices, limits
+from .monitoring import Monitor
+from .recovery import DEFAULT_MIN_CHUNK, UnitRecord, run_with_recovery
+from .sizing import SizeMemory, sizing_key
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class GuardConfig:
+    """The memory options of the command line and of config ``memory:``."""
+
+    max_gpu_memory_gb: float | None = None
+    memory_threshold: float = limits.DEFAULT_THRESHOLD
+    min_chunk: int = DEFAULT_MIN_CHUNK
+    force_cpu_offload: bool = False
+    allow_cpu_fallback: bool = False
+    adaptive_batch_size: bool = True
+    monitoring: bool = True
+    sizing_file: str | Path | None = None
+
+    def __post_init__(self) -> None:
+        self.memory_threshold = limits.validate_threshold(self.memory_threshold)
+        self.max_gpu_memory_gb = limits.validate_max_gpu_memory(self.max_gpu_memory_gb)
+        if int(self.min_chunk) < 1:
+            raise ValueError(f"min_chunk must be >= 1, got {self.min_chunk!r}")
+        self.min_chunk = int(self.min_chunk)
+
+
+class MemoryGuard:
+    """Limits, monitoring, adaptive sizing and recovery for one device."""
+
+    def __init__(self, config: GuardConfig, device: str | torch.device = "auto") -> None:
+        self.config = config
+        limits.enable_expandable_segments()
+        self.device = device if isinstance(device, torch.device) else devices.resolve_device(device)
+        self.cap_bytes = limits.apply_memory_cap(self.device, config.max_gpu_memory_gb)
+        self.sizes = (
+            SizeMemory(config.sizing_file)
+            if config.adaptive_batch_size and config.sizing_file
+            else None
+        )
+
+    def sizing_key(self, model: str, image_size: int, objects: int) -> str:
+        """The adaptive-sizing key for this device and workload."""
+        return sizing_key(
+            devices.device_name(self.device),
+            devices.total_memory(self.device),
+            model,
+            image_size,
+            objects,
+        )
+
+    def run(
+        self,
+        work: Callable,
+        first: int,
+        last: int,
+        *,
+        carry: Any = None,
+        key: str | None = None,
+        start_chunk: int | None = None,
+    ) -> UnitRecord:
+        """Run ``work(plan, carry)`` over frames ``first..last`` inside the guard."""
+        cfg = self.config
+        monitor = Monitor(self.device, cfg.monitoring, self.cap_bytes)
+        if start_chunk is None and self.sizes is not None and key is not None:
+            start_chunk = self.sizes.start_size(key, last - first + 1)
+            if start_chunk:
+                log.info("adaptive sizing: starting at chunks of %d frames", start_chunk)
+        if start_chunk is not None:
+            start_chunk = max(start_chunk, min(cfg.min_chunk, last - first + 1))
+        record = run_with_recovery(
+            work,
+            first,
+            last,
+            device=self.device,
+            min_chunk=cfg.min_chunk,
+            start_chunk=start_chunk,
+            force_cpu_offload=cfg.force_cpu_offload,
+            allow_cpu_fallback=cfg.allow_cpu_fallback,
+            carry=carry,
+            monitor=monitor,
+            memory_cap_bytes=self.cap_bytes,
+        )
+        if self.sizes is not None and key is not None:
+            self.sizes.update(key, record.attempts)
+        # Between units, never per frame: clean up when usage passed the threshold.
+        limits.clean_up_if_needed(self.device, monitor.snapshot("after unit"), cfg.memory_threshold)
+        record.snapshots = [s.to_dict() for s in monitor.snapshots]
+        return record

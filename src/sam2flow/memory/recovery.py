@@ -1,0 +1,241 @@
+"""Graduated recovery: keep a unit of work alive through out-of-memory errors.
+
+A unit spans frames ``first..last``. It is tried whole; on OOM the failed chunk is split
+in halves down to ``min_chunk`` frames (finished chunks keep their results); at the floor
+the same chunks run with CPU offload, then (only if allowed) on the CPU; after that what is
+left is skipped and recorded, and the caller goes on. Each chunk hands a *carry* to the next
+(for SAM 2, the last mask) so chunked work continues where the previous chunk ended.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+
+from . import devices
+from .monitoring import Monitor
+from .oom import is_oom_error, maybe_inject_oom
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIN_CHUNK = 25
+
+# Levels in the order they are tried; "whole" is the unit in one piece.
+WHOLE, CHUNKED, OFFLOAD, CPU = "whole", "chunked", "offload", "cpu"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How one attempt must run: handed to the work function."""
+
+    level: str
+    device: torch.device
+    offload: bool
+    first_frame: int
+    last_frame: int
+
+    @property
+    def frames(self) -> int:
+        return self.last_frame - self.first_frame + 1
+
+
+@dataclass
+class Attempt:
+    """One try over ``first_frame..last_frame`` and how it ended."""
+
+    level: str
+    chunk_size: int
+    first_frame: int
+    last_frame: int
+    outcome: str  # ok | oom
+    error: str | None
+    seconds: float
+    peak_allocated_bytes: int | None
+    peak_reserved_bytes: int | None
+    nvml_used_bytes: int | None
+
+
+@dataclass
+class UnitRecord:
+    """What happened to a unit: JSON-ready through ``to_dict``."""
+
+    status: str  # ok | recovered | skipped
+    frames_total: int
+    frames_ok: int
+    frames_skipped: int
+    device: str
+    gpu_name: str
+    memory_cap_bytes: int | None
+    status_level: str
+    peak_allocated_bytes: int | None
+    final_chunk_size: int
+    attempts: list[Attempt] = field(default_factory=list)
+    skipped_ranges: list[tuple[int, int]] = field(default_factory=list)
+    skip_reason: str | None = None
+    snapshots: list[dict] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["skipped_ranges"] = [list(r) for r in self.skipped_ranges]
+        return data
+
+
+def next_chunk_size(failed_size: int, min_chunk: int = DEFAULT_MIN_CHUNK) -> int | None:
+    """The size to retry a failed chunk with, or ``None`` when it is already at the floor.
+
+    >>> [next_chunk_size(s) for s in (400, 200, 100, 50, 25)]
+    [200, 100, 50, 25, None]
+    >>> next_chunk_size(60), next_chunk_size(30), next_chunk_size(10)
+    (30, 25, None)
+    """
+    if failed_size <= min_chunk:
+        return None
+    return max(min_chunk, failed_size // 2)
+
+
+def levels_for(device: torch.device, force_cpu_offload: bool, allow_cpu_fallback: bool) -> list[str]:
+    """The levels to go through after the chunk floor, in order."""
+    levels = [OFFLOAD] if force_cpu_offload else [CHUNKED, OFFLOAD]
+    if allow_cpu_fallback and device.type != "cpu":
+        levels.append(CPU)
+    return levels
+
+
+Work = Callable[[Plan, Any], Any]
+
+
+def run_with_recovery(
+    work: Work,
+    first: int,
+    last: int,
+    *,
+    device: torch.device,
+    min_chunk: int = DEFAULT_MIN_CHUNK,
+    start_chunk: int | None = None,
+    force_cpu_offload: bool = False,
+    allow_cpu_fallback: bool = False,
+    carry: Any = None,
+    monitor: Monitor | None = None,
+    memory_cap_bytes: int | None = None,
+) -> UnitRecord:
+    """Run ``work(plan, carry) -> carry`` over ``first..last`` with graduated recovery.
+
+    ``work`` must either finish all frames of ``plan`` or raise. OOM errors are retried as
+    described in the module docstring; any other error propagates unchanged.
+
+    >>> rec = run_with_recovery(lambda plan, carry: None, 0, 59, device=torch.device("cpu"))
+    >>> rec.status, rec.frames_ok
+    ('ok', 60)
+    """
+    if min_chunk < 1:
+        raise ValueError(f"min_chunk must be >= 1, got {min_chunk!r}")
+    if last < first:
+        raise ValueError(f"empty unit: first={first}, last={last}")
+    total = last - first + 1
+    monitor = monitor or Monitor(device, enabled=False)
+    ladder = levels_for(device, force_cpu_offload, allow_cpu_fallback)
+    chunk = min(start_chunk or total, total)
+    rung = 0  # index into the ladder; CHUNKED is shown as WHOLE while a chunk spans the unit
+    attempts: list[Attempt] = []
+    pos = first
+    skip_reason = None
+    last_error = None
+    while pos <= last:
+        level = ladder[rung]
+        size = min(chunk, last - pos + 1)
+        shown = WHOLE if (level == CHUNKED and pos == first and size == total) else level
+        run_device = torch.device("cpu") if level == CPU else device
+        plan = Plan(shown, run_device, level in (OFFLOAD, CPU), pos, pos + size - 1)
+        attempt, carry_out, failed = _attempt(work, plan, carry, monitor)
+        attempts.append(attempt)
+        log.info(
+            "frames %d-%d (%d, level %s): %s%s",
+            plan.first_frame,
+            plan.last_frame,
+            size,
+            shown,
+            attempt.outcome,
+            f" ({attempt.error})" if attempt.error else "",
+        )
+        if not failed:
+            carry = carry_out
+            pos += size
+            continue
+        last_error = attempt.error
+        # Out of the except block: the failed attempt's tensors are unreachable now.
+        devices.clear_device_cache(device)
+        smaller = next_chunk_size(size, min_chunk)
+        if smaller is not None:
+            chunk = smaller
+        elif rung + 1 < len(ladder):
+            rung += 1
+            chunk = size
+        else:
+            skip_reason = f"out of memory at every level down to {size} frames: {last_error}"
+            break
+    frames_ok = pos - first
+    skipped = [(pos, last)] if pos <= last else []
+    if skipped:
+        log.warning("skipping frames %d-%d: %s", pos, last, skip_reason)
+    status = "skipped" if skipped else ("recovered" if any(a.outcome != "ok" for a in attempts) else "ok")
+    peaks = [a.peak_allocated_bytes for a in attempts if a.peak_allocated_bytes is not None]
+    return UnitRecord(
+        status=status,
+        frames_total=total,
+        frames_ok=frames_ok,
+        frames_skipped=total - frames_ok,
+        device=str(device),
+        gpu_name=devices.device_name(device),
+        memory_cap_bytes=memory_cap_bytes,
+        status_level=monitor.worst_level(),
+        peak_allocated_bytes=max(peaks) if peaks else None,
+        final_chunk_size=attempts[-1].chunk_size,
+        attempts=attempts,
+        skipped_ranges=skipped,
+        skip_reason=skip_reason,
+    )
+
+
+def _attempt(work: Work, plan: Plan, carry: Any, monitor: Monitor) -> tuple[Attempt, Any, bool]:
+    """Run one attempt; return its record, the new carry, and whether it ran out of memory.
+
+    The exception is turned into text inside the ``except`` block and dropped when the
+    block ends, so its traceback (and the tensors its frames hold) die before any retry.
+    """
+    devices.reset_peak(plan.device)
+    monitor.snapshot(f"start {plan.first_frame}-{plan.last_frame}")
+    started = time.perf_counter()
+    error = None
+    carry_out = None
+    try:
+        maybe_inject_oom(plan.frames)
+        carry_out = work(plan, carry)
+        devices.synchronize(plan.device)
+    except Exception as exc:
+        if not is_oom_error(exc):
+            raise
+        error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    seconds = time.perf_counter() - started
+    snap = monitor.snapshot(f"end {plan.first_frame}-{plan.last_frame}")
+    peak_alloc = peak_res = None
+    if plan.device.type == "cuda" and torch.cuda.is_initialized():
+        peak_alloc = torch.cuda.max_memory_allocated(plan.device)
+        peak_res = torch.cuda.max_memory_reserved(plan.device)
+    attempt = Attempt(
+        level=plan.level,
+        chunk_size=plan.frames,
+        first_frame=plan.first_frame,
+        last_frame=plan.last_frame,
+        outcome="oom" if error else "ok",
+        error=error,
+        seconds=round(seconds, 4),
+        peak_allocated_bytes=peak_alloc,
+        peak_reserved_bytes=peak_res,
+        nvml_used_bytes=snap.nvml_used if snap else None,
+    )
+    return attempt, carry_out, error is not None

@@ -1,0 +1,91 @@
+"""Adaptive sizing: start the next unit at a chunk size known to work.
+
+For each (GPU name, total memory, model, image size, objects) the largest chunk that
+worked and the smallest that failed are kept in a small JSON file shared by all jobs
+(atomic write under a file lock). A new unit starts at the remembered size instead of
+running out of memory again, and grows back after successes, never to a size known to fail.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterable
+from pathlib import Path
+
+from filelock import FileLock
+
+from ..atomic import write_text
+from .recovery import CHUNKED, WHOLE, Attempt
+
+log = logging.getLogger(__name__)
+
+#: Successes at the remembered size before trying a larger one.
+GROW_AFTER = 3
+
+
+def sizing_key(gpu_name: str, total_bytes: int | None, model: str, image_size: int, objects: int) -> str:
+    """The conditions a remembered size is valid for."""
+    return f"{gpu_name}|{total_bytes or 0}|{model}|{image_size}|{objects}"
+
+
+class SizeMemory:
+    """Remembered chunk sizes in ``path`` (created on first write).
+
+    >>> mem = SizeMemory("/tmp/sizes.json")  # doctest: +SKIP
+    >>> mem.start_size("key", 400)            # doctest: +SKIP
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.lock = FileLock(str(self.path) + ".lock")
+
+    def _read(self) -> dict:
+        try:
+            return json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (json.JSONDecodeError, OSError) as exc:
+            log.warning("ignoring unreadable sizing memory %s: %s", self.path, exc)
+            return {}
+
+    def entry(self, key: str) -> dict:
+        with self.lock:
+            return dict(self._read().get(key, {}))
+
+    def start_size(self, key: str, frames: int) -> int | None:
+        """The chunk size to start a unit of ``frames`` with; ``None`` means whole."""
+        e = self.entry(key)
+        failed = e.get("smallest_failed")
+        if not failed or frames < failed:
+            return None
+        ok = e.get("largest_ok")
+        if not ok:
+            return max(1, failed // 2)
+        if e.get("successes", 0) >= GROW_AFTER:
+            return max(ok, min(ok * 2, failed - 1))
+        return ok
+
+    def update(self, key: str, attempts: Iterable[Attempt]) -> None:
+        """Fold one unit's attempts (whole and chunked levels only) into the memory."""
+        attempts = [a for a in attempts if a.level in (WHOLE, CHUNKED)]
+        if not attempts:
+            return
+        with self.lock:
+            data = self._read()
+            e = data.get(key, {})
+            for a in attempts:
+                size = a.chunk_size
+                if a.outcome == "ok":
+                    if e.get("smallest_failed") and size >= e["smallest_failed"]:
+                        e.pop("smallest_failed")  # conditions changed: it fits now
+                    if size >= e.get("largest_ok", 0):
+                        e["successes"] = e.get("successes", 0) + 1 if size == e.get("largest_ok") else 1
+                        e["largest_ok"] = size
+                else:
+                    e["smallest_failed"] = min(size, e.get("smallest_failed", size))
+                    if e.get("largest_ok", 0) >= size:
+                        e.pop("largest_ok")
+                    e["successes"] = 0
+            data[key] = e
+            write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
