@@ -34,8 +34,7 @@ def resolve_device(requested: str = "auto") -> torch.device:
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(
-            f"device {requested!r} requested but CUDA is not available; "
-            "use device 'auto' or 'cpu'"
+            f"device {requested!r} requested but CUDA is not available; use device 'auto' or 'cpu'"
         )
     if device.type == "mps" and not _mps_available():
         raise RuntimeError(f"device {requested!r} requested but MPS is not available")

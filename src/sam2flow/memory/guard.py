@@ -36,6 +36,7 @@ class GuardConfig:
     adaptive_batch_size: bool = True
     monitoring: bool = True
     sizing_file: str | Path | None = None
+    start_chunk: int | None = None  # start chunked at this size (reruns of skipped batches)
 
     def __post_init__(self) -> None:
         self.memory_threshold = limits.validate_threshold(self.memory_threshold)
@@ -78,10 +79,13 @@ class MemoryGuard:
         carry: Any = None,
         key: str | None = None,
         start_chunk: int | None = None,
+        describe: Callable[[int, int], str] | None = None,
     ) -> UnitRecord:
         """Run ``work(plan, carry)`` over frames ``first..last`` inside the guard."""
         cfg = self.config
         monitor = Monitor(self.device, cfg.monitoring, self.cap_bytes)
+        if start_chunk is None:
+            start_chunk = cfg.start_chunk
         if start_chunk is None and self.sizes is not None and key is not None:
             start_chunk = self.sizes.start_size(key, last - first + 1)
             if start_chunk:
@@ -100,6 +104,7 @@ class MemoryGuard:
             carry=carry,
             monitor=monitor,
             memory_cap_bytes=self.cap_bytes,
+            describe=describe,
         )
         if self.sizes is not None and key is not None:
             self.sizes.update(key, record.attempts)

@@ -25,7 +25,9 @@ def validate_threshold(threshold: float) -> float:
     try:
         value = float(threshold)
     except (TypeError, ValueError):
-        raise ValueError(f"memory_threshold must be a number in (0, 1], got {threshold!r}") from None
+        raise ValueError(
+            f"memory_threshold must be a number in (0, 1], got {threshold!r}"
+        ) from None
     if not 0.0 < value <= 1.0:
         raise ValueError(f"memory_threshold must be in (0, 1], got {threshold!r}")
     return value
@@ -92,9 +94,7 @@ def should_clean_up(snapshot: Snapshot | None, threshold: float) -> bool:
     return snapshot is not None and snapshot.fraction >= threshold
 
 
-def clean_up_if_needed(
-    device: torch.device, snapshot: Snapshot | None, threshold: float
-) -> bool:
+def clean_up_if_needed(device: torch.device, snapshot: Snapshot | None, threshold: float) -> bool:
     """Run gc and empty the allocator cache when ``should_clean_up``; return whether it did."""
     if should_clean_up(snapshot, threshold):
         devices.clear_device_cache(device)

@@ -128,3 +128,40 @@ class Monitor:
 
     def worst_level(self) -> str:
         return worst_level([s.level for s in self.snapshots])
+
+
+def device_status() -> list[dict]:
+    """A snapshot of every device on this machine (CUDA GPUs, MPS, then the CPU)."""
+    targets = [torch.device("cuda", i) for i in range(torch.cuda.device_count())]
+    if devices._mps_available():
+        targets.append(torch.device("mps"))
+    targets.append(torch.device("cpu"))
+    rows = []
+    for dev in targets:
+        if dev.type == "cuda":
+            torch.cuda.init()
+        snap = take_snapshot(dev, "status")
+        row = snap.to_dict()
+        row["name"] = devices.device_name(dev)
+        row["nvml_available"] = nvml.nvml_available()
+        if dev.type == "cpu":
+            row["used"] = snap.total - snap.free
+        else:
+            row["used"] = (snap.total - snap.free) if snap.free is not None else snap.reserved
+        rows.append(row)
+    return rows
+
+
+def format_status(row: dict) -> str:
+    """One line of ``sam2flow memory status``."""
+    gib = 1024**3
+
+    def g(v):
+        return "n/a" if v is None else f"{v / gib:.2f} GiB"
+
+    frag = "n/a" if row.get("inactive_split") is None else g(row["inactive_split"])
+    return (
+        f"{row['device']:<7} {row['name']}: used {g(row['used'])}, free {g(row['free'])}, "
+        f"total {g(row['total'])}, fragmentation {frag}, level {row['level']}, "
+        f"NVML {'available' if row['nvml_available'] else 'unavailable'}"
+    )

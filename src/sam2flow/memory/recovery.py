@@ -98,7 +98,9 @@ def next_chunk_size(failed_size: int, min_chunk: int = DEFAULT_MIN_CHUNK) -> int
     return max(min_chunk, failed_size // 2)
 
 
-def levels_for(device: torch.device, force_cpu_offload: bool, allow_cpu_fallback: bool) -> list[str]:
+def levels_for(
+    device: torch.device, force_cpu_offload: bool, allow_cpu_fallback: bool
+) -> list[str]:
     """The levels to go through after the chunk floor, in order."""
     levels = [OFFLOAD] if force_cpu_offload else [CHUNKED, OFFLOAD]
     if allow_cpu_fallback and device.type != "cpu":
@@ -122,6 +124,7 @@ def run_with_recovery(
     carry: Any = None,
     monitor: Monitor | None = None,
     memory_cap_bytes: int | None = None,
+    describe: Callable[[int, int], str] | None = None,
 ) -> UnitRecord:
     """Run ``work(plan, carry) -> carry`` over ``first..last`` with graduated recovery.
 
@@ -154,9 +157,8 @@ def run_with_recovery(
         attempt, carry_out, failed = _attempt(work, plan, carry, monitor)
         attempts.append(attempt)
         log.info(
-            "frames %d-%d (%d, level %s): %s%s",
-            plan.first_frame,
-            plan.last_frame,
+            "%s (%d, level %s): %s%s",
+            (describe or _describe)(plan.first_frame, plan.last_frame),
             size,
             shown,
             attempt.outcome,
@@ -181,8 +183,12 @@ def run_with_recovery(
     frames_ok = pos - first
     skipped = [(pos, last)] if pos <= last else []
     if skipped:
-        log.warning("skipping frames %d-%d: %s", pos, last, skip_reason)
-    status = "skipped" if skipped else ("recovered" if any(a.outcome != "ok" for a in attempts) else "ok")
+        log.warning("skipping %s: %s", (describe or _describe)(pos, last), skip_reason)
+    status = (
+        "skipped"
+        if skipped
+        else ("recovered" if any(a.outcome != "ok" for a in attempts) else "ok")
+    )
     peaks = [a.peak_allocated_bytes for a in attempts if a.peak_allocated_bytes is not None]
     return UnitRecord(
         status=status,
@@ -199,6 +205,10 @@ def run_with_recovery(
         skipped_ranges=skipped,
         skip_reason=skip_reason,
     )
+
+
+def _describe(first: int, last: int) -> str:
+    return f"frames {first}-{last}"
 
 
 def _attempt(work: Work, plan: Plan, carry: Any, monitor: Monitor) -> tuple[Attempt, Any, bool]:

@@ -24,7 +24,9 @@ log = logging.getLogger(__name__)
 GROW_AFTER = 3
 
 
-def sizing_key(gpu_name: str, total_bytes: int | None, model: str, image_size: int, objects: int) -> str:
+def sizing_key(
+    gpu_name: str, total_bytes: int | None, model: str, image_size: int, objects: int
+) -> str:
     """The conditions a remembered size is valid for."""
     return f"{gpu_name}|{total_bytes or 0}|{model}|{image_size}|{objects}"
 
@@ -80,7 +82,9 @@ class SizeMemory:
                     if e.get("smallest_failed") and size >= e["smallest_failed"]:
                         e.pop("smallest_failed")  # conditions changed: it fits now
                     if size >= e.get("largest_ok", 0):
-                        e["successes"] = e.get("successes", 0) + 1 if size == e.get("largest_ok") else 1
+                        e["successes"] = (
+                            e.get("successes", 0) + 1 if size == e.get("largest_ok") else 1
+                        )
                         e["largest_ok"] = size
                 else:
                     e["smallest_failed"] = min(size, e.get("smallest_failed", size))

@@ -1,0 +1,271 @@
+"""Command line: the same public functions as the workflow, one subcommand each.
+
+User errors (``UserError``, bad values) print as one line and exit with status 2; bugs keep
+their tracebacks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from .errors import UserError
+
+log = logging.getLogger("sam2flow")
+
+
+def _memory_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("memory guard")
+    g.add_argument("--max-gpu-memory-gb", type=float, default=None, help="cap GPU memory (GiB)")
+    g.add_argument(
+        "--memory-threshold", type=float, default=0.85, help="clean up above this used fraction"
+    )
+    g.add_argument("--min-chunk", type=int, default=25, help="smallest chunk of frames on OOM")
+    g.add_argument("--force-cpu-offload", action="store_true", help="start with CPU offload")
+    g.add_argument("--allow-cpu-fallback", action="store_true", help="last resort: run on the CPU")
+    g.add_argument("--disable-adaptive-batch-size", action="store_true")
+    g.add_argument("--disable-memory-monitoring", action="store_true")
+    g.add_argument("--sizing-file", default="resources/sizing.json", help="adaptive sizing memory")
+
+
+def _model_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--model", default="sam2.1_hiera_tiny")
+    g.add_argument("--checkpoint", default="auto", help="a .pt path, a model name, or auto")
+    g.add_argument("--checkpoint-dir", default="resources/checkpoints")
+    g.add_argument("--checkpoint-url", default=None, help="download from here instead (a mirror)")
+    g.add_argument("--checkpoint-sha256", default=None)
+    g.add_argument("--weights", choices=["checkpoint", "random"], default="checkpoint")
+    g.add_argument("--image-size", type=int, default=None)
+    g.add_argument("--device", default="auto")
+    g.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    g.add_argument("--compile", action="store_true", help="torch.compile (vos_optimized)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="sam2flow", description=__doc__.splitlines()[0])
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("extract", help="decode a video into JPEG batches")
+    p.add_argument("--video", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--batch-size", type=int, default=400)
+    p.add_argument("--quality", type=int, default=95)
+
+    p = sub.add_parser("segment", help="segment one batch folder of JPEG frames")
+    p.add_argument("--frames", required=True, help="batch folder of NNNNNNN.jpg frames")
+    p.add_argument("--out", required=True)
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--prompts", help="DeepLabCut prediction or label file (.csv/.h5)")
+    src.add_argument("--point", action="append", help="X,Y[,LABEL] (repeatable)")
+    src.add_argument("--box", help="X0,Y0,X1,Y1")
+    src.add_argument("--mask", help="mask PNG")
+    p.add_argument(
+        "--prompt-frame", type=int, default=None, help="global frame of --point/--box/--mask"
+    )
+    p.add_argument("--bodyparts", default="", help="comma-separated DLC bodyparts (default all)")
+    p.add_argument("--likelihood-cutoff", type=float, default=0.6)
+    p.add_argument(
+        "--video-frames", type=int, default=None, help="check the DLC file has this many rows"
+    )
+    p.add_argument("--video", default="", help="name recorded in the outputs")
+    p.add_argument("--batch", default="", help="name recorded in the outputs")
+    _model_args(p)
+    _memory_args(p)
+
+    p = sub.add_parser("demo-data", help="write the synthetic demo video and its DLC file")
+    p.add_argument("--out", default="demo")
+    p.add_argument("--frames", type=int, default=120)
+
+    p = sub.add_parser("merge", help="merge a video's batch outputs")
+    p.add_argument("--batches", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--video", default=None, help="draw overlay.mp4 and contact_sheet.png over it")
+
+    p = sub.add_parser("summary", help="memory summary of batch records")
+    p.add_argument("--records", nargs="+", required=True)
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("memory", help="memory status and planning")
+    msub = p.add_subparsers(dest="memory_command", required=True)
+    s = msub.add_parser("status", help="a line per device")
+    s.add_argument("--json", action="store_true")
+    s = msub.add_parser("plan", help="estimate and the largest batch that fits")
+    s.add_argument("--frames", type=int, required=True)
+    s.add_argument("--height", type=int, required=True)
+    s.add_argument("--width", type=int, required=True)
+    s.add_argument("--objects", type=int, default=1)
+    s.add_argument("--model", default="sam2.1_hiera_tiny")
+    s.add_argument("--image-size", type=int, default=1024)
+    s.add_argument("--budget-gb", type=float, default=None)
+    s.add_argument("--offload", action="store_true")
+    s.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    s.add_argument("--stock", action="store_true", help="model stock SAM 2 (keeps every frame)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return _COMMANDS[args.command](args)
+    except (UserError, ValueError) as exc:
+        print(f"sam2flow {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _extract(args) -> int:
+    from .frames import extract_batches
+
+    result = extract_batches(args.video, args.out, args.batch_size, args.quality)
+    print(f"{result.frames} frames in {len(result.batches)} batches -> {args.out}")
+    return 0
+
+
+def guard_config(args):
+    from .memory import GuardConfig
+
+    return GuardConfig(
+        max_gpu_memory_gb=args.max_gpu_memory_gb,
+        memory_threshold=args.memory_threshold,
+        min_chunk=args.min_chunk,
+        force_cpu_offload=args.force_cpu_offload,
+        allow_cpu_fallback=args.allow_cpu_fallback,
+        adaptive_batch_size=not args.disable_adaptive_batch_size,
+        monitoring=not args.disable_memory_monitoring,
+        sizing_file=args.sizing_file,
+    )
+
+
+def _segment(args) -> int:
+    from .frames import list_frames
+    from .memory import MemoryGuard
+    from .models import build_model
+    from .prompts import prompt_for_batch
+    from .segment import BatchJob, segment_batch
+
+    config = guard_config(args)
+    frames = list_frames(args.frames)
+    prompt = prompt_for_batch(
+        frames,
+        prompts_file=args.prompts,
+        points=";".join(args.point) if args.point else None,
+        box=args.box,
+        mask=args.mask,
+        prompt_frame=args.prompt_frame,
+        bodyparts=[b for b in args.bodyparts.split(",") if b],
+        cutoff=args.likelihood_cutoff,
+        video_frames=args.video_frames,
+    )
+    model = build_model(
+        args.model,
+        args.weights,
+        args.checkpoint,
+        args.image_size,
+        args.device,
+        args.precision,
+        args.compile,
+        args.checkpoint_dir,
+        args.checkpoint_url,
+        args.checkpoint_sha256,
+    )
+    guard = MemoryGuard(config, model.device)
+    job = BatchJob(Path(args.frames), Path(args.out), prompt, args.video, args.batch)
+    record = segment_batch(job, model, guard, progress=sys.stderr.isatty())
+    counts = ", ".join(f"{k} {v}" for k, v in sorted(record["frame_status"].items()))
+    print(f"batch {record['status']}: {len(frames)} frames ({counts}) -> {args.out}")
+    return 0
+
+
+def _demo_data(args) -> int:
+    from .demo import write_demo
+
+    paths = write_demo(args.out, frames=args.frames)
+    print(f"demo video {paths['video']} and predictions {paths['predictions']}")
+    return 0
+
+
+def _merge(args) -> int:
+    from .outputs import merge_video, render_overlay
+
+    table = merge_video(args.batches, args.out)
+    if args.video:
+        out = Path(args.out)
+        render_overlay(
+            args.video, out / "masks.npz", out / "overlay.mp4", out / "contact_sheet.png"
+        )
+    print(f"{table['frame'].nunique()} frames -> {args.out}")
+    return 0
+
+
+def _summary(args) -> int:
+    from .report import write_summary
+
+    out = Path(args.out)
+    summary = write_summary(
+        args.records,
+        out / "memory_summary.csv",
+        out / "memory_report.html",
+        out / "skipped.tsv",
+    )
+    print(f"{len(summary)} batches -> {args.out}")
+    return 0
+
+
+def _memory(args) -> int:
+    from .memory import monitoring
+    from .memory.estimate import estimate, largest_batch_that_fits
+
+    if args.memory_command == "status":
+        rows = monitoring.device_status()
+        if args.json:
+            print(json.dumps(rows, indent=1))
+        else:
+            for row in rows:
+                print(monitoring.format_status(row))
+        return 0
+    kwargs = dict(
+        objects=args.objects,
+        model=args.model,
+        image_size=args.image_size,
+        offload=args.offload,
+        device=args.device,
+        bounded=not args.stock,
+    )
+    need = estimate(args.frames, args.height, args.width, **kwargs)
+    gib = 1024**3
+    print(
+        f"estimate: {need / gib:.2f} GiB for {args.frames} frames of {args.width}x{args.height}, "
+        f"{args.objects} object(s), {args.model} at {args.image_size} "
+        f"({'stock SAM 2' if args.stock else 'sam2flow'}{', offload' if args.offload else ''})"
+    )
+    if args.budget_gb:
+        fits = largest_batch_that_fits(int(args.budget_gb * gib), args.height, args.width, **kwargs)
+        if fits >= 10_000_000:
+            print(
+                f"budget {args.budget_gb:g} GiB: fits any batch length "
+                "(memory does not grow with frames)"
+            )
+        else:
+            print(f"budget {args.budget_gb:g} GiB: largest batch that fits is {fits} frames")
+    return 0
+
+
+_COMMANDS = {
+    "extract": _extract,
+    "segment": _segment,
+    "demo-data": _demo_data,
+    "merge": _merge,
+    "summary": _summary,
+    "memory": _memory,
+}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,252 @@
+"""Frames: decode a video into JPEG batches, and read them back lazily for the model.
+
+Batches are folders ``{out}/{batch:04d}/`` of ``{global frame index:07d}.jpg`` files. Each
+batch is written into a hidden temporary folder and renamed into place when complete, and
+``frames.json`` (the manifest a later step reads) is written last: an interrupted
+extraction never leaves a batch that looks complete.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import threading
+from collections import OrderedDict
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from .atomic import write_text
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+MANIFEST = "frames.json"
+FRAME_DIGITS = 7
+DEFAULT_BATCH_SIZE = 400
+DEFAULT_QUALITY = 95
+# SAM 2's normalisation (ImageNet mean and std).
+_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
+_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+
+
+def batch_name(index: int) -> str:
+    """Folder name of batch ``index`` (``0003``)."""
+    return f"{index:04d}"
+
+
+def frame_file(frame: int) -> str:
+    """File name of a global frame index (``0000042.jpg``)."""
+    return f"{frame:0{FRAME_DIGITS}d}.jpg"
+
+
+@dataclass
+class Extraction:
+    """What ``extract_batches`` wrote: the content of ``frames.json``."""
+
+    video: str
+    frames: int
+    height: int
+    width: int
+    fps: float
+    batch_size: int
+    quality: int
+    batches: dict[str, list[int]]  # batch name -> [first frame, last frame]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+
+def read_manifest(frames_dir: str | Path) -> Extraction:
+    """Read ``frames.json`` of an extraction folder."""
+    path = Path(frames_dir) / MANIFEST
+    try:
+        return Extraction(**json.loads(path.read_text()))
+    except FileNotFoundError:
+        raise UserError(
+            "frames not extracted", path, "run 'sam2flow extract' (or the workflow) first"
+        ) from None
+
+
+def open_video(video: str | Path) -> cv2.VideoCapture:
+    """Open a video for decoding; an unreadable file is a ``UserError`` naming it."""
+    path = Path(video)
+    if not path.is_file():
+        raise UserError("video not found", path, "check the path in the sample sheet")
+    if path.stat().st_size == 0:
+        raise UserError("video file is empty (0 bytes)", path, "copy the video again")
+    cap = cv2.VideoCapture(str(path))
+    if not cap.isOpened():
+        raise UserError(
+            "cannot open video (not a video, or a codec OpenCV cannot read)",
+            path,
+            "check the file, or re-encode it: ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4",
+        )
+    return cap
+
+
+def extract_batches(
+    video: str | Path,
+    out_dir: str | Path,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    quality: int = DEFAULT_QUALITY,
+) -> Extraction:
+    """Decode ``video`` into JPEG batches under ``out_dir`` and write ``frames.json``.
+
+    The frame count comes from decoding, not from the container's metadata. JPEG encoding
+    and file writes run in a thread beside the decoder.
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if not 1 <= quality <= 100:
+        raise ValueError(f"quality must be in 1..100, got {quality}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    for stale in out.iterdir():  # batches of an earlier, interrupted run
+        if stale.is_dir():
+            shutil.rmtree(stale)
+    cap = open_video(video)
+    fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
+    batches: dict[str, list[int]] = {}
+    height = width = 0
+    frame = 0
+    pending: list[Future] = []
+    tmp_dir: Path | None = None
+
+    def encode(img: np.ndarray, path: Path) -> None:
+        ok, buf = cv2.imencode(".jpg", img, params)
+        if not ok:
+            raise RuntimeError(f"JPEG encoding failed for {path}")
+        buf.tofile(str(path))
+
+    def finish_batch() -> None:
+        for fut in pending:
+            fut.result()
+        pending.clear()
+        name = batch_name(len(batches))
+        tmp_dir.rename(out / name)
+        batches[name] = [frame - count_in_batch, frame - 1]
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        count_in_batch = 0
+        try:
+            while True:
+                ok, img = cap.read()
+                if not ok:
+                    break
+                if frame == 0:
+                    height, width = img.shape[:2]
+                if count_in_batch == 0:
+                    tmp_dir = out / f".{batch_name(len(batches))}.tmp"
+                    shutil.rmtree(tmp_dir, ignore_errors=True)
+                    tmp_dir.mkdir()
+                pending.append(pool.submit(encode, img, tmp_dir / frame_file(frame)))
+                frame += 1
+                count_in_batch += 1
+                if count_in_batch == batch_size:
+                    finish_batch()
+                    count_in_batch = 0
+            if count_in_batch:
+                finish_batch()
+        finally:
+            cap.release()
+    if frame == 0:
+        raise UserError(
+            "no decodable frames in video",
+            video,
+            "check the file plays, or re-encode it: ffmpeg -i IN -c:v libx264 OUT.mp4",
+        )
+    result = Extraction(
+        video=str(video),
+        frames=frame,
+        height=height,
+        width=width,
+        fps=fps,
+        batch_size=batch_size,
+        quality=quality,
+        batches=batches,
+    )
+    write_text(out / MANIFEST, result.to_json())
+    log.info("%s: %d frames in %d batches of %d", video, frame, len(batches), batch_size)
+    return result
+
+
+def list_frames(batch_dir: str | Path) -> list[int]:
+    """Global frame indices of the JPEGs in a batch folder, sorted."""
+    frames = sorted(int(p.stem) for p in Path(batch_dir).glob("*.jpg") if p.stem.isdigit())
+    if not frames:
+        raise UserError("no JPEG frames in batch folder", batch_dir, "extract the frames again")
+    return frames
+
+
+class FrameSource:
+    """Frames of a batch as SAM 2 wants them, decoded on demand and ahead of the model.
+
+    Stands in for the ``images`` of SAM 2's inference state (as sam2's own
+    ``async_loading_frames`` does): ``len()`` and ``source[i]`` returning a normalised
+    3 x S x S float tensor for local index ``i``. Only a few frames are held: the one in
+    use and ``read_ahead`` frames decoded in a thread in the direction of travel.
+    """
+
+    def __init__(self, paths: list[Path], image_size: int, read_ahead: int = 8) -> None:
+        if not paths:
+            raise ValueError("FrameSource needs at least one frame")
+        self.paths = list(paths)
+        self.image_size = int(image_size)
+        self.read_ahead = max(0, int(read_ahead))
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frames")
+        self._futures: OrderedDict[int, Future] = OrderedDict()
+        self._lock = threading.Lock()
+        self._last = -1
+        first = cv2.imread(str(self.paths[0]))
+        if first is None:
+            raise UserError("cannot read frame", self.paths[0], "extract the frames again")
+        self.video_height, self.video_width = first.shape[:2]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> torch.Tensor:
+        """Decode, resize and normalise one frame (runs in the reader thread)."""
+        img = cv2.imread(str(self.paths[index]), cv2.IMREAD_COLOR)
+        if img is None:
+            raise UserError("cannot read frame", self.paths[index], "extract the frames again")
+        size = self.image_size
+        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
+        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
+        rgb *= 1.0 / 255.0
+        rgb -= _MEAN
+        rgb /= _STD
+        return torch.from_numpy(rgb).permute(2, 0, 1)
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        with self._lock:
+            step = -1 if index < self._last else 1
+            self._last = index
+            fut = self._futures.pop(index, None) or self._pool.submit(self.load, index)
+            wanted = {index + step * k for k in range(1, self.read_ahead + 1)}
+            for stale in [i for i in self._futures if i not in wanted]:
+                self._futures.pop(stale).cancel()
+            for i in sorted(wanted, key=lambda i: abs(i - index)):
+                if 0 <= i < len(self) and i not in self._futures:
+                    self._futures[i] = self._pool.submit(self.load, i)
+        return fut.result()
+
+    def close(self) -> None:
+        """Stop the reader thread and drop frames read ahead."""
+        with self._lock:
+            for fut in self._futures.values():
+                fut.cancel()
+            self._futures.clear()
+        self._pool.shutdown(wait=True)

@@ -1,0 +1,261 @@
+"""Models: the SAM 2 registry, checkpoints (download, verify, load) and building a predictor.
+
+The model is built once per process from the configs packaged in sam2 1.1.0. ``weights``
+is ``"checkpoint"`` (trained weights from a path or the registry) or ``"random"`` (the real
+model with untrained weights: for tests and the offline demo only, and said loudly).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import hashlib
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .errors import UserError
+from .memory.devices import resolve_device
+
+log = logging.getLogger(__name__)
+
+RANDOM_WEIGHTS_WARNING = (
+    "RANDOM WEIGHTS: the model is untrained, its masks are meaningless "
+    "(tests and the offline demo only; configure a checkpoint for real work)"
+)
+
+_SAM21_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+_SAM2_URL = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
+_CFG_SHORT = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registry entry: packaged config, official URL and (where published) sha256."""
+
+    name: str
+    config: str
+    url: str
+    sha256: str | None = None
+
+    @property
+    def filename(self) -> str:
+        return f"{self.name}.pt"
+
+
+def _registry() -> dict[str, ModelSpec]:
+    specs = {}
+    for size, short in _CFG_SHORT.items():
+        specs[f"sam2.1_hiera_{size}"] = ModelSpec(
+            f"sam2.1_hiera_{size}",
+            f"configs/sam2.1/sam2.1_hiera_{short}.yaml",
+            f"{_SAM21_URL}sam2.1_hiera_{size}.pt",
+        )
+        specs[f"sam2_hiera_{size}"] = ModelSpec(
+            f"sam2_hiera_{size}",
+            f"configs/sam2/sam2_hiera_{short}.yaml",
+            f"{_SAM2_URL}sam2_hiera_{size}.pt",
+        )
+    return specs
+
+
+#: Known models. Meta publishes no checksums for these files; set ``checkpoint_sha256`` in
+#: the config to pin one (the digest of each download is logged and recorded).
+MODELS: dict[str, ModelSpec] = _registry()
+
+
+def model_spec(name: str) -> ModelSpec:
+    """Look a model up by name; an unknown name lists the known ones."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        known = ", ".join(sorted(MODELS))
+        raise UserError(f"unknown model {name!r}", None, f"use one of: {known}") from None
+
+
+def sha256_of(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def download(url: str, dest: str | Path, sha256: str | None = None, timeout: float = 60) -> Path:
+    """Download ``url`` to ``dest``: resumes a partial ``.part`` file, verifies, renames.
+
+    The final file only appears once complete and verified. A failure is a ``UserError``
+    naming the URL and where to put the file by hand.
+    """
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    manual = f"download it by hand from {url} and save it as {dest}"
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"Range": f"bytes={have}-"} if have else {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            mode = "ab" if have and response.status == 206 else "wb"
+            with open(part, mode) as f:
+                while block := response.read(1 << 20):
+                    f.write(block)
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise UserError(f"cannot download checkpoint {url} ({reason})", dest, manual) from exc
+    digest = sha256_of(part)
+    if sha256 and digest != sha256.lower():
+        part.unlink()
+        raise UserError(f"sha256 mismatch for {url}: expected {sha256}, got {digest}", dest, manual)
+    part.replace(dest)
+    log.info("downloaded %s to %s (sha256 %s)", url, dest, digest)
+    return dest
+
+
+def resolve_checkpoint(
+    checkpoint: str | Path,
+    model: str,
+    checkpoint_dir: str | Path = "resources/checkpoints",
+    url: str | None = None,
+    sha256: str | None = None,
+) -> Path:
+    """A checkpoint path from a file path or a registry name (downloaded when missing)."""
+    text = str(checkpoint)
+    if text in MODELS or text == "auto":
+        spec = model_spec(model if text == "auto" else text)
+        dest = Path(checkpoint_dir) / spec.filename
+        if dest.exists():
+            if sha256 and sha256_of(dest) != sha256.lower():
+                raise UserError(
+                    f"sha256 mismatch for existing checkpoint (expected {sha256})",
+                    dest,
+                    "delete the file and run again to download it afresh",
+                )
+            return dest
+        return download(url or spec.url, dest, sha256 or spec.sha256)
+    path = Path(text)
+    if not path.is_file():
+        raise UserError(
+            "checkpoint file not found", path, "give an existing .pt file or a model name"
+        )
+    return path
+
+
+def load_state_dict(path: str | Path) -> dict:
+    """Read a SAM 2 checkpoint (``{"model": state_dict}``) with ``weights_only=True``."""
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(
+            f"not a readable PyTorch checkpoint ({type(exc).__name__})",
+            path,
+            "check the file is a SAM 2 .pt checkpoint and not truncated",
+        ) from exc
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        raise UserError(
+            "not a SAM 2 checkpoint (expected a dict with a 'model' state_dict)",
+            path,
+            "use a checkpoint published by SAM 2 or saved as {'model': model.state_dict()}",
+        )
+    return data["model"]
+
+
+@dataclass
+class LoadedModel:
+    """A built predictor and the facts every report must carry."""
+
+    predictor: object
+    name: str
+    weights: str  # "random" or the checkpoint path
+    image_size: int
+    device: torch.device
+    dtype: torch.dtype | None  # autocast dtype, None for fp32
+
+    def autocast(self):
+        """bf16 autocast on CUDA (when chosen), a no-op context elsewhere."""
+        if self.dtype is not None and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=self.dtype)
+        return contextlib.nullcontext()
+
+
+def precision_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
+    """bf16 on CUDA by default (TF32 switched on for Ampere and newer), fp32 elsewhere."""
+    if precision not in ("auto", "bf16", "fp32"):
+        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+    if device.type != "cuda" or precision == "fp32":
+        return None
+    if torch.cuda.get_device_properties(device).major >= 8:
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    return torch.bfloat16
+
+
+@functools.lru_cache(maxsize=2)
+def build_model(
+    model: str = "sam2.1_hiera_tiny",
+    weights: str = "checkpoint",
+    checkpoint: str = "auto",
+    image_size: int | None = None,
+    device: str = "auto",
+    precision: str = "auto",
+    compile: bool = False,
+    checkpoint_dir: str = "resources/checkpoints",
+    checkpoint_url: str | None = None,
+    checkpoint_sha256: str | None = None,
+) -> LoadedModel:
+    """Build the SAM 2 video predictor once per process (cached by arguments)."""
+    from sam2.build_sam import build_sam2_video_predictor
+
+    spec = model_spec(model)
+    dev = resolve_device(device)
+    overrides = [f"++model.image_size={int(image_size)}"] if image_size else []
+    if compile:
+        overrides.append("++model.compile_image_encoder=true")
+    torch.manual_seed(0)  # random weights are the same in every process and run
+    predictor = build_sam2_video_predictor(
+        spec.config,
+        None,
+        device="cpu",
+        mode="eval",
+        hydra_overrides_extra=overrides,
+        vos_optimized=compile,
+    )
+    if weights == "auto":  # the demo: a checkpoint if one is here, random weights otherwise
+        local = Path(checkpoint_dir) / spec.filename if checkpoint == "auto" else Path(checkpoint)
+        weights, checkpoint = (
+            ("checkpoint", str(local)) if local.is_file() else ("random", checkpoint)
+        )
+    if weights == "random":
+        log.warning(RANDOM_WEIGHTS_WARNING)
+        weights_label = "random"
+    elif weights == "checkpoint":
+        path = resolve_checkpoint(
+            checkpoint, model, checkpoint_dir, checkpoint_url, checkpoint_sha256
+        )
+        state = load_state_dict(path)
+        missing, unexpected = predictor.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise UserError(
+                f"checkpoint does not fit model {model} "
+                f"({len(missing)} missing, {len(unexpected)} unexpected keys)",
+                path,
+                "pick the model name that matches the checkpoint",
+            )
+        weights_label = str(path)
+    else:
+        raise UserError(
+            f"unknown weights {weights!r}", None, "use 'checkpoint', 'random' or 'auto'"
+        )
+    predictor.to(dev)
+    return LoadedModel(
+        predictor=predictor,
+        name=model,
+        weights=weights_label,
+        image_size=int(predictor.image_size),
+        device=dev,
+        dtype=precision_dtype(dev, precision),
+    )

@@ -1,0 +1,265 @@
+"""Outputs: per-batch masks, frame table and memory record, and the per-video merge.
+
+A batch's outputs have exactly one slot per frame and object; a frame that could not be
+segmented keeps its slot, with an empty mask and its status. Everything a later step
+reads is written atomically (``atomic.atomic_path``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import zipfile
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+import torch
+
+from .atomic import atomic_path, write_text
+
+log = logging.getLogger(__name__)
+
+FRAME_STATUSES = ("ok", "skipped_oom", "no_prompt", "empty")
+COLUMNS = ["frame", "object", "status", "area", "cx", "cy", "x0", "y0", "x1", "y1", "score"]
+_PENDING = ""
+
+
+class MaskStore:
+    """Masks (bit-packed, video resolution) and per-frame statistics of one batch."""
+
+    def __init__(self, frames: list[int], object_ids: list[int], height: int, width: int):
+        self.frames = np.asarray(frames, dtype=np.int64)
+        self.object_ids = np.asarray(object_ids, dtype=np.int64)
+        self.height, self.width = int(height), int(width)
+        self.index = {int(f): i for i, f in enumerate(frames)}
+        n, k = len(frames), len(object_ids)
+        self.packed = np.zeros((n, k, math.ceil(self.height * self.width / 8)), dtype=np.uint8)
+        self.status = np.full((n, k), _PENDING, dtype=object)
+        self.stats = np.full((n, k, 8), np.nan, dtype=np.float64)  # area cx cy x0 y0 x1 y1 score
+
+    def put(self, frame: int, logits: torch.Tensor) -> None:
+        """Store SAM 2's video-resolution logits (objects x 1 x H x W) for ``frame``."""
+        i = self.index[int(frame)]
+        masks = logits[:, 0] > 0
+        probs = torch.sigmoid(logits[:, 0].float())
+        for k in range(masks.shape[0]):
+            m = masks[k]
+            area = int(m.sum())
+            if area == 0:
+                self.status[i, k] = "empty"
+                self.packed[i, k] = 0
+                self.stats[i, k] = [0, np.nan, np.nan, np.nan, np.nan, np.nan, np.nan, 0.0]
+                continue
+            score = float(probs[k][m].mean())
+            mask = m.cpu().numpy()
+            ys = np.flatnonzero(mask.any(axis=1))
+            xs = np.flatnonzero(mask.any(axis=0))
+            yy, xx = np.nonzero(mask)
+            self.packed[i, k] = np.packbits(mask.ravel())
+            self.status[i, k] = "ok"
+            self.stats[i, k] = [area, xx.mean(), yy.mean(), xs[0], ys[0], xs[-1], ys[-1], score]
+
+    def mask(self, frame: int, k: int) -> np.ndarray:
+        """The bool mask of object slot ``k`` on ``frame``."""
+        bits = np.unpackbits(self.packed[self.index[int(frame)], k], count=self.height * self.width)
+        return bits.reshape(self.height, self.width).astype(bool)
+
+    def mark(self, frames: list[int], status: str) -> None:
+        """Give ``frames`` an empty mask and ``status`` (``skipped_oom``, ``no_prompt``)."""
+        for f in frames:
+            i = self.index[int(f)]
+            self.status[i] = status
+            self.packed[i] = 0
+            self.stats[i] = np.nan
+
+    def status_counts(self) -> dict[str, int]:
+        """Frames x objects per status."""
+        values, counts = np.unique(self.status.astype(str), return_counts=True)
+        return {str(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+    def table(self) -> pd.DataFrame:
+        """The per-frame table: a row per frame per object."""
+        n, k = self.status.shape
+        df = pd.DataFrame(
+            {
+                "frame": np.repeat(self.frames, k),
+                "object": np.tile(self.object_ids, n),
+                "status": self.status.reshape(-1),
+            }
+        )
+        stats = self.stats.reshape(n * k, 8)
+        for j, name in enumerate(COLUMNS[3:]):
+            df[name] = stats[:, j]
+        return df
+
+
+def write_batch_outputs(out_dir: str | Path, store: MaskStore, record: dict) -> None:
+    """Write ``masks.npz``, ``frames.csv`` and (last) ``memory.json``, each atomically."""
+    if (store.status == _PENDING).any():
+        missing = store.frames[(store.status == _PENDING).any(axis=1)]
+        raise RuntimeError(f"frames without a result or status: {missing[:10].tolist()}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "masks.npz") as tmp:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(
+                f,
+                frames=store.frames,
+                object_ids=store.object_ids,
+                masks=store.packed,
+                shape=np.asarray(
+                    [len(store.frames), len(store.object_ids), store.height, store.width]
+                ),
+                status=store.status.astype(str),
+            )
+    with atomic_path(out / "frames.csv") as tmp:
+        store.table().to_csv(tmp, index=False, float_format="%.6g")
+    write_text(out / "memory.json", json.dumps(record, indent=1, default=str))
+
+
+def load_masks(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read a ``masks.npz``: frames, object ids and bool masks (frames x objects x H x W)."""
+    with np.load(path) as data:
+        n, k, h, w = (int(v) for v in data["shape"])
+        bits = np.unpackbits(data["masks"], axis=-1, count=h * w)
+        return data["frames"], data["object_ids"], bits.reshape(n, k, h, w).astype(bool)
+
+
+def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFrame:
+    """Merge a video's batches into ``masks.npz`` (global order) and ``tracks.csv``.
+
+    Returns the merged frame table. Batches are read one at a time for the masks.
+    """
+    dirs = [Path(d) for d in batch_dirs]
+    metas = []
+    for d in dirs:
+        with np.load(d / "masks.npz") as data:
+            metas.append((int(data["frames"][0]), d, tuple(int(v) for v in data["shape"])))
+    metas.sort()
+    shapes = {m[2][1:] for m in metas}
+    if len(shapes) != 1:
+        # Batches may differ in objects (DLC individuals seen): pad to the union of ids.
+        log.info("batches differ in objects or size: %s", shapes)
+    object_ids = sorted(
+        {int(o) for _, d, _ in metas for o in np.load(d / "masks.npz")["object_ids"]}
+    )
+    h, w = metas[0][2][2:]
+    nbytes = math.ceil(h * w / 8)
+    total = sum(m[2][0] for m in metas)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out / "masks.npz") as tmp:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+            frames, status = [], []
+            with zf.open("masks.npy", "w", force_zip64=True) as f:
+                header = {
+                    "descr": "|u1",
+                    "fortran_order": False,
+                    "shape": (total, len(object_ids), nbytes),
+                }
+                np.lib.format.write_array_header_2_0(f, header)
+                for _, d, _ in metas:
+                    with np.load(d / "masks.npz") as data:
+                        padded = np.zeros((len(data["frames"]), len(object_ids), nbytes), np.uint8)
+                        st = np.full(
+                            (len(data["frames"]), len(object_ids)), "no_prompt", dtype=object
+                        )
+                        for j, obj in enumerate(data["object_ids"]):
+                            padded[:, object_ids.index(int(obj))] = data["masks"][:, j]
+                            st[:, object_ids.index(int(obj))] = data["status"][:, j]
+                        f.write(padded.tobytes())
+                        frames.append(data["frames"])
+                        status.append(st.astype(str))
+            for name, arr in (
+                ("frames", np.concatenate(frames)),
+                ("object_ids", np.asarray(object_ids, dtype=np.int64)),
+                ("shape", np.asarray([total, len(object_ids), h, w])),
+                ("status", np.concatenate(status)),
+            ):
+                with zf.open(f"{name}.npy", "w") as f:
+                    np.lib.format.write_array(f, arr, allow_pickle=False)
+    table = pd.concat([pd.read_csv(d / "frames.csv") for _, d, _ in metas], ignore_index=True)
+    table = table.sort_values(["frame", "object"], kind="stable").reset_index(drop=True)
+    with atomic_path(out / "tracks.csv") as tmp:
+        table.to_csv(tmp, index=False, float_format="%.6g")
+    return table
+
+
+_COLOURS = [
+    (0, 200, 255),
+    (255, 80, 80),
+    (80, 255, 80),
+    (255, 0, 255),
+    (255, 255, 0),
+    (0, 128, 255),
+]
+
+
+def draw_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """Blend each object's mask over a BGR image in its own colour, with its outline."""
+    out = image.copy()
+    for k, m in enumerate(masks):
+        if not m.any():
+            continue
+        colour = np.array(_COLOURS[k % len(_COLOURS)], dtype=np.float32)
+        out[m] = (out[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
+        contours, _ = cv2.findContours(
+            m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+        )
+        cv2.drawContours(out, contours, -1, tuple(int(c) for c in colour), 2)
+    return out
+
+
+def render_overlay(
+    video: str | Path,
+    masks_npz: str | Path,
+    overlay: str | Path,
+    sheet: str | Path,
+    tiles: int = 12,
+) -> None:
+    """Draw the masks over the video (``overlay``) and a grid of frames (``sheet``)."""
+    from .frames import open_video
+
+    with np.load(masks_npz) as data:
+        n, k, h, w = (int(v) for v in data["shape"])
+        frames = data["frames"]
+        packed = data["masks"]
+    row_of = {int(f): i for i, f in enumerate(frames)}
+    picks = set(np.linspace(frames[0], frames[-1], num=min(tiles, n)).round().astype(int).tolist())
+    cap = open_video(video)
+    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
+    tiles_img = []
+    with atomic_path(overlay) as tmp:
+        writer = cv2.VideoWriter(str(tmp) + ".mp4", cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+        frame = 0
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            if img.shape[:2] != (h, w):
+                img = cv2.resize(img, (w, h))
+            i = row_of.get(frame)
+            if i is not None:
+                m = np.unpackbits(packed[i], axis=-1, count=h * w).reshape(k, h, w).astype(bool)
+                img = draw_masks(img, m)
+            cv2.putText(img, str(frame), (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
+            writer.write(img)
+            if frame in picks:
+                tiles_img.append(cv2.resize(img, (320, int(320 * h / w))))
+            frame += 1
+        writer.release()
+        cap.release()
+        Path(str(tmp) + ".mp4").replace(tmp)
+    cols = 4
+    rows = math.ceil(len(tiles_img) / cols) or 1
+    th, tw = tiles_img[0].shape[:2] if tiles_img else (240, 320)
+    grid = np.zeros((rows * th, cols * tw, 3), dtype=np.uint8)
+    for j, t in enumerate(tiles_img):
+        r, c = divmod(j, cols)
+        grid[r * th : (r + 1) * th, c * tw : (c + 1) * tw] = t
+    with atomic_path(sheet) as tmp:
+        ok, buf = cv2.imencode(".png", grid)
+        tmp.write_bytes(buf.tobytes())

@@ -1,0 +1,327 @@
+"""Prompts: where SAM 2 is told what to segment, from DeepLabCut files or from the config.
+
+DeepLabCut prediction files (CSV with 3 header rows, or 4 for multi-animal projects, and
+``.h5``) and label files (``CollectedData_*``, x/y without likelihood) become keypoints per
+frame, individual and bodypart; a batch is prompted on its frame with the most usable points.
+Points, boxes and a mask PNG from the config prompt one object on one frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from .errors import UserError
+
+log = logging.getLogger(__name__)
+
+#: DeepLabCut's default pcutoff.
+DEFAULT_CUTOFF = 0.6
+
+
+@dataclass
+class ObjectPrompt:
+    """What SAM 2 gets for one object on the prompt frame (video pixel coordinates)."""
+
+    points: np.ndarray | None = None  # K x 2 float32 (x, y)
+    labels: np.ndarray | None = None  # K int32 (1 positive, 0 negative)
+    box: np.ndarray | None = None  # 4 float32 (x0, y0, x1, y1)
+    mask: np.ndarray | None = None  # H x W bool
+
+
+@dataclass
+class BatchPrompt:
+    """The prompt of one batch: a global frame index and one prompt per object id."""
+
+    frame: int
+    objects: dict[int, ObjectPrompt] = field(default_factory=dict)
+    source: str = ""
+
+
+@dataclass
+class Keypoints:
+    """DeepLabCut keypoints: ``xyl`` is frames x individuals x bodyparts x (x, y, likelihood)."""
+
+    path: str
+    frames: np.ndarray  # global frame index of each row
+    individuals: list[str]
+    bodyparts: list[str]
+    xyl: np.ndarray
+    is_label_file: bool
+
+    def select(self, bodyparts: list[str] | None) -> Keypoints:
+        """Keep only ``bodyparts`` (all when empty); an unknown name is a ``UserError``."""
+        if not bodyparts:
+            return self
+        unknown = [b for b in bodyparts if b not in self.bodyparts]
+        if unknown:
+            raise UserError(
+                f"unknown bodypart(s) {', '.join(unknown)} (line 3 of the header lists "
+                f"{', '.join(self.bodyparts)})",
+                self.path,
+                "fix 'bodyparts' in the config",
+            )
+        idx = [self.bodyparts.index(b) for b in bodyparts]
+        return Keypoints(
+            self.path,
+            self.frames,
+            self.individuals,
+            list(bodyparts),
+            self.xyl[:, :, idx],
+            self.is_label_file,
+        )
+
+
+def _frame_from_label(value) -> int | None:
+    """Frame number of a label-file row (``labeled-data/m4s1/img0042.png`` -> 42)."""
+    text = "/".join(map(str, value)) if isinstance(value, tuple) else str(value)
+    if text.lstrip("-").isdigit():
+        return int(text)
+    digits = re.findall(r"(\d+)", Path(text).stem)
+    return int(digits[-1]) if digits else None
+
+
+def _header_rows(path: Path) -> int:
+    """3 for single-animal files, 4 when the second header row is ``individuals``."""
+    with open(path, encoding="utf-8", errors="replace") as f:
+        head = [f.readline().split(",")[0].strip() for _ in range(4)]
+    if head[0] != "scorer":
+        raise UserError(
+            f"line 1 starts with {head[0]!r}, not 'scorer': not a DeepLabCut CSV",
+            path,
+            "give a DeepLabCut prediction or label file (3 or 4 header rows)",
+        )
+    if head[1] == "individuals":
+        return 4
+    if head[1] == "bodyparts" and head[2] == "coords":
+        return 3
+    raise UserError(
+        f"unexpected header rows {head[:3]}: expected scorer/bodyparts/coords "
+        "or scorer/individuals/bodyparts/coords",
+        path,
+        "export the file again from DeepLabCut",
+    )
+
+
+def _read_table(path: Path) -> pd.DataFrame:
+    if path.suffix.lower() in (".h5", ".hdf5"):
+        try:
+            import tables  # noqa: F401
+        except ImportError:
+            raise UserError(
+                "reading .h5 files needs PyTables",
+                path,
+                "pip install 'sam2flow[h5]' (or give the CSV export)",
+            ) from None
+        try:
+            with pd.HDFStore(path, mode="r") as store:
+                keys = store.keys()
+                key = "df_with_missing" if "/df_with_missing" in keys else keys[0]
+                return store[key]
+        except Exception as exc:
+            raise UserError(f"cannot read HDF5 table ({exc})", path, "export it again") from exc
+    if path.suffix.lower() != ".csv":
+        raise UserError("unknown prompt file type", path, "give a DeepLabCut .csv or .h5 file")
+    rows = _header_rows(path)
+    try:
+        table = pd.read_csv(path, header=list(range(rows)), index_col=0)
+    except Exception as exc:
+        raise UserError(f"cannot parse CSV ({exc})", path, "export it again") from exc
+    # Newer label files put the image path in 3 index columns; fold them into one.
+    first = table.columns[0]
+    if str(first[0]).startswith("Unnamed"):
+        table = pd.read_csv(path, header=list(range(rows)), index_col=[0, 1, 2])
+    return table
+
+
+def read_dlc(path: str | Path) -> Keypoints:
+    """Read a DeepLabCut prediction or label file (CSV or ``.h5``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(
+            "prompt file not found", path, "check the 'prompts' column of the sample sheet"
+        )
+    table = _read_table(path)
+    names = [n or "" for n in table.columns.names]
+    levels = {name: i for i, name in enumerate(names)}
+    if "bodyparts" not in levels or "coords" not in levels:
+        raise UserError(
+            f"columns have levels {names}, expected bodyparts and coords",
+            path,
+            "export the file again from DeepLabCut",
+        )
+    cols = table.columns
+    individuals = (
+        list(dict.fromkeys(cols.get_level_values("individuals")))
+        if "individuals" in levels
+        else ["single"]
+    )
+    bodyparts = list(dict.fromkeys(cols.get_level_values("bodyparts")))
+    coords = set(cols.get_level_values("coords"))
+    has_likelihood = "likelihood" in coords
+    values = table.apply(pd.to_numeric, errors="coerce")
+    xyl = np.full((len(table), len(individuals), len(bodyparts), 3), np.nan, dtype=np.float32)
+    for col in cols:
+        ind = individuals.index(col[levels["individuals"]]) if "individuals" in levels else 0
+        if ind < 0 or col[levels["bodyparts"]] not in bodyparts:
+            continue
+        bp = bodyparts.index(col[levels["bodyparts"]])
+        coord = {"x": 0, "y": 1, "likelihood": 2}.get(col[levels["coords"]])
+        if coord is not None:
+            xyl[:, ind, bp, coord] = values[col].to_numpy(dtype=np.float32)
+    if not has_likelihood:  # label files: a labelled point is certain
+        xyl[..., 2] = np.where(np.isnan(xyl[..., 0]) | np.isnan(xyl[..., 1]), 0.0, 1.0)
+    frames = []
+    for line, value in enumerate(table.index, start=len(cols.levels) + 1):
+        frame = _frame_from_label(value)
+        if frame is None:
+            raise UserError(
+                f"line {line}: cannot read a frame number from {value!r}",
+                path,
+                "rows must be frame numbers or image names with a number",
+            )
+        frames.append(frame)
+    is_label = not has_likelihood
+    return Keypoints(str(path), np.asarray(frames), individuals, bodyparts, xyl, is_label)
+
+
+def check_frame_count(keypoints: Keypoints, video_frames: int) -> None:
+    """A prediction file must have one row per video frame; label files are sparse."""
+    if keypoints.is_label_file:
+        return
+    if len(keypoints.frames) != video_frames:
+        raise UserError(
+            f"has {len(keypoints.frames)} frame rows but the video has {video_frames} frames",
+            keypoints.path,
+            "give the prediction file made from this video",
+        )
+
+
+def dlc_batch_prompt(
+    keypoints: Keypoints,
+    frames: list[int],
+    cutoff: float = DEFAULT_CUTOFF,
+    scale: float = 1.0,
+    offset: tuple[float, float] = (0.0, 0.0),
+) -> BatchPrompt | None:
+    """Prompt a batch on its frame with the most usable points (ties: highest mean likelihood).
+
+    One object per individual (ids 1, 2, ...); points below ``cutoff`` or NaN are dropped.
+    ``None`` when no frame of the batch has a usable point.
+    """
+    wanted = np.isin(keypoints.frames, np.asarray(frames))
+    rows = np.flatnonzero(wanted)
+    if rows.size == 0:
+        return None
+    xyl = keypoints.xyl[rows]
+    usable = (xyl[..., 2] >= cutoff) & ~np.isnan(xyl[..., 0]) & ~np.isnan(xyl[..., 1])
+    counts = usable.reshape(len(rows), -1).sum(axis=1)
+    if counts.max() == 0:
+        return None
+    lik = np.where(usable, xyl[..., 2], 0).reshape(len(rows), -1).sum(axis=1) / np.maximum(
+        counts, 1
+    )
+    best = max(range(len(rows)), key=lambda r: (counts[r], lik[r], -r))
+    prompt = BatchPrompt(frame=int(keypoints.frames[rows[best]]), source=keypoints.path)
+    for ind in range(len(keypoints.individuals)):
+        ok = usable[best, ind]
+        if not ok.any():
+            continue
+        pts = xyl[best, ind, ok, :2] * scale + np.asarray(offset, dtype=np.float32)
+        prompt.objects[ind + 1] = ObjectPrompt(
+            points=pts.astype(np.float32), labels=np.ones(len(pts), dtype=np.int32)
+        )
+    return prompt
+
+
+def parse_points(text: str) -> tuple[np.ndarray, np.ndarray]:
+    """``"210,350;300,400,0"`` -> points and labels (label defaults to 1, positive)."""
+    pts, labels = [], []
+    for item in re.split(r"[;\s]+", text.strip()):
+        if not item:
+            continue
+        parts = item.split(",")
+        if len(parts) not in (2, 3):
+            raise ValueError(f"point {item!r} must be X,Y or X,Y,LABEL")
+        pts.append([float(parts[0]), float(parts[1])])
+        labels.append(int(parts[2]) if len(parts) == 3 else 1)
+    if not pts:
+        raise ValueError(f"no points in {text!r}")
+    return np.asarray(pts, dtype=np.float32), np.asarray(labels, dtype=np.int32)
+
+
+def parse_box(text: str) -> np.ndarray:
+    """``"x0,y0,x1,y1"`` -> a box array."""
+    parts = [float(v) for v in text.split(",")]
+    if len(parts) != 4 or parts[2] <= parts[0] or parts[3] <= parts[1]:
+        raise ValueError(f"box {text!r} must be X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0")
+    return np.asarray(parts, dtype=np.float32)
+
+
+def read_mask_png(path: str | Path) -> np.ndarray:
+    """A mask PNG (non-zero pixels are the object) as a bool array."""
+    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    if img is None:
+        raise UserError("cannot read mask image", path, "give a PNG with the object non-zero")
+    return img > 0
+
+
+def manual_prompt(
+    frame: int,
+    points: str | None = None,
+    box: str | None = None,
+    mask: str | Path | None = None,
+) -> BatchPrompt:
+    """One object (id 1) prompted on ``frame`` by points, a box and/or a mask PNG."""
+    obj = ObjectPrompt()
+    if points:
+        obj.points, obj.labels = parse_points(points)
+    if box:
+        obj.box = parse_box(box)
+    if mask:
+        obj.mask = read_mask_png(mask)
+    if obj.points is None and obj.box is None and obj.mask is None:
+        raise ValueError("a manual prompt needs points, a box or a mask")
+    return BatchPrompt(frame=int(frame), objects={1: obj}, source="config")
+
+
+def prompt_in_batch(prompt: BatchPrompt | None, frames: list[int]) -> BatchPrompt | None:
+    """The prompt if its frame lies in this batch, else ``None`` (the batch has no prompt)."""
+    if prompt is None or prompt.frame not in set(frames):
+        return None
+    return prompt
+
+
+def prompt_for_batch(
+    frames: list[int],
+    *,
+    prompts_file: str | Path | None = None,
+    points: str | None = None,
+    box: str | None = None,
+    mask: str | Path | None = None,
+    prompt_frame: int | None = None,
+    bodyparts: list[str] | None = None,
+    cutoff: float = DEFAULT_CUTOFF,
+    video_frames: int | None = None,
+    scale: float = 1.0,
+    offset: tuple[float, float] = (0.0, 0.0),
+) -> BatchPrompt | None:
+    """The prompt of a batch from a DeepLabCut file or from manual points / box / mask.
+
+    ``None`` when the batch has no usable prompt (its frames become ``no_prompt``).
+    """
+    if prompts_file:
+        keypoints = read_dlc(prompts_file).select(bodyparts)
+        if video_frames is not None:
+            check_frame_count(keypoints, video_frames)
+        return dlc_batch_prompt(keypoints, frames, cutoff, scale, offset)
+    if points or box or mask:
+        frame = frames[0] if prompt_frame is None else int(prompt_frame)
+        return prompt_in_batch(manual_prompt(frame, points, box, mask), frames)
+    return None

@@ -1,0 +1,305 @@
+"""Segment: SAM 2 over one batch of JPEG frames, inside the memory guard.
+
+Every frame of the batch gets a slot: propagation runs forward from the prompt frame and
+backward to the batch start. The guard's unit of work is the batch in *processing order*
+(prompt frame, forward to the end, then backward to the start); when it splits the unit,
+chunk k+1 overlaps chunk k by one frame and starts from chunk k's mask on that frame
+(``add_new_mask``), so tracking continues instead of restarting from a stale prompt.
+
+Memory stays flat with batch length: frames come from a lazy ``FrameSource`` and the
+non-conditioning outputs SAM 2 will never read again are dropped during propagation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .frames import FrameSource, frame_file, list_frames
+from .memory import MemoryGuard, Plan
+from .models import RANDOM_WEIGHTS_WARNING, LoadedModel
+from .outputs import MaskStore, write_batch_outputs
+from .prompts import BatchPrompt
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def lazy_frames(source: FrameSource):
+    """Let ``init_state`` take a ``FrameSource`` in place of a JPEG folder.
+
+    sam2 1.1.0's ``init_state`` only accepts a path; its own ``async_loading_frames`` shows
+    that ``images`` may be any object with ``len`` and ``[]``. This swaps the loader for the
+    duration of one ``init_state`` call and hands it the source instead.
+    """
+    import sam2.sam2_video_predictor as svp
+
+    original = svp.load_video_frames
+
+    def load(video_path, **kwargs):
+        if video_path is source:
+            return source, source.video_height, source.video_width
+        return original(video_path=video_path, **kwargs)
+
+    svp.load_video_frames = load
+    try:
+        yield
+    finally:
+        svp.load_video_frames = original
+
+
+def memory_window(predictor) -> int:
+    """How many frames back SAM 2 reads non-conditioning outputs (memories and pointers)."""
+    stride = int(getattr(predictor, "memory_temporal_stride_for_eval", 1) or 1)
+    window = int(predictor.num_maskmem) * stride
+    if getattr(predictor, "use_obj_ptrs_in_encoder", False):
+        window = max(window, int(predictor.max_obj_ptrs_in_encoder))
+    return window
+
+
+def prune_outputs(state: dict, frame: int, reverse: bool, window: int, keep_near: int) -> int:
+    """Drop non-conditioning outputs more than ``window`` frames behind ``frame``.
+
+    Outputs within ``window`` of ``keep_near`` (the prompt frame) are kept, since backward
+    propagation from there reads them. Returns how many entries were dropped.
+    """
+    dropped = 0
+    for out in state["output_dict_per_obj"].values():
+        non_cond = out["non_cond_frame_outputs"]
+        stale = [
+            k
+            for k in non_cond
+            if (k > frame + window if reverse else k < frame - window)
+            and abs(k - keep_near) > window
+        ]
+        for k in stale:
+            del non_cond[k]
+        dropped += len(stale)
+    return dropped
+
+
+@dataclass
+class BatchJob:
+    """One batch: its frames on disk, its prompt, and where its outputs go."""
+
+    frames_dir: Path
+    out_dir: Path
+    prompt: BatchPrompt | None
+    video: str = ""
+    batch: str = ""
+
+
+class _Segmenter:
+    """The work function the guard calls, with what it needs between chunks."""
+
+    def __init__(self, job: BatchJob, model: LoadedModel, frames: list[int], store: MaskStore):
+        self.job, self.model, self.frames, self.store = job, model, frames, store
+        self.paths = [job.frames_dir / frame_file(f) for f in frames]
+        self.local = {f: i for i, f in enumerate(frames)}
+        self.prompt = job.prompt
+        self.p = self.local[job.prompt.frame]
+        n = len(frames)
+        # Processing order: prompt frame, forward to the end, then backward to the start.
+        self.order = list(range(self.p, n)) + list(range(self.p - 1, -1, -1))
+        self.obj_ids = sorted(job.prompt.objects)
+        self.window = memory_window(model.predictor)
+        self.progress = None
+
+    def __call__(self, plan: Plan, carry):
+        chunk = self.order[plan.first_frame : plan.last_frame + 1]
+        fwd = [i for i in chunk if i >= self.p]  # ascending
+        bwd = [i for i in chunk if i < self.p]  # descending
+        predictor = self.model.predictor
+        if plan.device != self.model.device:
+            predictor.to(plan.device)
+        try:
+            if self.p in chunk:  # the first chunk: prompt, then both directions
+                self._pass(plan, self.p, None, fwd, bwd)
+            else:
+                if fwd:  # continues from the previous chunk's last mask
+                    self._pass(plan, carry[0], carry[1], fwd, [])
+                if bwd:  # right below the prompt frame: start from the prompt again
+                    anchor, carried = (self.p, None) if bwd[0] == self.p - 1 else carry
+                    self._pass(plan, anchor, carried, [], bwd)
+        finally:
+            if plan.device != self.model.device:
+                predictor.to(self.model.device)
+        last = chunk[-1]
+        return last, {
+            obj: self.store.mask(self.frames[last], k) for k, obj in enumerate(self.obj_ids)
+        }
+
+    def _pass(self, plan: Plan, anchor: int, carried: dict | None, fwd: list, bwd: list) -> None:
+        """One inference state over the anchor and the frames of one or both directions."""
+        span = [anchor, *fwd, *bwd]
+        lo, hi = min(span), max(span)
+        source = FrameSource(self.paths[lo : hi + 1], self.model.image_size)
+        try:
+            with torch.inference_mode(), self._autocast(plan.device):
+                with lazy_frames(source):
+                    state = self.model.predictor.init_state(
+                        source, offload_state_to_cpu=plan.offload
+                    )
+                self._add_anchor(state, anchor - lo, carried)
+                if fwd:
+                    self._propagate(state, anchor, lo, fwd[-1], reverse=False)
+                if bwd:
+                    self._propagate(state, anchor, lo, bwd[-1], reverse=True)
+                del state
+        finally:
+            source.close()
+
+    def describe(self, first: int, last: int) -> str:
+        """Global frame ranges of positions ``first..last`` of the processing order."""
+        return "frames " + ", ".join(f"{a}-{b}" for a, b in self.ranges(first, last))
+
+    def ranges(self, first: int, last: int) -> list[list[int]]:
+        """Positions of the processing order as sorted ranges of global frames."""
+        return frame_ranges(self.frames[self.order[i]] for i in range(first, last + 1))
+
+    def _autocast(self, device: torch.device):
+        if device.type == "cuda":
+            return self.model.autocast()
+        return contextlib.nullcontext()
+
+    def _add_anchor(self, state: dict, local_frame: int, carried: dict | None) -> None:
+        predictor = self.model.predictor
+        if carried is not None:
+            for obj in self.obj_ids:
+                predictor.add_new_mask(state, local_frame, obj, torch.from_numpy(carried[obj]))
+            return
+        for obj in self.obj_ids:
+            op = self.prompt.objects[obj]
+            if op.points is not None or op.box is not None:
+                predictor.add_new_points_or_box(
+                    state, local_frame, obj, points=op.points, labels=op.labels, box=op.box
+                )
+            if op.mask is not None:
+                predictor.add_new_mask(state, local_frame, obj, torch.from_numpy(op.mask))
+
+    def _propagate(self, state: dict, start: int, lo: int, end: int, reverse: bool) -> None:
+        predictor = self.model.predictor
+        for local_idx, _, logits in predictor.propagate_in_video(
+            state,
+            start_frame_idx=start - lo,
+            max_frame_num_to_track=abs(end - start),
+            reverse=reverse,
+        ):
+            idx = local_idx + lo
+            # The anchor frame was stored by an earlier pass, unless it is the prompt
+            # frame met for the first time (forward pass from the prompt).
+            if idx != start or (start == self.p and not reverse):
+                self.store.put(self.frames[idx], logits)
+                if self.progress is not None:
+                    self.progress.update(1)
+            prune_outputs(state, local_idx, reverse, self.window, self.p - lo)
+
+
+def segment_batch(
+    job: BatchJob,
+    model: LoadedModel,
+    guard: MemoryGuard,
+    progress: bool = False,
+) -> dict:
+    """Segment every frame of ``job`` and write ``masks.npz``, ``frames.csv``, ``memory.json``.
+
+    Returns the record written to ``memory.json``.
+    """
+    frames = list_frames(job.frames_dir)
+    started = time.perf_counter()
+    prompt = job.prompt
+    if prompt is not None and prompt.frame not in frames:
+        prompt = None
+    first = FrameSource([job.frames_dir / frame_file(frames[0])], 16)
+    height, width = first.video_height, first.video_width
+    first.close()
+    obj_ids = sorted(prompt.objects) if prompt and prompt.objects else [1]
+    store = MaskStore(frames, obj_ids, height, width)
+    if prompt is None or not prompt.objects:
+        log.warning("batch %s: no usable prompt in frames %d-%d", job.batch, frames[0], frames[-1])
+        record = {
+            "status": "ok",
+            "frames_total": len(frames),
+            "frames_ok": 0,
+            "frames_skipped": 0,
+            "attempts": [],
+            "skipped_ranges": [],
+            "device": str(model.device),
+        }
+        store.mark(frames, "no_prompt")
+    else:
+        work = _Segmenter(job, model, frames, store)
+        key = guard.sizing_key(model.name, model.image_size, len(obj_ids))
+        bar = _progress_bar(progress, len(frames), job.batch)
+        work.progress = bar
+        try:
+            unit = guard.run(work, 0, len(frames) - 1, key=key, describe=work.describe)
+        finally:
+            if bar is not None:
+                bar.close()
+        record = unit.to_dict()
+        _positions_to_frames(record, work)
+        for lo_f, hi_f in record["skipped_ranges"]:
+            store.mark([f for f in frames if lo_f <= f <= hi_f], "skipped_oom")
+        record["prompt_frame"] = prompt.frame
+    seconds = time.perf_counter() - started
+    record.update(
+        video=job.video,
+        batch=job.batch,
+        first_frame=frames[0],
+        last_frame=frames[-1],
+        objects=obj_ids,
+        model=model.name,
+        weights=model.weights,
+        image_size=model.image_size,
+        seconds=round(seconds, 3),
+        frames_per_second=round(len(frames) / seconds, 3) if seconds > 0 else None,
+    )
+    if model.weights == "random":
+        record["warning"] = RANDOM_WEIGHTS_WARNING
+    record["frame_status"] = store.status_counts()
+    write_batch_outputs(job.out_dir, store, record)
+    log.info(
+        "batch %s: %s, %d frames in %.1f s (%.2f frames/s)",
+        job.batch,
+        record["status"],
+        len(frames),
+        seconds,
+        record["frames_per_second"] or 0,
+    )
+    return record
+
+
+def frame_ranges(frames) -> list[list[int]]:
+    """Sorted global frames as ``[first, last]`` runs: ``[3, 1, 2, 7]`` -> ``[[1, 3], [7, 7]]``."""
+    ranges: list[list[int]] = []
+    for f in sorted(frames):
+        if ranges and f == ranges[-1][1] + 1:
+            ranges[-1][1] = f
+        else:
+            ranges.append([f, f])
+    return ranges
+
+
+def _positions_to_frames(record: dict, work: _Segmenter) -> None:
+    """Rewrite the guard's positions (processing order) as global frame indices."""
+    for attempt in record["attempts"]:
+        runs = work.ranges(attempt["first_frame"], attempt["last_frame"])
+        attempt["first_frame"], attempt["last_frame"] = runs[0][0], runs[-1][1]
+        attempt["frame_ranges"] = runs
+    record["skipped_ranges"] = [
+        r for lo, hi in record["skipped_ranges"] for r in work.ranges(lo, hi)
+    ]
+
+
+def _progress_bar(enabled: bool, total: int, batch: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=f"batch {batch}", unit="frame")
