@@ -28,7 +28,10 @@ install: $(STAMP)
 # The main job on the embedded demo: synthetic video + DeepLabCut-style predictions.
 run: install
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/demo.yaml
-	@$(PY) -m sam2flow.cli where --configfile config/demo.yaml
+	@echo
+	@echo "Results: results/demo/ (masks.npz, tracks.csv, overlay.mp4, contact_sheet.png)"
+	@echo "Memory report: results/memory_report.html (summary: results/memory_summary.csv)"
+	@echo "Weights: random unless resources/checkpoints/sam2.1_hiera_tiny.pt exists (see logs/)"
 
 test: install
 	$(VENV)/bin/pytest -q

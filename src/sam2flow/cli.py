@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from .errors import UserError
+from .logs import quiet_third_party
 
 log = logging.getLogger("sam2flow")
 
@@ -110,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    quiet_third_party()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -145,42 +147,40 @@ def guard_config(args):
 
 
 def _segment(args) -> int:
-    from .frames import list_frames
-    from .memory import MemoryGuard
-    from .models import build_model
-    from .prompts import prompt_for_batch
-    from .segment import BatchJob, segment_batch
+    from .segment import segment_folder
 
-    config = guard_config(args)
-    frames = list_frames(args.frames)
-    prompt = prompt_for_batch(
-        frames,
-        prompts_file=args.prompts,
-        points=";".join(args.point) if args.point else None,
-        box=args.box,
-        mask=args.mask,
-        prompt_frame=args.prompt_frame,
-        bodyparts=[b for b in args.bodyparts.split(",") if b],
-        cutoff=args.likelihood_cutoff,
-        video_frames=args.video_frames,
+    record = segment_folder(
+        args.frames,
+        args.out,
+        prompt=dict(
+            prompts_file=args.prompts,
+            points=";".join(args.point) if args.point else None,
+            box=args.box,
+            mask=args.mask,
+            prompt_frame=args.prompt_frame,
+            bodyparts=[b for b in args.bodyparts.split(",") if b],
+            cutoff=args.likelihood_cutoff,
+            video_frames=args.video_frames,
+        ),
+        model=dict(
+            name=args.model,
+            weights=args.weights,
+            checkpoint=args.checkpoint,
+            image_size=args.image_size,
+            device=args.device,
+            precision=args.precision,
+            compile=args.compile,
+            checkpoint_dir=args.checkpoint_dir,
+            checkpoint_url=args.checkpoint_url,
+            checkpoint_sha256=args.checkpoint_sha256,
+        ),
+        memory=guard_config(args),
+        video=args.video,
+        batch=args.batch,
+        progress=sys.stderr.isatty(),
     )
-    model = build_model(
-        args.model,
-        args.weights,
-        args.checkpoint,
-        args.image_size,
-        args.device,
-        args.precision,
-        args.compile,
-        args.checkpoint_dir,
-        args.checkpoint_url,
-        args.checkpoint_sha256,
-    )
-    guard = MemoryGuard(config, model.device)
-    job = BatchJob(Path(args.frames), Path(args.out), prompt, args.video, args.batch)
-    record = segment_batch(job, model, guard, progress=sys.stderr.isatty())
     counts = ", ".join(f"{k} {v}" for k, v in sorted(record["frame_status"].items()))
-    print(f"batch {record['status']}: {len(frames)} frames ({counts}) -> {args.out}")
+    print(f"batch {record['status']}: {record['frames_total']} frames ({counts}) -> {args.out}")
     return 0
 
 

@@ -196,7 +196,7 @@ def precision_dtype(device: torch.device, precision: str = "auto") -> torch.dtyp
 
 @functools.lru_cache(maxsize=2)
 def build_model(
-    model: str = "sam2.1_hiera_tiny",
+    name: str = "sam2.1_hiera_tiny",
     weights: str = "checkpoint",
     checkpoint: str = "auto",
     image_size: int | None = None,
@@ -210,6 +210,7 @@ def build_model(
     """Build the SAM 2 video predictor once per process (cached by arguments)."""
     from sam2.build_sam import build_sam2_video_predictor
 
+    model = name
     spec = model_spec(model)
     dev = resolve_device(device)
     overrides = [f"++model.image_size={int(image_size)}"] if image_size else []

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 
-from .frames import FrameSource, frame_file, list_frames
-from .memory import MemoryGuard, Plan
-from .models import RANDOM_WEIGHTS_WARNING, LoadedModel
+from .frames import MANIFEST, FrameSource, frame_file, list_frames, read_manifest
+from .memory import GuardConfig, MemoryGuard, Plan
+from .models import RANDOM_WEIGHTS_WARNING, LoadedModel, build_model
 from .outputs import MaskStore, write_batch_outputs
-from .prompts import BatchPrompt
+from .prompts import BatchPrompt, prompt_for_batch
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,7 @@ def segment_batch(
     model: LoadedModel,
     guard: MemoryGuard,
     progress: bool = False,
+    record_extra: dict | None = None,
 ) -> dict:
     """Segment every frame of ``job`` and write ``masks.npz``, ``frames.csv``, ``memory.json``.
 
@@ -263,6 +264,7 @@ def segment_batch(
     if model.weights == "random":
         record["warning"] = RANDOM_WEIGHTS_WARNING
     record["frame_status"] = store.status_counts()
+    record.update(record_extra or {})
     write_batch_outputs(job.out_dir, store, record)
     log.info(
         "batch %s: %s, %d frames in %.1f s (%.2f frames/s)",
@@ -302,4 +304,35 @@ def _progress_bar(enabled: bool, total: int, batch: str):
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=f"batch {batch}", unit="frame")
+    return tqdm(total=total, desc=f"batch {batch}", unit="frame", disable=False)
+
+
+def segment_folder(
+    frames_dir: str | Path,
+    out_dir: str | Path,
+    *,
+    prompt: dict,
+    model: dict,
+    memory: GuardConfig,
+    video: str = "",
+    batch: str = "",
+    progress: bool = False,
+    record_extra: dict | None = None,
+) -> dict:
+    """Everything ``sam2flow segment`` and the ``segment_batch`` rule do, in one call.
+
+    ``prompt`` holds the keyword arguments of ``prompts.prompt_for_batch`` (the frame count
+    of the video is read from the extraction's ``frames.json`` when not given); ``model``
+    those of ``models.build_model``.
+    """
+    frames_dir = Path(frames_dir)
+    frames = list_frames(frames_dir)
+    prompt = dict(prompt)
+    manifest = frames_dir.parent / MANIFEST
+    if prompt.get("video_frames") is None and manifest.is_file():
+        prompt["video_frames"] = read_manifest(frames_dir.parent).frames
+    batch_prompt = prompt_for_batch(frames, **prompt)
+    loaded = build_model(**model)
+    guard = MemoryGuard(memory, loaded.device)
+    job = BatchJob(frames_dir, Path(out_dir), batch_prompt, video, batch)
+    return segment_batch(job, loaded, guard, progress=progress, record_extra=record_extra)

@@ -8,6 +8,7 @@ and runs units of work with graduated recovery.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,6 +38,20 @@ class GuardConfig:
     monitoring: bool = True
     sizing_file: str | Path | None = None
     start_chunk: int | None = None  # start chunked at this size (reruns of skipped batches)
+
+    @classmethod
+    def from_options(cls, options: dict, rerun: str = "") -> GuardConfig:
+        """From config ``memory:`` (unknown keys ignored), adjusted for a rerun strategy:
+        ``offload`` starts at ``min_chunk`` with CPU offload, ``chunked`` at ``min_chunk``,
+        ``same`` (or ``""``) as configured."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        config = cls(**{k: v for k, v in options.items() if k in names})
+        if rerun in ("offload", "chunked"):
+            config.start_chunk = config.min_chunk
+            config.force_cpu_offload = config.force_cpu_offload or rerun == "offload"
+        elif rerun not in ("", "same"):
+            raise ValueError(f"rerun_strategy must be offload, chunked or same, got {rerun!r}")
+        return config
 
     def __post_init__(self) -> None:
         self.memory_threshold = limits.validate_threshold(self.memory_threshold)

@@ -1,0 +1,25 @@
+# sam2flow: video -> JPEG batches -> SAM 2 inside the memory guard -> merged masks + report.
+# Run: snakemake --cores N   (cluster: --profile profiles/slurm; see README.md)
+
+
+from snakemake.utils import min_version, validate
+
+min_version("9.14.1")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/frames.smk"
+include: "workflow/rules/segment.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets,

@@ -1,0 +1,36 @@
+# Decode each video into JPEG batches; the demo video is made here too.
+
+
+checkpoint extract_frames:
+    input:
+        video=video_input,
+    output:
+        frames=(
+            directory("results/{video}/frames")
+            if config["keep_frames"]
+            else temp(directory("results/{video}/frames"))
+        ),
+    log:
+        "logs/extract_frames/{video}.log",
+    conda:
+        ENV
+    params:
+        video=video_path,
+        batch_size=config["batch_size"],
+        quality=config["jpeg_quality"],
+    script:
+        "../scripts/extract_frames.py"
+
+
+rule demo_data:
+    output:
+        video=DEMO_VIDEO,
+        predictions=DEMO_PREDICTIONS,
+    log:
+        "logs/demo_data.log",
+    conda:
+        ENV
+    params:
+        frames=config["demo"]["frames"],
+    script:
+        "../scripts/demo_data.py"

@@ -1,0 +1,30 @@
+# SAM 2 over one batch inside the memory guard: one job per batch.
+
+
+rule segment_batch:
+    input:
+        frames=frames_dir,
+        prompts=prompts_input,
+    output:
+        masks="results/{video}/batches/{batch}/masks.npz",
+        table="results/{video}/batches/{batch}/frames.csv",
+        record="results/{video}/batches/{batch}/memory.json",
+    log:
+        "logs/segment_batch/{video}/{batch}.log",
+    benchmark:
+        "benchmarks/segment_batch/{video}/{batch}.tsv"
+    retries: config["resources"]["segment_batch"]["retries"]
+    conda:
+        ENV
+    threads: config["resources"]["segment_batch"]["threads"]
+    resources:
+        gpu=config["resources"]["segment_batch"]["gpu"],
+        mem_mb=scaled("segment_batch", "mem_mb"),
+        runtime=scaled("segment_batch", "runtime"),
+    params:
+        prompt=prompt_options,
+        model=config["model"],
+        memory=config["memory"],
+        rerun=rerun_strategy,
+    script:
+        "../scripts/segment_batch.py"

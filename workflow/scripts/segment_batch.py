@@ -1,0 +1,21 @@
+"""Rule segment_batch: sam2flow.segment.segment_folder on one batch."""
+
+from pathlib import Path
+
+from sam2flow.logs import run_script
+from sam2flow.memory import GuardConfig
+from sam2flow.segment import segment_folder
+
+run_script(
+    snakemake.log[0],
+    lambda: segment_folder(
+        Path(snakemake.input.frames, snakemake.wildcards.batch),
+        Path(snakemake.output.record).parent,
+        prompt=snakemake.params.prompt,
+        model=snakemake.params.model,
+        memory=GuardConfig.from_options(snakemake.params.memory, snakemake.params.rerun),
+        video=snakemake.wildcards.video,
+        batch=snakemake.wildcards.batch,
+        record_extra={"rerun_strategy": snakemake.params.rerun},
+    ),
+)
