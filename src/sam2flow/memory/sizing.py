@@ -69,27 +69,30 @@ class SizeMemory:
         return ok
 
     def update(self, key: str, attempts: Iterable[Attempt]) -> None:
-        """Fold one unit's attempts (whole and chunked levels only) into the memory."""
+        """Fold one unit's attempts (whole and chunked levels only) into the memory.
+
+        A unit counts as one success at its largest working chunk when nothing in it failed.
+        """
         attempts = [a for a in attempts if a.level in (WHOLE, CHUNKED)]
         if not attempts:
             return
+        ok = max((a.chunk_size for a in attempts if a.outcome == "ok"), default=None)
+        failed = min((a.chunk_size for a in attempts if a.outcome != "ok"), default=None)
         with self.lock:
             data = self._read()
             e = data.get(key, {})
-            for a in attempts:
-                size = a.chunk_size
-                if a.outcome == "ok":
-                    if e.get("smallest_failed") and size >= e["smallest_failed"]:
-                        e.pop("smallest_failed")  # conditions changed: it fits now
-                    if size >= e.get("largest_ok", 0):
-                        e["successes"] = (
-                            e.get("successes", 0) + 1 if size == e.get("largest_ok") else 1
-                        )
-                        e["largest_ok"] = size
-                else:
-                    e["smallest_failed"] = min(size, e.get("smallest_failed", size))
-                    if e.get("largest_ok", 0) >= size:
-                        e.pop("largest_ok")
-                    e["successes"] = 0
+            if failed is not None:
+                e["smallest_failed"] = min(failed, e.get("smallest_failed", failed))
+                if e.get("largest_ok", 0) >= failed:
+                    e.pop("largest_ok")
+                e["successes"] = 0
+            if ok is not None:
+                if e.get("smallest_failed") and ok >= e["smallest_failed"]:
+                    e.pop("smallest_failed")  # conditions changed: it fits now
+                if ok > e.get("largest_ok", 0):
+                    e["largest_ok"] = ok
+                    e["successes"] = 0 if failed is not None else 1
+                elif ok == e.get("largest_ok") and failed is None:
+                    e["successes"] = e.get("successes", 0) + 1
             data[key] = e
             write_text(self.path, json.dumps(data, indent=1, sort_keys=True))

@@ -1,0 +1,172 @@
+"""Graduated recovery, through run_with_recovery and its records."""
+
+import gc
+import weakref
+
+import pytest
+import torch
+
+from sam2flow.memory import GuardConfig, MemoryGuard, run_with_recovery
+from sam2flow.memory.recovery import next_chunk_size
+
+CPU = torch.device("cpu")
+
+
+def oom_above(limit, calls=None):
+    """Work that runs out of memory (a real torch.OutOfMemoryError) above ``limit`` frames."""
+
+    def work(plan, carry):
+        if calls is not None:
+            calls.append((plan.level, plan.first_frame, plan.last_frame, plan.offload, carry))
+        if plan.frames > limit:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return plan.last_frame
+
+    return work
+
+
+def test_halving_sequence_down_to_the_floor():
+    assert [next_chunk_size(s) for s in (400, 200, 100, 50)] == [200, 100, 50, 25]
+    rec = run_with_recovery(oom_above(30), 0, 399, device=CPU)
+    sizes = [a.chunk_size for a in rec.attempts[:5]]
+    assert sizes == [400, 200, 100, 50, 25]
+    assert rec.status == "recovered" and rec.frames_ok == 400
+
+
+def test_chunk_floor_is_25_frames():
+    rec = run_with_recovery(oom_above(10), 0, 59, device=CPU)
+    assert min(a.chunk_size for a in rec.attempts) == 25
+    assert next_chunk_size(30) == 25 and next_chunk_size(25) is None
+
+
+def test_remainder_smaller_than_floor_runs_whole():
+    rec = run_with_recovery(oom_above(30), 0, 59, device=CPU)
+    assert [(a.first_frame, a.last_frame, a.outcome) for a in rec.attempts] == [
+        (0, 59, "oom"),
+        (0, 29, "ok"),
+        (30, 59, "ok"),
+    ]
+
+
+def test_only_the_failed_chunk_is_split_again():
+    calls = []
+
+    # 100 frames: 50 fails only for the second half (frames 50-99 "heavier").
+    def work(plan, carry):
+        calls.append((plan.first_frame, plan.last_frame))
+        if plan.frames > 50 or (plan.first_frame >= 50 and plan.frames > 25):
+            raise torch.OutOfMemoryError("out of memory")
+
+    rec = run_with_recovery(work, 0, 99, device=CPU)
+    assert calls == [(0, 99), (0, 49), (50, 99), (50, 74), (75, 99)]
+    assert rec.status == "recovered"
+
+
+def test_skip_after_the_floor_fails_is_recorded():
+    rec = run_with_recovery(oom_above(5), 0, 59, device=CPU)
+    assert rec.status == "skipped"
+    assert rec.frames_ok == 0 and rec.frames_skipped == 60
+    assert rec.skipped_ranges == [(0, 59)]
+    assert "out of memory" in rec.skip_reason
+    assert [a.level for a in rec.attempts] == ["whole", "chunked", "chunked", "offload"]
+
+
+def test_finished_chunks_keep_their_frames_when_the_rest_is_skipped():
+    def work(plan, carry):
+        if plan.first_frame >= 25 or plan.frames > 25:
+            raise torch.OutOfMemoryError("out of memory")
+
+    rec = run_with_recovery(work, 0, 59, device=CPU)
+    assert rec.status == "skipped"
+    assert rec.frames_ok == 25 and rec.skipped_ranges == [(25, 59)]
+
+
+def test_non_oom_errors_propagate_unchanged():
+    error = RuntimeError("CUDA error: an illegal memory access was encountered")
+
+    def work(plan, carry):
+        raise error
+
+    with pytest.raises(RuntimeError) as info:
+        run_with_recovery(work, 0, 59, device=CPU)
+    assert info.value is error
+
+
+def test_failed_attempts_tensors_are_freed_before_the_retry():
+    refs = []
+    alive_at_retry = []
+
+    def work(plan, carry):
+        if refs:
+            alive_at_retry.append(refs[0]() is not None)
+        big = torch.ones(1000, 1000)
+        refs.append(weakref.ref(big))
+        if plan.frames > 30:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        return None
+
+    gc.disable()  # freed by the traceback going away, not by a collection
+    try:
+        run_with_recovery(work, 0, 59, device=CPU)
+    finally:
+        gc.enable()
+    assert alive_at_retry and alive_at_retry[0] is False
+
+
+def test_carry_goes_from_each_chunk_to_the_next():
+    calls = []
+    run_with_recovery(oom_above(30, calls), 0, 59, device=CPU, carry="start")
+    carries = [c[4] for c in calls]
+    assert carries == ["start", "start", 29]
+
+
+def test_offload_level_follows_the_floor_and_force_starts_there():
+    calls = []
+    run_with_recovery(oom_above(5, calls), 0, 59, device=CPU)
+    assert [c[3] for c in calls] == [False, False, False, True]
+    calls.clear()
+    run_with_recovery(oom_above(100, calls), 0, 59, device=CPU, force_cpu_offload=True)
+    assert [(c[0], c[3]) for c in calls] == [("offload", True)]
+
+
+def test_cpu_fallback_only_where_allowed():
+    calls = []
+    meta = torch.device("meta")  # stands for an accelerator: CPU fallback is a new level
+    run_with_recovery(oom_above(5, calls), 0, 59, device=meta, allow_cpu_fallback=False)
+    assert "cpu" not in [c[0] for c in calls]
+    calls.clear()
+    run_with_recovery(oom_above(5, calls), 0, 59, device=meta, allow_cpu_fallback=True)
+    assert [c[0] for c in calls][-1] == "cpu"
+
+
+def test_injected_oom_hook_raises_before_the_work(monkeypatch):
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=30")
+    calls = []
+    rec = run_with_recovery(oom_above(1000, calls), 0, 59, device=CPU)
+    assert [a.outcome for a in rec.attempts] == ["oom", "ok", "ok"]
+    assert "SAM2FLOW_INJECT_OOM" in rec.attempts[0].error
+    assert len(calls) == 2  # the work never saw the 60-frame attempt
+
+
+def test_record_is_json_ready_with_the_documented_fields():
+    import json
+
+    guard = MemoryGuard(GuardConfig(), device="cpu")
+    rec = guard.run(oom_above(30), 0, 59).to_dict()
+    json.dumps(rec)
+    for key in (
+        "status frames_total frames_ok frames_skipped device gpu_name memory_cap_bytes "
+        "status_level peak_allocated_bytes attempts"
+    ).split():
+        assert key in rec
+    for key in (
+        "level chunk_size first_frame last_frame outcome error seconds "
+        "peak_allocated_bytes peak_reserved_bytes nvml_used_bytes"
+    ).split():
+        assert key in rec["attempts"][0]
+    assert rec["snapshots"], "monitoring is on by default"
+
+
+def test_monitoring_can_be_turned_off():
+    guard = MemoryGuard(GuardConfig(monitoring=False), device="cpu")
+    assert guard.run(oom_above(100), 0, 9).snapshots == []

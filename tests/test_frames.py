@@ -1,0 +1,61 @@
+"""Frame extraction into JPEG batches, and the lazy frame source."""
+
+import json
+
+import numpy as np
+import pytest
+from conftest import write_video
+
+from sam2flow.errors import UserError
+from sam2flow.frames import FrameSource, extract_batches, list_frames
+
+
+def test_batches_hold_global_frame_indices(tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=25)
+    result = extract_batches(video, tmp_path / "out", batch_size=10)
+    assert result.frames == 25
+    assert result.batches == {"0000": [0, 9], "0001": [10, 19], "0002": [20, 24]}
+    assert list_frames(tmp_path / "out" / "0001") == list(range(10, 20))
+    assert (tmp_path / "out" / "0002" / "0000024.jpg").is_file()
+    manifest = json.loads((tmp_path / "out" / "frames.json").read_text())
+    assert manifest["frames"] == 25 and manifest["width"] == 160
+
+
+def test_no_temporary_folders_remain(tmp_path):
+    extract_batches(write_video(tmp_path / "v.mp4", frames=12), tmp_path / "out", batch_size=5)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [
+        "0000",
+        "0001",
+        "0002",
+        "frames.json",
+    ]
+
+
+@pytest.mark.parametrize(
+    "content,message",
+    [(b"", "empty"), (b"this is not a video\n" * 10, "cannot open video|no decodable frames")],
+)
+def test_unreadable_videos_are_user_errors_naming_the_file(tmp_path, content, message):
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(content)
+    with pytest.raises(UserError, match=message) as info:
+        extract_batches(bad, tmp_path / "out")
+    assert "bad.mp4" in str(info.value)
+    assert not (tmp_path / "out" / "frames.json").exists()
+
+
+def test_frame_source_gives_normalised_tensors_in_any_order(tmp_path):
+    extract_batches(write_video(tmp_path / "v.mp4", frames=12), tmp_path / "out", batch_size=12)
+    paths = sorted((tmp_path / "out" / "0000").glob("*.jpg"))
+    source = FrameSource(paths, image_size=64, read_ahead=3)
+    try:
+        assert len(source) == 12
+        assert (source.video_height, source.video_width) == (120, 160)
+        forward = source[5]
+        assert forward.shape == (3, 64, 64) and forward.dtype.is_floating_point
+        backward = [source[i] for i in (4, 3, 2)]
+        assert all(t.shape == (3, 64, 64) for t in backward)
+        np.testing.assert_allclose(source[5].numpy(), forward.numpy())
+        assert -3 < float(forward.min()) and float(forward.max()) < 3  # ImageNet-normalised
+    finally:
+        source.close()

@@ -1,0 +1,134 @@
+"""Models: registry, checkpoint download (local HTTP server), verification and loading."""
+
+import hashlib
+import http.server
+import threading
+from pathlib import Path
+
+import pytest
+import torch
+
+from sam2flow.errors import UserError
+from sam2flow.models import MODELS, build_model, download, load_state_dict, model_spec
+
+
+class RangeHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves files with HTTP Range support; remembers the Range headers it saw."""
+
+    ranges: list = []
+
+    def log_message(self, *args):
+        pass
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        path = Path(self.translate_path(self.path))
+        if not path.is_file():
+            self.send_error(404)
+            return
+        data = path.read_bytes()
+        start = 0
+        header = self.headers.get("Range")
+        RangeHandler.ranges.append(header)
+        if header:
+            start = int(header.split("=")[1].split("-")[0])
+            self.send_response(206)
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", str(len(data) - start))
+        self.end_headers()
+        self.wfile.write(data[start:])
+
+
+@pytest.fixture(scope="module")
+def checkpoint_server(tmp_path_factory, tiny_model):
+    """A local server holding a SAM 2-format checkpoint made from a random model."""
+    root = tmp_path_factory.mktemp("server")
+    path = root / "sam2.1_hiera_tiny.pt"
+    torch.save({"model": tiny_model.predictor.state_dict()}, path)
+    (root / "not_a_checkpoint.pt").write_bytes(b"hello")
+    sha = hashlib.sha256(path.read_bytes()).hexdigest()
+
+    def handler(*args, **kwargs):
+        return RangeHandler(*args, directory=str(root), **kwargs)
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", path, sha
+    server.shutdown()
+
+
+def test_registry_has_sam2_and_sam21_in_four_sizes():
+    for gen in ("sam2", "sam2.1"):
+        for size in ("tiny", "small", "base_plus", "large"):
+            spec = MODELS[f"{gen}_hiera_{size}"]
+            assert spec.url.endswith(f"{gen}_hiera_{size}.pt")
+            assert spec.config.startswith(f"configs/{gen}/")
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(UserError, match="unknown model 'sam3'.*sam2.1_hiera_tiny"):
+        model_spec("sam3")
+
+
+def test_checkpoint_is_downloaded_verified_and_loaded(checkpoint_server, tmp_path):
+    url, original, sha = checkpoint_server
+    loaded = build_model(
+        "sam2.1_hiera_tiny",
+        "checkpoint",
+        "sam2.1_hiera_tiny",
+        image_size=256,
+        device="cpu",
+        checkpoint_dir=str(tmp_path),
+        checkpoint_url=f"{url}/sam2.1_hiera_tiny.pt",
+        checkpoint_sha256=sha,
+    )
+    dest = tmp_path / "sam2.1_hiera_tiny.pt"
+    assert dest.read_bytes() == original.read_bytes()
+    assert loaded.weights == str(dest)
+    saved = torch.load(original, weights_only=True)["model"]
+    key = next(iter(saved))
+    assert torch.equal(loaded.predictor.state_dict()[key].cpu(), saved[key])
+
+
+def test_partial_download_resumes(checkpoint_server, tmp_path):
+    url, original, sha = checkpoint_server
+    dest = tmp_path / "ckpt.pt"
+    data = original.read_bytes()
+    (tmp_path / "ckpt.pt.part").write_bytes(data[:1000])
+    RangeHandler.ranges.clear()
+    download(f"{url}/sam2.1_hiera_tiny.pt", dest, sha)
+    assert RangeHandler.ranges == ["bytes=1000-"]
+    assert dest.read_bytes() == data and not (tmp_path / "ckpt.pt.part").exists()
+
+
+def test_wrong_sha256_is_a_one_line_error(checkpoint_server, tmp_path):
+    url, _, _ = checkpoint_server
+    with pytest.raises(UserError) as info:
+        download(f"{url}/sam2.1_hiera_tiny.pt", tmp_path / "c.pt", "0" * 64)
+    message = str(info.value)
+    assert "sha256 mismatch" in message and "\n" not in message
+    assert "by hand" in message
+    assert not (tmp_path / "c.pt").exists()
+
+
+def test_unreachable_url_names_it_and_where_to_put_the_file(tmp_path):
+    url = "http://127.0.0.1:9/sam2.1_hiera_tiny.pt"  # port 9 (discard): nothing listens
+    with pytest.raises(UserError) as info:
+        download(url, tmp_path / "c.pt", timeout=5)
+    message = str(info.value)
+    assert url in message and str(tmp_path / "c.pt") in message and "\n" not in message
+
+
+def test_a_file_that_is_not_a_checkpoint_is_named(checkpoint_server, tmp_path):
+    url, _, _ = checkpoint_server
+    path = download(f"{url}/not_a_checkpoint.pt", tmp_path / "x.pt")
+    with pytest.raises(UserError, match="not a readable PyTorch checkpoint") as info:
+        load_state_dict(path)
+    assert "x.pt" in str(info.value)
+
+
+def test_random_weights_say_so_loudly(tiny_model, caplog):
+    assert tiny_model.weights == "random"
+    assert tiny_model.image_size == 256
+    assert tiny_model.dtype is None  # fp32 on the CPU

@@ -1,0 +1,166 @@
+"""Prompts from DeepLabCut files and from the config."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import shared_file
+
+from sam2flow.errors import UserError
+from sam2flow.prompts import (
+    check_frame_count,
+    dlc_batch_prompt,
+    manual_prompt,
+    prompt_for_batch,
+    read_dlc,
+)
+
+
+def write_multi_animal(path, frames=10, likelihood=0.9):
+    """A DeepLabCut multi-animal prediction CSV (4 header rows)."""
+    cols = pd.MultiIndex.from_tuples(
+        [
+            ("DLC_resnet50", ind, bp, c)
+            for ind in ("mouse1", "mouse2")
+            for bp in ("snout", "tailbase")
+            for c in ("x", "y", "likelihood")
+        ],
+        names=["scorer", "individuals", "bodyparts", "coords"],
+    )
+    data = np.zeros((frames, len(cols)))
+    for f in range(frames):
+        data[f] = [
+            10 + f,
+            20,
+            likelihood,
+            30 + f,
+            40,
+            likelihood,
+            100 + f,
+            120,
+            likelihood,
+            130,
+            140,
+            0.1,
+        ]
+    pd.DataFrame(data, columns=cols).to_csv(path)
+    return path
+
+
+def test_real_label_file_csv_parses():
+    kp = read_dlc(shared_file("CollectedData_Pranav.csv"))
+    assert kp.bodyparts == ["snout", "leftear", "rightear", "tailbase"]
+    assert kp.individuals == ["single"] and kp.is_label_file
+    assert kp.xyl.shape[1:] == (1, 4, 3)
+    assert kp.frames[0] == 0  # img0000.png
+
+
+def test_real_label_file_h5_matches_the_csv():
+    pytest.importorskip("tables")
+    csv = read_dlc(shared_file("CollectedData_Pranav.csv"))
+    h5 = read_dlc(shared_file("CollectedData_Pranav.h5"))
+    assert h5.bodyparts == csv.bodyparts
+    np.testing.assert_allclose(h5.xyl, csv.xyl, rtol=1e-5, equal_nan=True)
+
+
+def test_multi_animal_file_gives_one_object_per_individual(tmp_path):
+    kp = read_dlc(write_multi_animal(tmp_path / "pred.csv"))
+    prompt = dlc_batch_prompt(kp, list(range(10)))
+    assert sorted(prompt.objects) == [1, 2]
+    assert len(prompt.objects[1].points) == 2
+
+
+def test_low_likelihood_points_are_dropped(tmp_path):
+    kp = read_dlc(write_multi_animal(tmp_path / "pred.csv"))
+    prompt = dlc_batch_prompt(kp, list(range(10)), cutoff=0.6)
+    # mouse2's tailbase has likelihood 0.1: only its snout is a click.
+    np.testing.assert_allclose(prompt.objects[2].points, [[100 + prompt.frame, 120]])
+
+
+def test_all_points_below_cutoff_means_no_prompt(tmp_path):
+    kp = read_dlc(write_multi_animal(tmp_path / "pred.csv", likelihood=0.2))
+    assert dlc_batch_prompt(kp, [0, 1, 2], cutoff=0.6) is None
+
+
+def test_prompt_frame_is_the_one_with_most_usable_points(tmp_path):
+    path = write_multi_animal(tmp_path / "pred.csv")
+    table = pd.read_csv(path, header=[0, 1, 2, 3], index_col=0)
+    table.iloc[:, 2::3] = 0.2  # every likelihood low ...
+    table.iloc[7, 2::3] = 0.95  # ... except on frame 7
+    table.to_csv(path)
+    assert dlc_batch_prompt(read_dlc(path), list(range(10))).frame == 7
+
+
+def test_scale_and_offset_map_dlc_to_video_coordinates(tmp_path):
+    kp = read_dlc(write_multi_animal(tmp_path / "pred.csv"))
+    prompt = dlc_batch_prompt(kp, [0], scale=2.0, offset=(5, 7))
+    np.testing.assert_allclose(prompt.objects[1].points[0], [10 * 2 + 5, 20 * 2 + 7])
+
+
+def test_nans_are_not_clicks(tmp_path):
+    path = write_multi_animal(tmp_path / "pred.csv", frames=1)
+    table = pd.read_csv(path, header=[0, 1, 2, 3], index_col=0)
+    table.iloc[0, 0] = np.nan
+    table.to_csv(path)
+    prompt = dlc_batch_prompt(read_dlc(path), [0])
+    assert len(prompt.objects[1].points) == 1
+
+
+def test_frame_count_mismatch_names_the_file(tmp_path):
+    path = write_multi_animal(tmp_path / "pred.csv", frames=10)
+    with pytest.raises(UserError, match="has 10 frame rows but the video has 12 frames") as info:
+        check_frame_count(read_dlc(path), 12)
+    assert str(path) in str(info.value)
+
+
+def test_unknown_bodypart_lists_the_known_ones(tmp_path):
+    path = write_multi_animal(tmp_path / "pred.csv")
+    with pytest.raises(UserError, match="unknown bodypart.*tail.*snout, tailbase"):
+        read_dlc(path).select(["tail"])
+
+
+def test_wrong_header_rows_are_an_error_naming_the_file(tmp_path):
+    path = tmp_path / "bad.csv"
+    path.write_text("frame,x,y\n0,1,2\n")
+    with pytest.raises(UserError, match="line 1.*not a DeepLabCut CSV") as info:
+        read_dlc(path)
+    assert "bad.csv" in str(info.value)
+
+
+def test_h5_without_pytables_says_how_to_install(tmp_path, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tables(name, *args, **kwargs):
+        if name == "tables":
+            raise ImportError("No module named 'tables'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tables)
+    path = tmp_path / "pred.h5"
+    path.write_bytes(b"\x89HDF")
+    with pytest.raises(UserError, match=r"sam2flow\[h5\]"):
+        read_dlc(path)
+
+
+def test_manual_points_box_and_prompt_frame():
+    prompt = manual_prompt(12, points="210,350;300,400,0", box="10,20,110,220")
+    obj = prompt.objects[1]
+    assert prompt.frame == 12
+    np.testing.assert_array_equal(obj.labels, [1, 0])
+    np.testing.assert_allclose(obj.box, [10, 20, 110, 220])
+
+
+def test_manual_prompt_outside_the_batch_means_no_prompt():
+    assert prompt_for_batch([0, 1, 2], points="5,5", prompt_frame=40) is None
+    assert prompt_for_batch([39, 40, 41], points="5,5", prompt_frame=40).frame == 40
+
+
+def test_mask_png_prompt(tmp_path):
+    import cv2
+
+    img = np.zeros((20, 30), np.uint8)
+    img[5:10, 5:15] = 255
+    cv2.imwrite(str(tmp_path / "m.png"), img)
+    obj = manual_prompt(0, mask=tmp_path / "m.png").objects[1]
+    assert obj.mask.shape == (20, 30) and obj.mask.sum() == 50
