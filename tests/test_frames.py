@@ -4,10 +4,11 @@ import json
 
 import numpy as np
 import pytest
-from conftest import write_video
 
 from sam2flow.errors import UserError
 from sam2flow.frames import FrameSource, extract_batches, list_frames
+
+from conftest import write_video
 
 
 def test_batches_hold_global_frame_indices(tmp_path):

@@ -3,7 +3,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import shared_file
 
 from sam2flow.errors import UserError
 from sam2flow.prompts import (
@@ -13,6 +12,8 @@ from sam2flow.prompts import (
     prompt_for_batch,
     read_dlc,
 )
+
+from conftest import shared_file
 
 
 def write_multi_animal(path, frames=10, likelihood=0.9):

@@ -95,11 +95,13 @@ def extract_batches(
     out_dir: str | Path,
     batch_size: int = DEFAULT_BATCH_SIZE,
     quality: int = DEFAULT_QUALITY,
+    listing: str | Path | None = None,
 ) -> Extraction:
     """Decode ``video`` into JPEG batches under ``out_dir`` and write ``frames.json``.
 
     The frame count comes from decoding, not from the container's metadata. JPEG encoding
-    and file writes run in a thread beside the decoder.
+    and file writes run in threads beside the decoder. ``listing``: a second copy of the
+    manifest, kept where it outlives temporary frames.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -174,6 +176,8 @@ def extract_batches(
         batches=batches,
     )
     write_text(out / MANIFEST, result.to_json())
+    if listing:
+        write_text(listing, result.to_json())
     log.info("%s: %d frames in %d batches of %d", video, frame, len(batches), batch_size)
     return result
 

@@ -1,4 +1,5 @@
 # Sample sheet, wildcard constraints and every input function of the workflow.
+import functools
 import json
 import re
 from pathlib import Path
@@ -9,6 +10,8 @@ from snakemake.io import ancient
 ENV = "../../envs/sam2flow.yaml"
 DEMO_VIDEO = "resources/demo/demo.mp4"
 DEMO_PREDICTIONS = "resources/demo/demo_predictions.csv"
+# --config rerun_skipped=true arrives as a string; the config file gives a boolean.
+RERUN_SKIPPED = str(config["rerun_skipped"]).lower() == "true"
 
 videos = (
     pd.read_csv(config["videos"], sep="\t", dtype=str, comment="#")
@@ -45,11 +48,31 @@ def prompts_input(wildcards):
 
 def frames_dir(wildcards):
     """The video's frames folder (ancient: re-extracted frames do not redo finished batches)."""
-    return ancient(checkpoints.extract_frames.get(video=wildcards.video).output.frames)
+    return ancient(f"results/{wildcards.video}/frames")
+
+
+def listing_path(video):
+    return f"results/{video}/frames.json"
 
 
 def batches_of(video):
-    """Batch names of a video, read from the extraction's manifest."""
+    """Batch names of a video.
+
+    The extraction's manifest lives in the (temporary) frames folder and is copied to
+    results/{video}/frames.json, which outlives it: while that copy matches the video and
+    the config, later runs read it instead of asking the checkpoint, so frames deleted as
+    temp() are not extracted again unless a batch that needs them must be redone."""
+    listing = Path(listing_path(video))
+    if listing.is_file():
+        data = json.loads(listing.read_text())
+        video_file = Path(videos.loc[video, "path"])
+        if (
+            data.get("batch_size") == config["batch_size"]
+            and data.get("video") == str(video_file)
+            and video_file.is_file()
+            and video_file.stat().st_mtime <= listing.stat().st_mtime
+        ):
+            return sorted(data["batches"])
     out = checkpoints.extract_frames.get(video=video).output.frames
     return sorted(json.loads(Path(out, "frames.json").read_text())["batches"])
 
@@ -98,19 +121,31 @@ def prompt_options(wildcards):
     )
 
 
+@functools.cache
+def skipped_batches():
+    """(video, batch) pairs listed in results/skipped.tsv by the last summary."""
+    path = Path("results/skipped.tsv")
+    if not path.is_file():
+        return set()
+    table = pd.read_csv(path, sep="\t", dtype=str)
+    return set(zip(table["video"], table["batch"]))
+
+
 def rerun_strategy(wildcards):
     """How to redo this batch: '' normally; the configured strategy for a skipped batch
-    when rerun_skipped is set. A batch once rerun keeps its strategy in memory.json, so
-    this parameter (a rerun trigger) stays the same on later plain runs."""
+    when rerun_skipped is set. It is a parameter, so a change reruns exactly those jobs.
+
+    Snakemake evaluates it again when the job starts, after the job's old outputs are
+    gone, so "skipped" is also read from results/skipped.tsv; once rerun, the batch keeps
+    its strategy in memory.json and later plain runs leave it alone."""
     record = Path(f"results/{wildcards.video}/batches/{wildcards.batch}/memory.json")
-    if not record.is_file():
-        return ""
-    data = json.loads(record.read_text())
+    data = json.loads(record.read_text()) if record.is_file() else {}
     if data.get("rerun_strategy"):
         return data["rerun_strategy"]
-    if config["rerun_skipped"] and data.get("status") == "skipped":
-        return config["memory"]["rerun_strategy"]
-    return ""
+    skipped = data.get("status") == "skipped" or (
+        (wildcards.video, wildcards.batch) in skipped_batches()
+    )
+    return config["memory"]["rerun_strategy"] if RERUN_SKIPPED and skipped else ""
 
 
 def scaled(key, name):

@@ -18,6 +18,7 @@ checkpoint extract_frames:
         video=video_path,
         batch_size=config["batch_size"],
         quality=config["jpeg_quality"],
+        listing=lambda wildcards: listing_path(wildcards.video),
     script:
         "../scripts/extract_frames.py"
 

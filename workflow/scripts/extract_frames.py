@@ -1,4 +1,4 @@
-"""Rule extract_frames: sam2flow.frames.extract_batches."""
+"""Rule extract_frames: sam2flow.frames.extract_batches (plus a lasting copy of the manifest)."""
 
 from sam2flow.frames import extract_batches
 from sam2flow.logs import run_script
@@ -10,5 +10,6 @@ run_script(
         snakemake.output.frames,
         snakemake.params.batch_size,
         snakemake.params.quality,
+        listing=snakemake.params.listing,
     ),
 )

@@ -1,0 +1,116 @@
+"""The workflow end to end: real Snakemake, real SAM 2 (random weights, 256, CPU)."""
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from sam2flow.outputs import load_masks
+
+from .conftest import jobs_run
+from conftest import shared_file, write_video
+
+
+def test_demo_runs_end_to_end(project):
+    project.config["demo"] = {"frames": 30}
+    project.config["batch_size"] = 15
+    project.sheet(
+        [
+            {
+                "video": "demo",
+                "path": "resources/demo/demo.mp4",
+                "prompts": "resources/demo/demo_predictions.csv",
+            }
+        ]
+    )
+    project.snakemake()
+    out = project.path / "results"
+    frames, objects, masks = load_masks(out / "demo" / "masks.npz")
+    assert frames.tolist() == list(range(30)) and objects.tolist() == [1, 2]
+    tracks = pd.read_csv(out / "demo" / "tracks.csv")
+    assert len(tracks) == 60 and set(tracks["object"]) == {1, 2}
+    cap = cv2.VideoCapture(str(out / "demo" / "overlay.mp4"))
+    assert cap.isOpened() and int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 30
+    assert cv2.imread(str(out / "demo" / "contact_sheet.png")) is not None
+    summary = pd.read_csv(out / "memory_summary.csv")
+    assert summary["batch"].tolist() == [0, 1] and (summary["status"] == "ok").all()
+    html = (out / "memory_report.html").read_text()
+    assert "<img" in html and "RANDOM WEIGHTS" in html
+    assert not (out / "demo" / "frames").exists(), "frames are temp() by default"
+
+
+def test_bedroom_video_end_to_end(project):
+    video = shared_file("bedroom.mp4")
+    project.config["batch_size"] = 100
+    project.sheet([{"video": "bedroom", "path": video, "points": "210,350", "prompt_frame": 0}])
+    project.snakemake()
+    frames, _, masks = load_masks(project.path / "results" / "bedroom" / "masks.npz")
+    assert frames.tolist() == list(range(200)) and masks.shape[2:] == (540, 960)
+    summary = pd.read_csv(project.path / "results" / "memory_summary.csv")
+    assert summary["frames"].sum() == 200
+
+
+def test_recovered_and_skipped_batches_then_rerun_only_the_skipped(project, tmp_path):
+    a = write_video(tmp_path / "a.mp4", frames=60)
+    b = write_video(tmp_path / "b.mp4", frames=30)
+    project.config["batch_size"] = 60
+    project.sheet(
+        [
+            {"video": "a", "path": a, "points": "40,60", "prompt_frame": 0},
+            {"video": "b", "path": b, "points": "40,60", "prompt_frame": 0},
+        ]
+    )
+    # Video a on a "GPU" that fits 30 frames: recovered in chunks.
+    project.snakemake("results/a/masks.npz", env={"SAM2FLOW_INJECT_OOM": "above=30"})
+    # Video b on one that fits 5: below the 25-frame floor, so skipped.
+    second = project.snakemake(env={"SAM2FLOW_INJECT_OOM": "above=5"})
+    # a's frames were temp() and are gone: its finished batch does not bring them back.
+    assert jobs_run(second.log, "extract_frames") == ["video=b"]
+    summary = pd.read_csv(project.path / "results" / "memory_summary.csv").set_index("video")
+    assert summary.loc["a", "status"] == "recovered" and summary.loc["a", "attempts"] == 3
+    assert summary.loc["b", "status"] == "skipped" and summary.loc["b", "skipped_oom"] == 30
+    skipped = pd.read_csv(project.path / "results" / "skipped.tsv", sep="\t")
+    assert skipped[["video", "first_frame", "last_frame"]].values.tolist() == [["b", 0, 29]]
+
+    rerun = project.snakemake("--config", "rerun_skipped=true")
+    assert jobs_run(rerun.log, "segment_batch") == ["video=b, batch=0000"]
+    assert jobs_run(rerun.log, "extract_frames") == ["video=b"]
+    summary = pd.read_csv(project.path / "results" / "memory_summary.csv").set_index("video")
+    assert (
+        summary.loc["b", "status"] == "ok"
+        and summary.loc["b", "ok"] + summary.loc["b", "empty"] == 30
+    )
+    assert pd.read_csv(project.path / "results" / "skipped.tsv", sep="\t").empty
+    record = json.loads((project.path / "results/b/batches/0000/memory.json").read_text())
+    assert record["rerun_strategy"] == "offload"
+    assert [(a["level"], a["chunk_size"]) for a in record["attempts"]] == [
+        ("offload", 25),
+        ("offload", 5),
+    ]
+    # A later plain run has nothing left to do.
+    again = project.snakemake()
+    assert jobs_run(again.log, "segment_batch") == []
+    assert np.asarray(load_masks(project.path / "results" / "b" / "masks.npz")[0]).size == 30
+
+
+def test_lint_and_format_are_clean():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    bindir = Path(sys.executable).parent
+    fmt = subprocess.run(
+        [str(bindir / "snakefmt"), "--check", "."], cwd=root, capture_output=True, text=True
+    )
+    assert fmt.returncode == 0, fmt.stdout + fmt.stderr
+    lint = subprocess.run(
+        [str(bindir / "snakemake"), "--lint", "--configfile", "config/demo.yaml"],
+        cwd=root,
+        capture_output=True,
+        text=True,
+    )
+    assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, (
+        lint.stdout + lint.stderr
+    )
