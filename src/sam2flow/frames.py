@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import threading
 from collections import OrderedDict
@@ -25,6 +26,8 @@ from .atomic import write_text
 from .errors import UserError
 
 log = logging.getLogger(__name__)
+# FFmpeg's own messages ("moov atom not found") would precede our one-line error.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 MANIFEST = "frames.json"
 FRAME_DIGITS = 7

@@ -24,8 +24,8 @@ MODEL_PARAMS = {"tiny": 38.9e6, "small": 46.0e6, "base_plus": 80.8e6, "large": 2
 #: Calibrated on this project's reference machine (see BENCHMARKS.md): activation bytes per
 #: object per forward at image size 1024, per device kind, and the CPU runtime's resident size.
 CALIBRATION = {
-    "activation_bytes_1024": {"cuda": 1_100 * MIB, "cpu": 1_500 * MIB},
-    "cpu_runtime_bytes": 560 * MIB,
+    "activation_bytes_1024": {"cuda": 1_100 * MIB, "cpu": 1_170 * MIB},
+    "cpu_runtime_bytes": 704 * MIB,
 }
 
 #: Frames decoded ahead of the model, and state frames kept, by a bounded job.
