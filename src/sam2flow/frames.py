@@ -193,6 +193,15 @@ def list_frames(batch_dir: str | Path) -> list[int]:
     return frames
 
 
+def frame_size(batch_dir: str | Path, frame: int) -> tuple[int, int]:
+    """Height and width (video resolution) of one extracted frame."""
+    path = Path(batch_dir) / frame_file(frame)
+    img = cv2.imread(str(path))
+    if img is None:
+        raise UserError("cannot read frame", path, "extract the frames again")
+    return img.shape[0], img.shape[1]
+
+
 class FrameSource:
     """Frames of a batch as SAM 2 wants them, decoded on demand and ahead of the model.
 

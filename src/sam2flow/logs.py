@@ -26,7 +26,11 @@ def quiet_third_party() -> None:
 
 
 def run_script(log_path: str | None, main: Callable[[], object]) -> None:
-    """Run a Snakemake script's ``main`` with logging to ``log_path``; exit 1 on error."""
+    """Run a Snakemake script's ``main`` with logging to ``log_path``; exit 1 on error.
+
+    A ``UserError`` (or a job given too little memory) is one line in the log and on
+    stderr, then its traceback in the log; anything else is a bug and keeps its traceback.
+    """
     quiet_third_party()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     if log_path:
@@ -36,7 +40,7 @@ def run_script(log_path: str | None, main: Callable[[], object]) -> None:
     log = logging.getLogger("sam2flow")
     try:
         main()
-    except UserError as exc:
+    except (UserError, MemoryError) as exc:
         log.error("%s", exc)
         log.error("%s", traceback.format_exc())
         print(f"sam2flow: error: {exc}", file=sys.stderr)

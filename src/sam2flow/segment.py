@@ -20,8 +20,9 @@ from pathlib import Path
 
 import torch
 
-from .frames import MANIFEST, FrameSource, frame_file, list_frames, read_manifest
+from .frames import MANIFEST, FrameSource, frame_file, frame_size, list_frames, read_manifest
 from .memory import GuardConfig, MemoryGuard, Plan
+from .memory.estimate import check_host_memory, estimate_host
 from .models import RANDOM_WEIGHTS_WARNING, LoadedModel, build_model
 from .outputs import MaskStore, write_batch_outputs
 from .prompts import BatchPrompt, prompt_for_batch
@@ -216,9 +217,7 @@ def segment_batch(
     prompt = job.prompt
     if prompt is not None and prompt.frame not in frames:
         prompt = None
-    first = FrameSource([job.frames_dir / frame_file(frames[0])], 16)
-    height, width = first.video_height, first.video_width
-    first.close()
+    height, width = frame_size(job.frames_dir, frames[0])
     obj_ids = sorted(prompt.objects) if prompt and prompt.objects else [1]
     store = MaskStore(frames, obj_ids, height, width)
     if prompt is None or not prompt.objects:
@@ -318,12 +317,14 @@ def segment_folder(
     batch: str = "",
     progress: bool = False,
     record_extra: dict | None = None,
+    mem_mb: int | None = None,
 ) -> dict:
     """Everything ``sam2flow segment`` and the ``segment_batch`` rule do, in one call.
 
     ``prompt`` holds the keyword arguments of ``prompts.prompt_for_batch`` (the frame count
     of the video is read from the extraction's ``frames.json`` when not given); ``model``
-    those of ``models.build_model``.
+    those of ``models.build_model``. ``mem_mb``: the host memory the job was given; below
+    the estimated need it fails at once (``MemoryError``) so that a retry can ask for more.
     """
     frames_dir = Path(frames_dir)
     frames = list_frames(frames_dir)
@@ -333,6 +334,20 @@ def segment_folder(
         prompt["video_frames"] = read_manifest(frames_dir.parent).frames
     batch_prompt = prompt_for_batch(frames, **prompt)
     loaded = build_model(**model)
+    log.info("host memory given to this job: mem_mb=%s", mem_mb)
+    if mem_mb:
+        height, width = frame_size(frames_dir, frames[0])
+        objects = len(batch_prompt.objects) if batch_prompt else 1
+        need = estimate_host(
+            len(frames),
+            height,
+            width,
+            objects,
+            loaded.name,
+            loaded.image_size,
+            device=loaded.device.type,
+        )
+        check_host_memory(need, mem_mb, f"batch {batch or frames_dir}")
     guard = MemoryGuard(memory, loaded.device)
     job = BatchJob(frames_dir, Path(out_dir), batch_prompt, video, batch)
     return segment_batch(job, loaded, guard, progress=progress, record_extra=record_extra)

@@ -8,8 +8,7 @@ import pandas as pd
 
 from sam2flow.outputs import load_masks
 
-from .conftest import jobs_run
-from conftest import shared_file, write_video
+from conftest import jobs_run, shared_file, write_video
 
 
 def test_demo_runs_end_to_end(project):

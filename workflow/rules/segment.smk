@@ -13,7 +13,6 @@ rule segment_batch:
         "logs/segment_batch/{video}/{batch}.log",
     benchmark:
         "benchmarks/segment_batch/{video}/{batch}.tsv"
-    retries: config["resources"]["segment_batch"]["retries"]
     conda:
         ENV
     threads: config["resources"]["segment_batch"]["threads"]

@@ -17,5 +17,6 @@ run_script(
         video=snakemake.wildcards.video,
         batch=snakemake.wildcards.batch,
         record_extra={"rerun_strategy": snakemake.params.rerun},
+        mem_mb=snakemake.resources.get("mem_mb"),
     ),
 )

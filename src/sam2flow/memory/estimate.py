@@ -108,3 +108,37 @@ def largest_batch_that_fits(budget_bytes: int, height: int, width: int, **kwargs
         else:
             hi = mid - 1
     return lo
+
+
+def estimate_host(
+    frames: int,
+    height: int,
+    width: int,
+    objects: int = 1,
+    model: str = "sam2.1_hiera_tiny",
+    image_size: int = 1024,
+    *,
+    device: str = "cuda",
+) -> int:
+    """Peak bytes of host memory (RSS) of a bounded job: all of it on the CPU; on a GPU the
+    runtime, a CPU copy of the weights while loading, and the packed output masks."""
+    if device == "cpu":
+        return estimate(frames, height, width, objects, model, image_size, device="cpu")
+    weights = MODEL_PARAMS[size_name(model)] * 4
+    masks_out = frames * objects * math.ceil(height * width / 8)
+    return int(CALIBRATION["cpu_runtime_bytes"] + weights + masks_out)
+
+
+def check_host_memory(need_bytes: int, mem_mb: int | None, what: str = "job") -> None:
+    """Fail fast when a job was given less host memory than it needs (``MemoryError``).
+
+    On a cluster the scheduler would kill it half-way instead; failing at once lets the
+    workflow retry with the next attempt's larger ``mem_mb``.
+    """
+    if mem_mb is None or mem_mb <= 0:
+        return
+    if need_bytes > mem_mb * MIB:
+        raise MemoryError(
+            f"{what} needs about {need_bytes / MIB:.0f} MiB of host memory but was given "
+            f"mem_mb={mem_mb}; a retry asks for more (resources grow with the attempt)"
+        )

@@ -1,0 +1,113 @@
+"""The SLURM profile against a real SLURM controller and node on this machine."""
+
+import re
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from sam2flow.outputs import load_masks
+
+from conftest import ROOT, Project, jobs_run, write_video
+
+pytestmark = pytest.mark.slurm
+
+SLURM_ARGS = [
+    "--profile",
+    str(ROOT / "profiles" / "slurm"),
+    "--workflow-profile",
+    str(ROOT / "tests" / "cluster" / "profile"),
+]
+
+
+def slurm_job(job_id: int) -> str:
+    """SLURM's own record of a job (kept MinJobAge seconds after it ends)."""
+    return subprocess.run(
+        ["scontrol", "show", "job", str(job_id)], capture_output=True, text=True
+    ).stdout
+
+
+def segment_submissions(log: str) -> dict[int, str]:
+    """SLURM records of every segment_batch submission, by SLURM job id."""
+    records = {}
+    for job_id in map(int, re.findall(r"SLURM jobid (\d+)", log)):
+        record = slurm_job(job_id)
+        if "segment_batch" in record or "rule_segment_batch" in record:
+            records[job_id] = record
+    return records
+
+
+def demo_sheet(project):
+    project.config["demo"] = {"frames": 30}
+    project.config["batch_size"] = 15
+    project.sheet(
+        [
+            {
+                "video": "demo",
+                "path": "resources/demo/demo.mp4",
+                "prompts": "resources/demo/demo_predictions.csv",
+            }
+        ]
+    )
+
+
+def test_demo_through_the_slurm_profile_matches_a_local_run(slurm, project, tmp_path):
+    demo_sheet(project)
+    project.config["resources"]["segment_batch"]["gpu"] = 1
+    run = project.snakemake(*SLURM_ARGS)
+    records = segment_submissions(run.log)
+    assert len(records) == 2, run.log[-3000:]
+    for record in records.values():
+        assert re.search(r"(TresPerNode|TresPerJob)=\S*gpu:1", record), record
+
+    local = Project(tmp_path / "local")
+    demo_sheet(local)
+    local.snakemake()
+    a = load_masks(project.path / "results/demo/masks.npz")
+    b = load_masks(local.path / "results/demo/masks.npz")
+    assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+    assert (a[2] == b[2]).mean() > 0.999
+    ta = pd.read_csv(project.path / "results/demo/tracks.csv")
+    tb = pd.read_csv(local.path / "results/demo/tracks.csv")
+    assert ta[["frame", "object", "status"]].equals(tb[["frame", "object", "status"]])
+
+
+def test_failed_first_attempt_is_retried_with_more_memory(slurm, project, tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=20)
+    project.config["batch_size"] = 20
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    # Attempt 1 gets 600 MB, below what the batch needs (~1 GB): it fails at once and
+    # Snakemake resubmits it with attempt 2's 1200 MB.
+    run = project.snakemake(*SLURM_ARGS, "--set-resources", "segment_batch:mem_mb=600*attempt")
+    records = segment_submissions(run.log)
+    memories = sorted(int(re.search(r"MinMemoryNode=(\d+)M", r).group(1)) for r in records.values())
+    assert memories == [600, 1200], run.log[-3000:]
+    log = (project.path / "logs/segment_batch/v/0000.log").read_text()
+    assert (project.path / "results/v/batches/0000/memory.json").is_file(), log
+
+
+def test_keep_going_then_only_the_failed_batch_is_submitted(slurm, project, tmp_path):
+    good = write_video(tmp_path / "good.mp4", frames=20)
+    bad = write_video(tmp_path / "bad.mp4", frames=20)
+    dlc = tmp_path / "bad_DLC.csv"
+    header = "scorer,s,s,s\nbodyparts,snout,snout,snout\ncoords,x,y,likelihood\n"
+    dlc.write_text(header + "".join(f"{f},40,60,0.9\n" for f in range(15)))  # 15 != 20 rows
+    project.config["batch_size"] = 20
+    project.sheet(
+        [
+            {"video": "good", "path": good, "points": "40,60", "prompt_frame": 0},
+            {"video": "bad", "path": bad, "prompts": dlc},
+        ]
+    )
+    first = project.snakemake(*SLURM_ARGS, check=False)
+    assert first.returncode != 0
+    assert (project.path / "results/good/masks.npz").is_file(), "keep-going finished the good video"
+    assert not (project.path / "results/bad/batches/0000/memory.json").exists()
+    log = (project.path / "logs/segment_batch/bad/0000.log").read_text()
+    assert "has 15 frame rows but the video has 20 frames" in log
+
+    dlc.write_text(header + "".join(f"{f},40,60,0.9\n" for f in range(20)))
+    second = project.snakemake(*SLURM_ARGS)
+    assert jobs_run(second.log, "segment_batch") == ["video=bad, batch=0000"]
+    assert len(segment_submissions(second.log)) == 1
