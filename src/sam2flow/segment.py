@@ -23,6 +23,7 @@ import torch
 from .frames import MANIFEST, FrameSource, frame_file, frame_size, list_frames, read_manifest
 from .memory import GuardConfig, MemoryGuard, Plan
 from .memory.estimate import check_host_memory, estimate_host
+from .memory.limits import enable_expandable_segments
 from .models import RANDOM_WEIGHTS_WARNING, LoadedModel, build_model
 from .outputs import MaskStore, write_batch_outputs
 from .prompts import BatchPrompt, prompt_for_batch
@@ -326,6 +327,7 @@ def segment_folder(
     those of ``models.build_model``. ``mem_mb``: the host memory the job was given; below
     the estimated need it fails at once (``MemoryError``) so that a retry can ask for more.
     """
+    enable_expandable_segments()  # before the model initialises CUDA
     frames_dir = Path(frames_dir)
     frames = list_frames(frames_dir)
     prompt = dict(prompt)

@@ -1,0 +1,109 @@
+"""Bad and odd videos: a one-line message naming the file, or frames decoded right."""
+
+import shutil
+import subprocess
+
+import pytest
+
+from conftest import shared_file, write_video
+from sam2flow.errors import UserError
+from sam2flow.frames import extract_batches, list_frames, read_manifest
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+
+
+def ffmpeg(*args):
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *map(str, args)], check=True)
+
+
+def one_line_error(video, tmp_path):
+    with pytest.raises(UserError) as info:
+        extract_batches(video, tmp_path / "out")
+    message = str(info.value)
+    assert "\n" not in message and str(video) in message
+    assert not (tmp_path / "out" / "frames.json").exists()
+    return message
+
+
+def test_truncated_real_video(tmp_path):
+    data = shared_file("bedroom.mp4").read_bytes()
+    half = tmp_path / "half.mp4"
+    half.write_bytes(data[: len(data) // 2])
+    try:
+        result = extract_batches(half, tmp_path / "ok")
+    except UserError as exc:  # the index (moov) was cut off: nothing decodable
+        assert "half.mp4" in str(exc) and "\n" not in str(exc)
+    else:  # the index survived: what decodes is extracted and counted
+        assert 0 < result.frames <= 200
+        assert len(list_frames(tmp_path / "ok" / "0000")) == min(result.frames, 400)
+
+
+def test_zero_byte_file(tmp_path):
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    assert "empty" in one_line_error(empty, tmp_path)
+
+
+def test_text_file_named_mp4(tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("minutes of the lab meeting\n" * 100)
+    one_line_error(fake, tmp_path)
+
+
+@needs_ffmpeg
+def test_video_with_zero_decodable_frames(tmp_path):
+    audio_only = tmp_path / "audio.mp4"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=1", audio_only)
+    one_line_error(audio_only, tmp_path)
+
+
+def test_missing_file(tmp_path):
+    assert "not found" in one_line_error(tmp_path / "nope.mp4", tmp_path)
+
+
+def test_yuv444p_real_video_decodes_every_frame(tmp_path):
+    result = extract_batches(shared_file("m3v1mp4.mp4"), tmp_path / "out", batch_size=1000)
+    assert result.frames == 2330 and (result.height, result.width) == (480, 640)
+    assert list(result.batches) == ["0000", "0001", "0002"]
+
+
+def test_odd_frame_size(tmp_path):
+    video = write_video(tmp_path / "odd.avi", frames=5, width=641, height=479)
+    result = extract_batches(video, tmp_path / "out")
+    assert (result.height, result.width) == (479, 641) and result.frames == 5
+
+
+@needs_ffmpeg
+def test_variable_frame_rate(tmp_path):
+    video = tmp_path / "vfr.mkv"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=160x120:rate=30:duration=2",
+        "-vf",
+        "setpts='if(lt(N,30),N/30/TB,(30+(N-30)*3)/30/TB)'",
+        "-fps_mode",
+        "vfr",
+        video,
+    )
+    result = extract_batches(video, tmp_path / "out")
+    assert result.frames == 60  # every frame once: counted by decoding, not by fps x time
+
+
+@needs_ffmpeg
+def test_rotated_phone_video_is_upright(tmp_path):
+    src = tmp_path / "src.mp4"
+    ffmpeg(
+        "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=1", "-pix_fmt", "yuv420p", src
+    )
+    rotated = tmp_path / "rotated.mp4"
+    ffmpeg("-display_rotation", "90", "-i", src, "-c", "copy", rotated)
+    result = extract_batches(rotated, tmp_path / "out")
+    assert (result.height, result.width) == (160, 120)  # rotation metadata applied
+
+
+def test_manifest_counts_what_was_decoded(tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=7)
+    extract_batches(video, tmp_path / "out", batch_size=3)
+    assert read_manifest(tmp_path / "out").frames == 7

@@ -1,0 +1,133 @@
+"""Faults: killed jobs, full disks, read-only results, real out-of-memory, missing CUDA."""
+
+import errno
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import shared_file
+from sam2flow.atomic import write_text
+from sam2flow.errors import UserError
+from sam2flow.frames import extract_batches
+from sam2flow.memory.devices import resolve_device
+
+
+def test_extraction_killed_half_way_leaves_no_complete_looking_batch(tmp_path):
+    video = shared_file("m3v1mp4.mp4")
+    out = tmp_path / "frames"
+    proc = subprocess.Popen(
+        [
+            str(Path(sys.executable).with_name("sam2flow")),
+            "extract",
+            "--video",
+            str(video),
+            "--out",
+            str(out),
+            "--batch-size",
+            "2000",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and not any(out.glob(".0000.tmp/*.jpg")):
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert any(out.glob(".*.tmp")), "killed while writing its first batch"
+    assert not (out / "frames.json").exists()
+    assert not (out / "0000").exists() and not (out / "0001").exists()
+    # The next run starts clean and completes.
+    assert extract_batches(video, out, batch_size=2000).frames == 2330
+    assert sorted(p.name for p in out.iterdir()) == ["0000", "0001", "frames.json"]
+
+
+def test_disk_full_while_writing_leaves_no_truncated_file(tmp_path, monkeypatch):
+    target = tmp_path / "memory.json"
+    real_write = Path.write_bytes
+
+    def full_disk(self, data):
+        real_write(self, data[: len(data) // 2])
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(Path, "write_bytes", full_disk)
+    with pytest.raises(OSError, match="No space left"):
+        write_text(target, json.dumps({"status": "ok", "pad": "x" * 1000}))
+    assert not target.exists()
+    assert list(tmp_path.iterdir()) == []  # no temporary file left either
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_results_folder_not_writable(tmp_path, synthetic_video):
+    out = tmp_path / "ro"
+    out.mkdir()
+    out.chmod(0o500)
+    with pytest.raises(PermissionError):
+        extract_batches(synthetic_video, out / "frames")
+
+
+def test_device_auto_falls_back_to_cpu_with_a_warning(caplog, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    assert resolve_device("auto").type == "cpu"
+    assert "running on the CPU" in caplog.text
+
+
+def test_device_cuda_without_cuda_is_an_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(RuntimeError, match="CUDA is not available"):
+        resolve_device("cuda")
+
+
+REAL_OOM = textwrap.dedent(
+    """
+    import json, resource, sys
+    from pathlib import Path
+    import psutil
+    from sam2flow.memory import GuardConfig, MemoryGuard
+    from sam2flow.models import build_model
+    from sam2flow.prompts import manual_prompt
+    from sam2flow.segment import BatchJob, segment_batch
+
+    model = build_model("sam2.1_hiera_tiny", "random", image_size=256, device="cpu")
+    guard = MemoryGuard(GuardConfig(adaptive_batch_size=False), model.device)
+    # Leave 40 MiB of address space: the model's first forward pass cannot fit.
+    limit = psutil.Process().memory_info().vms + 40 * 1024 ** 2
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    job = BatchJob(Path(sys.argv[1]), Path(sys.argv[2]), manual_prompt(0, "40,60"), "v", "0000")
+    record = segment_batch(job, model, guard)
+    print(json.dumps({k: record[k] for k in ("status", "frame_status", "skip_reason")}))
+    """
+)
+
+
+def test_real_cpu_oom_in_the_segmentation_process(tmp_path, synthetic_frames):
+    out = subprocess.run(
+        [sys.executable, "-c", REAL_OOM, str(synthetic_frames), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=dict(os.environ, OMP_NUM_THREADS="1"),
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads(out.stdout.strip().splitlines()[-1])
+    assert record["status"] == "skipped"
+    assert record["frame_status"] == {"skipped_oom": 60}
+    assert "allocate" in record["skip_reason"] or "memory" in record["skip_reason"].lower()
+    assert (tmp_path / "out" / "memory.json").is_file() and (
+        tmp_path / "out" / "masks.npz"
+    ).is_file()
+
+
+def test_user_error_names_the_file_and_the_fix():
+    err = UserError("cannot open video", "a b.mp4", "re-encode it")
+    assert str(err) == "cannot open video: a b.mp4: re-encode it"

@@ -1,0 +1,100 @@
+"""Good and bad inputs in one run: only the bad jobs fail, every readable frame is counted."""
+
+import shutil
+
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import ROOT, write_video
+
+
+def test_keep_going_finishes_the_good_and_accounts_for_every_frame(project, tmp_path):
+    good = write_video(tmp_path / "good.mp4", frames=20)
+    weird_dir = tmp_path / "dir with space"
+    weird_dir.mkdir()
+    weird = weird_dir / "mäuse 'quoted' $(touch pwned).mp4"
+    shutil.copy(good, weird)
+    empty = tmp_path / "empty.mp4"
+    empty.touch()
+    dlc = tmp_path / "short_DLC.csv"
+    dlc.write_text(
+        "scorer,s,s,s\nbodyparts,snout,snout,snout\ncoords,x,y,likelihood\n"
+        + "".join(f"{f},40,60,0.9\n" for f in range(5))
+    )
+    project.config["batch_size"] = 20
+    project.sheet(
+        [
+            {"video": "good", "path": good, "points": "40,60", "prompt_frame": 0},
+            {"video": "weird", "path": weird, "points": "40,60", "prompt_frame": 0},
+            {"video": "empty", "path": empty, "points": "40,60"},
+            {"video": "missing", "path": tmp_path / "gone.mp4", "points": "40,60"},
+            {"video": "shortdlc", "path": good, "prompts": dlc},
+        ]
+    )
+    run = project.snakemake("--keep-going", check=False)
+    assert run.returncode != 0
+    results = project.path / "results"
+    assert (results / "good" / "masks.npz").is_file()
+    assert (results / "weird" / "masks.npz").is_file()
+    assert not list(project.path.rglob("pwned")) and not list(tmp_path.rglob("pwned"))
+    logs = project.path / "logs"
+    assert "video file is empty" in (logs / "extract_frames" / "empty.log").read_text()
+    assert "video not found" in (logs / "extract_frames" / "missing.log").read_text()
+    assert (
+        "has 5 frame rows but the video has 20 frames"
+        in (logs / "segment_batch" / "shortdlc" / "0000.log").read_text()
+    )
+
+    # The summary of what could be read: run it for the readable videos' records.
+    summary_run = project.snakemake(
+        "--keep-going", "results/good/masks.npz", "results/weird/masks.npz", check=False
+    )
+    assert summary_run.returncode == 0
+    records = sorted(results.glob("*/batches/*/memory.json"))
+    assert {p.parts[-4] for p in records} == {"good", "weird"}
+
+
+@pytest.mark.parametrize(
+    "override,key",
+    [
+        ({"batch_size": 0}, "batch_size"),
+        ({"memory": {"memory_threshold": 1.5}}, "memory_threshold"),
+        ({"memory": {"max_gpu_memory_gb": -1}}, "max_gpu_memory_gb"),
+        ({"memory": {"min_chunk": 0}}, "min_chunk"),
+        ({"model": {"name": "sam3_huge"}}, "name"),
+        ({"jpeg_quality": 101}, "jpeg_quality"),
+        ({"unknown_key": 1}, "unknown_key"),
+    ],
+)
+def test_config_violations_name_the_key(project, override, key):
+    base = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+    for section, value in override.items():
+        if isinstance(value, dict):
+            base[section].update(value)
+        else:
+            base[section] = value
+    (project.path / "config" / "config.yaml").write_text(yaml.safe_dump(base))
+    project.sheet([{"video": "v", "path": "v.mp4", "points": "1,1"}])
+    out = project.snakemake("-n", check=False)
+    assert out.returncode != 0
+    assert "Error validating config file" in out.log and key in out.log
+
+
+def test_sample_sheet_violation_names_the_column(project):
+    project.sheet([{"video": "bad name!", "path": "v.mp4"}])
+    out = project.snakemake("-n", check=False)
+    assert out.returncode != 0 and "video" in out.log and "does not match" in out.log
+
+
+def test_summary_accounts_for_every_frame(project, tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=30)
+    project.config["batch_size"] = 20
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 25}])
+    project.snakemake()
+    summary = pd.read_csv(project.path / "results" / "memory_summary.csv")
+    slots = summary[["ok", "skipped_oom", "no_prompt", "empty"]].sum(axis=1)
+    assert (slots == summary["frames"] * summary["objects"]).all()
+    assert summary["frames"].sum() == 30
+    # The prompt is on frame 25: batch 0000 (frames 0-19) has none.
+    assert summary.set_index("batch").loc[0, "no_prompt"] == 20
