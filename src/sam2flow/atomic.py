@@ -8,10 +8,30 @@ This module is stdlib-only so that both the memory guard and the pipeline steps 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .errors import UserError
+
+#: Write failures a user fixes (space, permissions), with what to do about each.
+_FIXES = {
+    errno.ENOSPC: "free disk space (or point results elsewhere) and run again",
+    errno.EDQUOT: "free quota (or point results elsewhere) and run again",
+    errno.EACCES: "make the results folder writable and run again",
+    errno.EPERM: "make the results folder writable and run again",
+    errno.EROFS: "the file system is read-only: point results elsewhere",
+}
+
+
+def user_write_error(exc: OSError, path: str | Path) -> UserError | None:
+    """A ``UserError`` for a write failure a user can fix (full disk, permissions)."""
+    fix = _FIXES.get(exc.errno)
+    if fix is None:
+        return None
+    return UserError(f"cannot write ({exc.strerror})", path, fix)
 
 
 @contextlib.contextmanager
@@ -22,10 +42,13 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     ...     df.to_csv(tmp)
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
-    )
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{path.name}.", suffix=".tmp" + path.suffix, dir=path.parent
+        )
+    except OSError as exc:
+        raise (user_write_error(exc, path) or exc) from exc
     os.close(fd)
     tmp_path = Path(tmp)
     try:
@@ -33,6 +56,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp_path, path)
+    except OSError as exc:
+        raise (user_write_error(exc, path) or exc) from exc
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()

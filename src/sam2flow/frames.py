@@ -22,7 +22,7 @@ import cv2
 import numpy as np
 import torch
 
-from .atomic import write_text
+from .atomic import user_write_error, write_text
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -111,7 +111,10 @@ def extract_batches(
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise (user_write_error(exc, out) or exc) from exc
     (out / MANIFEST).unlink(missing_ok=True)
     for stale in out.iterdir():  # batches of an earlier, interrupted run
         if stale.is_dir():
@@ -129,7 +132,10 @@ def extract_batches(
         ok, buf = cv2.imencode(".jpg", img, params)
         if not ok:
             raise RuntimeError(f"JPEG encoding failed for {path}")
-        buf.tofile(str(path))
+        try:
+            buf.tofile(str(path))
+        except OSError as exc:
+            raise (user_write_error(exc, path) or exc) from exc
 
     def finish_batch() -> None:
         for fut in pending:
@@ -151,7 +157,10 @@ def extract_batches(
                 if count_in_batch == 0:
                     tmp_dir = out / f".{batch_name(len(batches))}.tmp"
                     shutil.rmtree(tmp_dir, ignore_errors=True)
-                    tmp_dir.mkdir()
+                    try:
+                        tmp_dir.mkdir()
+                    except OSError as exc:
+                        raise (user_write_error(exc, tmp_dir) or exc) from exc
                 pending.append(pool.submit(encode, img, tmp_dir / frame_file(frame)))
                 frame += 1
                 count_in_batch += 1

@@ -5,9 +5,10 @@ import subprocess
 
 import pytest
 
-from conftest import shared_file, write_video
 from sam2flow.errors import UserError
 from sam2flow.frames import extract_batches, list_frames, read_manifest
+
+from conftest import shared_file, write_video
 
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -67,8 +68,10 @@ def test_yuv444p_real_video_decodes_every_frame(tmp_path):
     assert list(result.batches) == ["0000", "0001", "0002"]
 
 
+@needs_ffmpeg
 def test_odd_frame_size(tmp_path):
-    video = write_video(tmp_path / "odd.avi", frames=5, width=641, height=479)
+    video = tmp_path / "odd.mkv"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=641x479:rate=5:duration=1", "-c:v", "ffv1", video)
     result = extract_batches(video, tmp_path / "out")
     assert (result.height, result.width) == (479, 641) and result.frames == 5
 
@@ -98,7 +101,7 @@ def test_rotated_phone_video_is_upright(tmp_path):
         "-f", "lavfi", "-i", "testsrc=size=160x120:rate=10:duration=1", "-pix_fmt", "yuv420p", src
     )
     rotated = tmp_path / "rotated.mp4"
-    ffmpeg("-display_rotation", "90", "-i", src, "-c", "copy", rotated)
+    ffmpeg("-i", src, "-c", "copy", "-metadata:s:v:0", "rotate=90", rotated)
     result = extract_batches(rotated, tmp_path / "out")
     assert (result.height, result.width) == (160, 120)  # rotation metadata applied
 
