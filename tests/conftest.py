@@ -97,6 +97,20 @@ class Project:
         lines = ["\t".join(cols)] + ["\t".join(str(r.get(c, "")) for c in cols) for r in rows]
         (self.path / "config" / "videos.tsv").write_text("\n".join(lines) + "\n")
 
+    def use_demo(self, frames: int, batch_size: int) -> None:
+        """The embedded demo (DeepLabCut-style predictions, two animals) as the only video."""
+        self.config["demo"] = {"frames": frames}
+        self.config["batch_size"] = batch_size
+        self.sheet(
+            [
+                {
+                    "video": "demo",
+                    "path": "resources/demo/demo.mp4",
+                    "prompts": "resources/demo/demo_predictions.csv",
+                }
+            ]
+        )
+
     def snakemake(self, *args, env: dict | None = None, check: bool = True):
         (self.path / "test.yaml").write_text(yaml.safe_dump(self.config))
         cmd = [

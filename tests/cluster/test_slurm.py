@@ -38,22 +38,8 @@ def segment_submissions(log: str) -> dict[int, str]:
     return records
 
 
-def demo_sheet(project):
-    project.config["demo"] = {"frames": 30}
-    project.config["batch_size"] = 15
-    project.sheet(
-        [
-            {
-                "video": "demo",
-                "path": "resources/demo/demo.mp4",
-                "prompts": "resources/demo/demo_predictions.csv",
-            }
-        ]
-    )
-
-
 def test_demo_through_the_slurm_profile_matches_a_local_run(slurm, project, tmp_path):
-    demo_sheet(project)
+    project.use_demo(frames=30, batch_size=15)
     project.config["resources"]["segment_batch"]["gpu"] = 1
     run = project.snakemake(*SLURM_ARGS)
     records = segment_submissions(run.log)
@@ -62,7 +48,7 @@ def test_demo_through_the_slurm_profile_matches_a_local_run(slurm, project, tmp_
         assert re.search(r"(TresPerNode|TresPerJob)=\S*gpu:1", record), record
 
     local = Project(tmp_path / "local")
-    demo_sheet(local)
+    local.use_demo(frames=30, batch_size=15)
     local.snakemake()
     a = load_masks(project.path / "results/demo/masks.npz")
     b = load_masks(local.path / "results/demo/masks.npz")

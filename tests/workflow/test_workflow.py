@@ -12,17 +12,7 @@ from conftest import jobs_run, shared_file, write_video
 
 
 def test_demo_runs_end_to_end(project):
-    project.config["demo"] = {"frames": 30}
-    project.config["batch_size"] = 15
-    project.sheet(
-        [
-            {
-                "video": "demo",
-                "path": "resources/demo/demo.mp4",
-                "prompts": "resources/demo/demo_predictions.csv",
-            }
-        ]
-    )
+    project.use_demo(frames=30, batch_size=15)
     project.snakemake()
     out = project.path / "results"
     frames, objects, masks = load_masks(out / "demo" / "masks.npz")
