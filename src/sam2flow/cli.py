@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--prompt-frame", type=int, default=None, help="global frame of --point/--box/--mask"
     )
+    p.add_argument("--carry-from", default=None, help="previous batch's masks.npz (carry: chained)")
     p.add_argument("--bodyparts", default="", help="comma-separated DLC bodyparts (default all)")
     p.add_argument("--likelihood-cutoff", type=float, default=0.6)
     p.add_argument(
@@ -161,6 +162,7 @@ def _segment(args) -> int:
             bodyparts=[b for b in args.bodyparts.split(",") if b],
             cutoff=args.likelihood_cutoff,
             video_frames=args.video_frames,
+            carry_from=args.carry_from,
         ),
         model=dict(
             name=args.model,

@@ -311,11 +311,44 @@ def prompt_for_batch(
     video_frames: int | None = None,
     scale: float = 1.0,
     offset: tuple[float, float] = (0.0, 0.0),
+    carry_from: str | Path | None = None,
 ) -> BatchPrompt | None:
-    """The prompt of a batch from a DeepLabCut file or from manual points / box / mask.
+    """The prompt of a batch from a DeepLabCut file or from manual points / box / mask;
+    failing those, from the previous batch's last masks (``carry_from``, carry: chained).
 
     ``None`` when the batch has no usable prompt (its frames become ``no_prompt``).
     """
+    own = _own_prompt(
+        frames,
+        prompts_file,
+        points,
+        box,
+        mask,
+        prompt_frame,
+        bodyparts,
+        cutoff,
+        video_frames,
+        scale,
+        offset,
+    )
+    if own is None and carry_from:
+        return carried_prompt(carry_from, frames[0])
+    return own
+
+
+def _own_prompt(
+    frames,
+    prompts_file,
+    points,
+    box,
+    mask,
+    prompt_frame,
+    bodyparts,
+    cutoff,
+    video_frames,
+    scale,
+    offset,
+) -> BatchPrompt | None:
     if prompts_file:
         keypoints = read_dlc(prompts_file).select(bodyparts)
         if video_frames is not None:
@@ -325,3 +358,27 @@ def prompt_for_batch(
         frame = frames[0] if prompt_frame is None else int(prompt_frame)
         return prompt_in_batch(manual_prompt(frame, points, box, mask), frames)
     return None
+
+
+def carried_prompt(masks_npz: str | Path, first_frame: int) -> BatchPrompt | None:
+    """Batch carry-over: the previous batch's last masks prompt this batch's first frame.
+
+    The masks come from the frame just before ``first_frame`` (whose JPEG lives in the
+    previous batch), so they are applied one frame late; at video frame rates the animal
+    moves a few pixels. ``None`` when every carried mask is empty (nothing left to track).
+    """
+    from .outputs import load_masks
+
+    frames, object_ids, masks = load_masks(masks_npz)
+    if len(frames) == 0 or int(frames[-1]) != first_frame - 1:
+        raise UserError(
+            f"previous batch ends on frame {int(frames[-1]) if len(frames) else None}, "
+            f"not {first_frame - 1}",
+            masks_npz,
+            "rerun the previous batch (carry: chained needs batches in order)",
+        )
+    prompt = BatchPrompt(frame=int(first_frame), source=f"carried from {masks_npz}")
+    for k, obj in enumerate(object_ids):
+        if masks[-1, k].any():
+            prompt.objects[int(obj)] = ObjectPrompt(mask=masks[-1, k])
+    return prompt if prompt.objects else None

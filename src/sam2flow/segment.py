@@ -248,6 +248,7 @@ def segment_batch(
         for lo_f, hi_f in record["skipped_ranges"]:
             store.mark([f for f in frames if lo_f <= f <= hi_f], "skipped_oom")
         record["prompt_frame"] = prompt.frame
+        record["prompt_source"] = prompt.source
     seconds = time.perf_counter() - started
     record.update(
         video=job.video,

@@ -32,12 +32,13 @@ def test_demo_runs_end_to_end(project):
 def test_bedroom_video_end_to_end(project):
     video = shared_file("bedroom.mp4")
     project.config["batch_size"] = 100
+    project.config["carry"] = "chained"  # one click on frame 0 for the whole video
     project.sheet([{"video": "bedroom", "path": video, "points": "210,350", "prompt_frame": 0}])
     project.snakemake()
     frames, _, masks = load_masks(project.path / "results" / "bedroom" / "masks.npz")
     assert frames.tolist() == list(range(200)) and masks.shape[2:] == (540, 960)
     summary = pd.read_csv(project.path / "results" / "memory_summary.csv")
-    assert summary["frames"].sum() == 200
+    assert summary["frames"].sum() == 200 and summary["no_prompt"].sum() == 0
 
 
 def test_recovered_and_skipped_batches_then_rerun_only_the_skipped(project, tmp_path):
@@ -81,6 +82,28 @@ def test_recovered_and_skipped_batches_then_rerun_only_the_skipped(project, tmp_
     again = project.snakemake()
     assert jobs_run(again.log, "segment_batch") == []
     assert np.asarray(load_masks(project.path / "results" / "b" / "masks.npz")[0]).size == 30
+
+
+def test_chained_batches_carry_the_last_mask_forward(project, tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=40)
+    project.config["batch_size"] = 20
+    project.config["carry"] = "chained"
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    project.snakemake()
+    first = json.loads((project.path / "results/v/batches/0000/memory.json").read_text())
+    second = json.loads((project.path / "results/v/batches/0001/memory.json").read_text())
+    assert first["prompt_source"] == "config"
+    assert second["prompt_frame"] == 20 and "carried from" in second["prompt_source"]
+    assert "no_prompt" not in second["frame_status"]
+
+
+def test_independent_batches_without_a_prompt_are_no_prompt(project, tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=40)
+    project.config["batch_size"] = 20
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    project.snakemake("results/v/batches/0001/memory.json")
+    second = json.loads((project.path / "results/v/batches/0001/memory.json").read_text())
+    assert second["frame_status"] == {"no_prompt": 20}
 
 
 def test_lint_and_format_are_clean():

@@ -131,6 +131,14 @@ def skipped_batches():
     return set(zip(table["video"], table["batch"]))
 
 
+def previous_batch(wildcards):
+    """carry: chained: the previous batch's masks prompt this batch (none for the first)."""
+    index = int(wildcards.batch)
+    if config["carry"] != "chained" or index == 0:
+        return []
+    return f"results/{wildcards.video}/batches/{index - 1:04d}/masks.npz"
+
+
 def rerun_strategy(wildcards):
     """How to redo this batch: '' normally; the configured strategy for a skipped batch
     when rerun_skipped is set. It is a parameter, so a change reruns exactly those jobs.

@@ -5,6 +5,7 @@ rule segment_batch:
     input:
         frames=frames_dir,
         prompts=prompts_input,
+        carry=previous_batch,
     output:
         masks="results/{video}/batches/{batch}/masks.npz",
         table="results/{video}/batches/{batch}/frames.csv",

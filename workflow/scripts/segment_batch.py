@@ -11,7 +11,7 @@ run_script(
     lambda: segment_folder(
         Path(snakemake.input.frames, snakemake.wildcards.batch),
         Path(snakemake.output.record).parent,
-        prompt=snakemake.params.prompt,
+        prompt=dict(snakemake.params.prompt, carry_from=snakemake.input.get("carry") or None),
         model=snakemake.params.model,
         memory=GuardConfig.from_options(snakemake.params.memory, snakemake.params.rerun),
         video=snakemake.wildcards.video,
