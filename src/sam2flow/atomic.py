@@ -26,6 +26,12 @@ _FIXES = {
 }
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def user_write_error(exc: OSError, path: str | Path) -> UserError | None:
     """A ``UserError`` for a write failure a user can fix (full disk, permissions)."""
     fix = _FIXES.get(exc.errno)
@@ -55,6 +61,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         yield tmp_path
         with open(tmp_path, "rb+") as f:
             os.fsync(f.fileno())
+        os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp's 0600 would hide it from the lab
         os.replace(tmp_path, path)
     except OSError as exc:
         raise (user_write_error(exc, path) or exc) from exc

@@ -142,3 +142,11 @@ def test_real_cpu_oom_in_the_segmentation_process(tmp_path, synthetic_frames):
 def test_user_error_names_the_file_and_the_fix():
     err = UserError("cannot open video", "a b.mp4", "re-encode it")
     assert str(err) == "cannot open video: a b.mp4: re-encode it"
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    target = tmp_path / "frames.csv"
+    write_text(target, "frame\n")
+    mask = os.umask(0)
+    os.umask(mask)
+    assert target.stat().st_mode & 0o777 == 0o666 & ~mask

@@ -1,0 +1,71 @@
+"""A run killed with SIGKILL half-way: the next run redoes only the interrupted batch."""
+
+import os
+import signal
+import subprocess
+import time
+
+import psutil
+import yaml
+
+from conftest import ROOT, SNAKEMAKE, Project, jobs_run, write_video
+
+
+def start(project: Project) -> subprocess.Popen:
+    (project.path / "test.yaml").write_text(yaml.safe_dump(project.config))
+    cmd = [
+        SNAKEMAKE,
+        "-s",
+        str(ROOT / "Snakefile"),
+        "--directory",
+        str(project.path),
+        "--configfile",
+        str(project.path / "config" / "config.yaml"),
+        str(project.path / "test.yaml"),
+        "--cores",
+        "1",
+    ]
+    env = dict(os.environ, TQDM_DISABLE="1")
+    return subprocess.Popen(
+        cmd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+
+
+def test_sigkill_half_way_then_only_that_batch_is_redone(tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=80)
+    projects = {}
+    for name in ("killed", "clean"):
+        projects[name] = Project(tmp_path / name)
+        projects[name].config["batch_size"] = 40
+        projects[name].config["carry"] = "chained"
+        projects[name].sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    killed = projects["killed"]
+    proc = start(killed)
+    second_log = killed.path / "logs" / "segment_batch" / "v" / "0001.log"
+    deadline = time.time() + 600
+    # Kill everything (a node failure) once the second batch is segmenting.
+    while time.time() < deadline and proc.poll() is None:
+        if second_log.exists() and "host memory given" in second_log.read_text():
+            time.sleep(1)
+            break
+        time.sleep(0.2)
+    for child in psutil.Process(proc.pid).children(recursive=True) + [psutil.Process(proc.pid)]:
+        child.send_signal(signal.SIGKILL)  # jobs run in sessions of their own
+    proc.wait()
+    batch = killed.path / "results" / "v" / "batches"
+    assert (batch / "0000" / "memory.json").is_file()
+    assert not (batch / "0001" / "memory.json").exists(), "killed before finishing"
+
+    killed.snakemake("--unlock")  # the killed run could not release its lock
+    again = killed.snakemake("--rerun-incomplete")
+    assert jobs_run(again.log, "segment_batch") == ["video=v, batch=0001"]
+
+    projects["clean"].snakemake()
+    clean = projects["clean"].path / "results" / "v" / "batches"
+    for name in ("masks.npz", "frames.csv"):
+        for b in ("0000", "0001"):
+            assert (batch / b / name).read_bytes() == (clean / b / name).read_bytes(), (b, name)
