@@ -27,6 +27,9 @@ def test_demo_runs_end_to_end(project):
     html = (out / "memory_report.html").read_text()
     assert "<img" in html and "RANDOM WEIGHTS" in html
     assert not (out / "demo" / "frames").exists(), "frames are temp() by default"
+    project.snakemake("--report", str(project.path / "report.html"))
+    report = (project.path / "report.html").read_text(errors="replace")
+    assert "memory_report.html" in report and "contact_sheet.png" in report
 
 
 def test_bedroom_video_end_to_end(project):
