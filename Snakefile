@@ -23,3 +23,7 @@ rule all:
     default_target: True
     input:
         all_targets,
+
+
+onerror:
+    write_partial_summary()

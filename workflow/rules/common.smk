@@ -156,6 +156,24 @@ def rerun_strategy(wildcards):
     return config["memory"]["rerun_strategy"] if RERUN_SKIPPED and skipped else ""
 
 
+def write_partial_summary():
+    """After a failed run (--keep-going), summarise the batches that did finish, so that
+    results/memory_summary.csv and skipped.tsv still account for what was segmented."""
+    from sam2flow.report import write_summary
+
+    records = sorted(Path("results").glob("*/batches/*/memory.json"))
+    if records:
+        write_summary(
+            records,
+            "results/memory_summary.csv",
+            "results/memory_report.html",
+            "results/skipped.tsv",
+        )
+        logger.warning(
+            f"partial memory summary of {len(records)} finished batches written"
+        )
+
+
 def scaled(key, name):
     """A resource that grows with the attempt: base x attempt (retries ask for more)."""
     base = config["resources"][key][name]
