@@ -165,19 +165,17 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
 
     Returns the merged frame table. Batches are read one at a time for the masks.
     """
-    dirs = [Path(d) for d in batch_dirs]
-    metas = []
-    for d in dirs:
+    metas, ids = [], set()
+    for d in map(Path, batch_dirs):
         with np.load(d / "masks.npz") as data:
             metas.append((int(data["frames"][0]), d, tuple(int(v) for v in data["shape"])))
+            ids.update(int(o) for o in data["object_ids"])
     metas.sort()
-    shapes = {m[2][1:] for m in metas}
-    if len(shapes) != 1:
-        # Batches may differ in objects (DLC individuals seen): pad to the union of ids.
-        log.info("batches differ in objects or size: %s", shapes)
-    object_ids = sorted(
-        {int(o) for _, d, _ in metas for o in np.load(d / "masks.npz")["object_ids"]}
-    )
+    if len({m[2][2:] for m in metas}) != 1:
+        raise ValueError(f"batches of one video differ in frame size: {metas}")
+    # Batches may differ in objects (DLC individuals seen): slots for the union of ids;
+    # an object absent from a batch is no_prompt there.
+    object_ids = sorted(ids)
     h, w = metas[0][2][2:]
     nbytes = math.ceil(h * w / 8)
     total = sum(m[2][0] for m in metas)
