@@ -80,6 +80,8 @@ def test_config_violations_name_the_key(project, override, key):
     out = project.snakemake("-n", check=False)
     assert out.returncode != 0
     assert "Error validating config file" in out.log and key in out.log
+    if key == "name":  # the message lists the known models
+        assert "sam2.1_hiera_tiny" in out.log and "sam2_hiera_large" in out.log
 
 
 def test_sample_sheet_violation_names_the_column(project):
