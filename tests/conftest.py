@@ -111,9 +111,10 @@ class Project:
             ]
         )
 
-    def snakemake(self, *args, env: dict | None = None, check: bool = True):
+    def command(self, *args, cores: int = 2) -> list[str]:
+        """The snakemake command line for this project (writes its test config first)."""
         (self.path / "test.yaml").write_text(yaml.safe_dump(self.config))
-        cmd = [
+        return [
             SNAKEMAKE,
             "-s",
             str(ROOT / "Snakefile"),
@@ -123,9 +124,12 @@ class Project:
             str(self.path / "config" / "config.yaml"),
             str(self.path / "test.yaml"),
             "--cores",
-            "2",
+            str(cores),
             *args,
         ]
+
+    def snakemake(self, *args, env: dict | None = None, check: bool = True):
+        cmd = self.command(*args)
         run_env = {k: v for k, v in os.environ.items() if k != "SAM2FLOW_INJECT_OOM"}
         run_env.update(env or {})
         run_env["TQDM_DISABLE"] = "1"

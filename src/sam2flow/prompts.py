@@ -318,46 +318,18 @@ def prompt_for_batch(
 
     ``None`` when the batch has no usable prompt (its frames become ``no_prompt``).
     """
-    own = _own_prompt(
-        frames,
-        prompts_file,
-        points,
-        box,
-        mask,
-        prompt_frame,
-        bodyparts,
-        cutoff,
-        video_frames,
-        scale,
-        offset,
-    )
-    if own is None and carry_from:
-        return carried_prompt(carry_from, frames[0])
-    return own
-
-
-def _own_prompt(
-    frames,
-    prompts_file,
-    points,
-    box,
-    mask,
-    prompt_frame,
-    bodyparts,
-    cutoff,
-    video_frames,
-    scale,
-    offset,
-) -> BatchPrompt | None:
+    own = None
     if prompts_file:
         keypoints = read_dlc(prompts_file).select(bodyparts)
         if video_frames is not None:
             check_frame_count(keypoints, video_frames)
-        return dlc_batch_prompt(keypoints, frames, cutoff, scale, offset)
-    if points or box or mask:
+        own = dlc_batch_prompt(keypoints, frames, cutoff, scale, offset)
+    elif points or box or mask:
         frame = frames[0] if prompt_frame is None else int(prompt_frame)
-        return prompt_in_batch(manual_prompt(frame, points, box, mask), frames)
-    return None
+        own = prompt_in_batch(manual_prompt(frame, points, box, mask), frames)
+    if own is None and carry_from:
+        return carried_prompt(carry_from, frames[0])
+    return own
 
 
 def carried_prompt(masks_npz: str | Path, first_frame: int) -> BatchPrompt | None:

@@ -6,32 +6,14 @@ import subprocess
 import time
 
 import psutil
-import yaml
 
-from conftest import ROOT, SNAKEMAKE, Project, jobs_run, write_video
+from conftest import Project, jobs_run, write_video
 
 
 def start(project: Project) -> subprocess.Popen:
-    (project.path / "test.yaml").write_text(yaml.safe_dump(project.config))
-    cmd = [
-        SNAKEMAKE,
-        "-s",
-        str(ROOT / "Snakefile"),
-        "--directory",
-        str(project.path),
-        "--configfile",
-        str(project.path / "config" / "config.yaml"),
-        str(project.path / "test.yaml"),
-        "--cores",
-        "1",
-    ]
     env = dict(os.environ, TQDM_DISABLE="1")
     return subprocess.Popen(
-        cmd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=env,
-        start_new_session=True,
+        project.command(cores=1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
 
 
