@@ -60,3 +60,12 @@ def test_frame_source_gives_normalised_tensors_in_any_order(tmp_path):
         assert -3 < float(forward.min()) and float(forward.max()) < 3  # ImageNet-normalised
     finally:
         source.close()
+
+
+def test_extraction_removes_only_its_own_stale_batches(tmp_path):
+    out = tmp_path / "out"
+    (out / "0007").mkdir(parents=True)
+    (out / ".0003.tmp").mkdir()
+    (out / "my notes").mkdir()
+    extract_batches(write_video(tmp_path / "v.mp4", frames=5), out, batch_size=5)
+    assert sorted(p.name for p in out.iterdir()) == ["0000", "frames.json", "my notes"]

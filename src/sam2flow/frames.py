@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import threading
 from collections import OrderedDict
@@ -30,6 +31,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 MANIFEST = "frames.json"
+_BATCH_DIR = re.compile(r"\.?\d{4,}(\.tmp)?")
 FRAME_DIGITS = 7
 DEFAULT_BATCH_SIZE = 400
 DEFAULT_QUALITY = 95
@@ -116,8 +118,8 @@ def extract_batches(
     except OSError as exc:
         raise (user_write_error(exc, out) or exc) from exc
     (out / MANIFEST).unlink(missing_ok=True)
-    for stale in out.iterdir():  # batches of an earlier, interrupted run
-        if stale.is_dir():
+    for stale in out.iterdir():  # batches of an earlier, interrupted run; nothing else
+        if stale.is_dir() and _BATCH_DIR.fullmatch(stale.name):
             shutil.rmtree(stale)
     cap = open_video(video)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
