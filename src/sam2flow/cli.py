@@ -20,92 +20,207 @@ log = logging.getLogger("sam2flow")
 
 def _memory_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("memory guard")
-    g.add_argument("--max-gpu-memory-gb", type=float, default=None, help="cap GPU memory (GiB)")
     g.add_argument(
-        "--memory-threshold", type=float, default=0.85, help="clean up above this used fraction"
+        "--max-gpu-memory-gb",
+        type=float,
+        default=None,
+        help="cap on this process's GPU memory, in GiB (none: the whole GPU)",
     )
-    g.add_argument("--min-chunk", type=int, default=25, help="smallest chunk of frames on OOM")
-    g.add_argument("--force-cpu-offload", action="store_true", help="start with CPU offload")
-    g.add_argument("--allow-cpu-fallback", action="store_true", help="last resort: run on the CPU")
-    g.add_argument("--disable-adaptive-batch-size", action="store_true")
-    g.add_argument("--disable-memory-monitoring", action="store_true")
-    g.add_argument("--sizing-file", default="resources/sizing.json", help="adaptive sizing memory")
+    g.add_argument(
+        "--memory-threshold",
+        type=float,
+        default=0.85,
+        help="clean up (gc, empty_cache) between chunks above this used fraction, 0-1",
+    )
+    g.add_argument(
+        "--min-chunk",
+        type=int,
+        default=25,
+        help="smallest chunk, in frames, that an out-of-memory retry splits a batch into",
+    )
+    g.add_argument(
+        "--force-cpu-offload",
+        action="store_true",
+        help="start with frames and inference state offloaded to host memory",
+    )
+    g.add_argument(
+        "--allow-cpu-fallback",
+        action="store_true",
+        help="after offload fails, run the batch on the CPU (slow) before skipping",
+    )
+    g.add_argument(
+        "--disable-adaptive-batch-size",
+        action="store_true",
+        help="always start whole, ignoring the chunk sizes remembered in --sizing-file",
+    )
+    g.add_argument(
+        "--disable-memory-monitoring",
+        action="store_true",
+        help="no memory snapshots (torch, NVML, host RSS) in memory.json",
+    )
+    g.add_argument(
+        "--sizing-file",
+        default="resources/sizing.json",
+        help="JSON file of chunk sizes that worked, shared by jobs on the same GPU model",
+    )
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
-    g.add_argument("--model", default="sam2.1_hiera_tiny")
-    g.add_argument("--checkpoint", default="auto", help="a .pt path, a model name, or auto")
-    g.add_argument("--checkpoint-dir", default="resources/checkpoints")
-    g.add_argument("--checkpoint-url", default=None, help="download from here instead (a mirror)")
-    g.add_argument("--checkpoint-sha256", default=None)
-    g.add_argument("--weights", choices=["checkpoint", "random"], default="checkpoint")
-    g.add_argument("--image-size", type=int, default=None)
-    g.add_argument("--device", default="auto")
-    g.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
-    g.add_argument("--compile", action="store_true", help="torch.compile (vos_optimized)")
+    g.add_argument(
+        "--model",
+        default="sam2.1_hiera_tiny",
+        help="SAM 2 model: sam2.1_hiera_{tiny,small,base_plus,large} or sam2_hiera_{...}",
+    )
+    g.add_argument(
+        "--checkpoint",
+        default="auto",
+        help="a .pt file, or auto: the model's file in --checkpoint-dir (downloaded if absent)",
+    )
+    g.add_argument(
+        "--checkpoint-dir",
+        default="resources/checkpoints",
+        help="folder where checkpoints are looked for and downloaded to",
+    )
+    g.add_argument(
+        "--checkpoint-url",
+        default=None,
+        help="download the checkpoint from this URL (a mirror) instead of Meta's",
+    )
+    g.add_argument(
+        "--checkpoint-sha256",
+        default=None,
+        help="expected sha256 of the checkpoint (none: logged, not checked)",
+    )
+    g.add_argument(
+        "--weights",
+        choices=["checkpoint", "random"],
+        default="checkpoint",
+        help="checkpoint: trained weights; random: untrained, masks are meaningless (tests)",
+    )
+    g.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="model input size in pixels, a multiple of 16 (none: the model's 1024)",
+    )
+    g.add_argument(
+        "--device",
+        default="auto",
+        help="auto (CUDA, then MPS, then CPU), cuda, cuda:N, mps or cpu",
+    )
+    g.add_argument(
+        "--precision",
+        choices=["auto", "bf16", "fp32"],
+        default="auto",
+        help="auto: bf16 autocast on CUDA, fp32 elsewhere",
+    )
+    g.add_argument(
+        "--compile",
+        action="store_true",
+        help="torch.compile the model (SAM 2's vos_optimized; slow first batch)",
+    )
+
+
+def _subcommand(sub, name: str, help: str) -> argparse.ArgumentParser:
+    """A subcommand whose --help shows every option's default."""
+    return sub.add_parser(
+        name, help=help, description=help, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sam2flow", description=__doc__.splitlines()[0])
-    parser.add_argument("-v", "--verbose", action="store_true")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug log lines")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("extract", help="decode a video into JPEG batches")
-    p.add_argument("--video", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--batch-size", type=int, default=400)
-    p.add_argument("--quality", type=int, default=95)
+    p = _subcommand(sub, "extract", "decode a video into JPEG batches")
+    p.add_argument("--video", required=True, help="video file (anything FFmpeg/OpenCV decodes)")
+    p.add_argument("--out", required=True, help="folder for the batch folders and frames.json")
+    p.add_argument("--batch-size", type=int, default=400, help="frames per batch folder")
+    p.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100")
 
-    p = sub.add_parser("segment", help="segment one batch folder of JPEG frames")
-    p.add_argument("--frames", required=True, help="batch folder of NNNNNNN.jpg frames")
-    p.add_argument("--out", required=True)
+    p = _subcommand(sub, "segment", "segment one folder of JPEG frames")
+    p.add_argument(
+        "--frames",
+        required=True,
+        help="folder of JPEGs named by global frame index (00042.jpg, 0000042.jpg, ...)",
+    )
+    p.add_argument("--out", required=True, help="folder for masks.npz, frames.csv, memory.json")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--prompts", help="DeepLabCut prediction or label file (.csv/.h5)")
-    src.add_argument("--point", action="append", help="X,Y[,LABEL] (repeatable)")
-    src.add_argument("--box", help="X0,Y0,X1,Y1")
-    src.add_argument("--mask", help="mask PNG")
-    p.add_argument(
-        "--prompt-frame", type=int, default=None, help="global frame of --point/--box/--mask"
+    src.add_argument(
+        "--point", action="append", help="a click X,Y[,LABEL] in video pixels (repeatable)"
     )
-    p.add_argument("--carry-from", default=None, help="previous batch's masks.npz (carry: chained)")
-    p.add_argument("--bodyparts", default="", help="comma-separated DLC bodyparts (default all)")
-    p.add_argument("--likelihood-cutoff", type=float, default=0.6)
+    src.add_argument("--box", help="a box X0,Y0,X1,Y1 in video pixels")
+    src.add_argument("--mask", help="a mask PNG the size of the frames (non-zero: the object)")
     p.add_argument(
-        "--video-frames", type=int, default=None, help="check the DLC file has this many rows"
+        "--prompt-frame",
+        type=int,
+        default=None,
+        help="global frame index of --point/--box/--mask (none: the folder's first frame)",
     )
-    p.add_argument("--video", default="", help="name recorded in the outputs")
-    p.add_argument("--batch", default="", help="name recorded in the outputs")
+    p.add_argument(
+        "--carry-from",
+        default=None,
+        help="previous batch's masks.npz: start from its last masks where no prompt is given",
+    )
+    p.add_argument(
+        "--carry-image",
+        default=None,
+        help="JPEG of the frame --carry-from ends on (none: found through frames.json)",
+    )
+    p.add_argument(
+        "--bodyparts", default="", help="comma-separated DeepLabCut bodyparts (empty: all)"
+    )
+    p.add_argument(
+        "--likelihood-cutoff",
+        type=float,
+        default=0.6,
+        help="DeepLabCut points below this likelihood are not used, 0-1",
+    )
+    p.add_argument(
+        "--video-frames",
+        type=int,
+        default=None,
+        help="check the DeepLabCut file has this many rows (none: from frames.json)",
+    )
+    p.add_argument("--video", default="", help="video name recorded in the outputs")
+    p.add_argument("--batch", default="", help="batch name recorded in the outputs")
     _model_args(p)
     _memory_args(p)
 
-    p = sub.add_parser("demo-data", help="write the synthetic demo video and its DLC file")
-    p.add_argument("--out", default="demo")
-    p.add_argument("--frames", type=int, default=120)
+    p = _subcommand(sub, "demo-data", "write the synthetic demo video and its DLC file")
+    p.add_argument("--out", default="demo", help="folder for demo.mp4 and its predictions")
+    p.add_argument("--frames", type=int, default=120, help="frames of the demo video")
 
-    p = sub.add_parser("merge", help="merge a video's batch outputs")
-    p.add_argument("--batches", nargs="+", required=True)
-    p.add_argument("--out", required=True)
-    p.add_argument("--video", default=None, help="draw overlay.mp4 and contact_sheet.png over it")
+    p = _subcommand(sub, "merge", "merge a video's batch outputs")
+    p.add_argument("--batches", nargs="+", required=True, help="batch output folders of one video")
+    p.add_argument("--out", required=True, help="folder for masks.npz and tracks.csv")
+    p.add_argument(
+        "--video", default=None, help="draw overlay.mp4 and contact_sheet.png over this video"
+    )
 
-    p = sub.add_parser("summary", help="memory summary of batch records")
-    p.add_argument("--records", nargs="+", required=True)
-    p.add_argument("--out", required=True)
+    p = _subcommand(sub, "summary", "memory summary of batch records")
+    p.add_argument("--records", nargs="+", required=True, help="memory.json files")
+    p.add_argument(
+        "--out", required=True, help="folder for memory_summary.csv, .html and skipped.tsv"
+    )
 
-    p = sub.add_parser("memory", help="memory status and planning")
+    p = _subcommand(sub, "memory", "memory status and planning")
     msub = p.add_subparsers(dest="memory_command", required=True)
-    s = msub.add_parser("status", help="a line per device")
-    s.add_argument("--json", action="store_true")
-    s = msub.add_parser("plan", help="estimate and the largest batch that fits")
-    s.add_argument("--frames", type=int, required=True)
-    s.add_argument("--height", type=int, required=True)
-    s.add_argument("--width", type=int, required=True)
-    s.add_argument("--objects", type=int, default=1)
-    s.add_argument("--model", default="sam2.1_hiera_tiny")
-    s.add_argument("--image-size", type=int, default=1024)
-    s.add_argument("--budget-gb", type=float, default=None)
-    s.add_argument("--offload", action="store_true")
-    s.add_argument("--device", default="cuda", choices=["cuda", "cpu"])
+    s = _subcommand(msub, "status", "a line per device")
+    s.add_argument("--json", action="store_true", help="print JSON instead of lines")
+    s = _subcommand(msub, "plan", "estimate and the largest batch that fits")
+    s.add_argument("--frames", type=int, required=True, help="frames per batch")
+    s.add_argument("--height", type=int, required=True, help="video height in pixels")
+    s.add_argument("--width", type=int, required=True, help="video width in pixels")
+    s.add_argument("--objects", type=int, default=1, help="objects tracked")
+    s.add_argument("--model", default="sam2.1_hiera_tiny", help="SAM 2 model name")
+    s.add_argument("--image-size", type=int, default=1024, help="model input size in pixels")
+    s.add_argument("--budget-gb", type=float, default=None, help="memory budget in GiB")
+    s.add_argument("--offload", action="store_true", help="with CPU offload")
+    s.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="where it runs")
     s.add_argument("--stock", action="store_true", help="model stock SAM 2 (keeps every frame)")
     return parser
 
@@ -163,6 +278,7 @@ def _segment(args) -> int:
             cutoff=args.likelihood_cutoff,
             video_frames=args.video_frames,
             carry_from=args.carry_from,
+            carry_image=args.carry_image,
         ),
         model=dict(
             name=args.model,

@@ -196,17 +196,64 @@ def extract_batches(
     return result
 
 
-def list_frames(batch_dir: str | Path) -> list[int]:
-    """Global frame indices of the JPEGs in a batch folder, sorted."""
-    frames = sorted(int(p.stem) for p in Path(batch_dir).glob("*.jpg") if p.stem.isdigit())
-    if not frames:
+#: Frame file extensions SAM 2's ``load_video_frames`` accepts (any case here).
+FRAME_SUFFIXES = (".jpg", ".jpeg")
+
+
+def frame_paths(batch_dir: str | Path) -> dict[int, Path]:
+    """Global frame index -> JPEG of a frame folder, in frame order.
+
+    Any integer name is accepted, as SAM 2's own loader does (``00042.jpg`` from SAM 2's
+    README command, ``0000042.jpg`` from ``sam2flow extract``, ``.jpeg``, any case). Two
+    files with one index, or a JPEG whose name is not an integer, is a ``UserError``.
+
+    >>> import tempfile; d = Path(tempfile.mkdtemp())
+    >>> for name in ("00001.jpg", "00000.JPEG", "notes.txt"): _ = (d / name).write_bytes(b"")
+    >>> [p.name for p in frame_paths(d).values()]
+    ['00000.JPEG', '00001.jpg']
+    """
+    batch_dir = Path(batch_dir)
+    if not batch_dir.is_dir():
+        raise UserError("frame folder not found", batch_dir, "check the path")
+    found: dict[int, Path] = {}
+    for path in batch_dir.iterdir():
+        if path.suffix.lower() not in FRAME_SUFFIXES:
+            continue
+        if not path.stem.isdigit():
+            raise UserError(
+                "frame file name is not an integer frame index",
+                path,
+                "name frames by their index (ffmpeg ... -start_number 0 DIR/%05d.jpg)",
+            )
+        index = int(path.stem)
+        if index in found:
+            raise UserError(
+                f"two files for frame {index}: {found[index].name} and {path.name}",
+                batch_dir,
+                "keep one file per frame index",
+            )
+        found[index] = path
+    if not found:
         raise UserError("no JPEG frames in batch folder", batch_dir, "extract the frames again")
-    return frames
+    return dict(sorted(found.items()))
 
 
-def frame_size(batch_dir: str | Path, frame: int) -> tuple[int, int]:
-    """Height and width (video resolution) of one extracted frame."""
-    path = Path(batch_dir) / frame_file(frame)
+def list_frames(batch_dir: str | Path) -> list[int]:
+    """Global frame indices of the JPEGs in a frame folder, sorted."""
+    return list(frame_paths(batch_dir))
+
+
+def locate_frame(frames_root: str | Path, frame: int) -> Path | None:
+    """The JPEG of global ``frame`` in an extraction folder (``frames.json`` says which
+    batch holds it); ``None`` when no batch does."""
+    for name, (first, last) in read_manifest(frames_root).batches.items():
+        if first <= frame <= last:
+            return frame_paths(Path(frames_root) / name).get(frame)
+    return None
+
+
+def frame_size(path: str | Path) -> tuple[int, int]:
+    """Height and width (video resolution) of one frame file."""
     img = cv2.imread(str(path))
     if img is None:
         raise UserError("cannot read frame", path, "extract the frames again")
@@ -232,10 +279,7 @@ class FrameSource:
         self._futures: OrderedDict[int, Future] = OrderedDict()
         self._lock = threading.Lock()
         self._last = -1
-        first = cv2.imread(str(self.paths[0]))
-        if first is None:
-            raise UserError("cannot read frame", self.paths[0], "extract the frames again")
-        self.video_height, self.video_width = first.shape[:2]
+        self.video_height, self.video_width = frame_size(self.paths[0])
 
     def __len__(self) -> int:
         return len(self.paths)

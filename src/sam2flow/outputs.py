@@ -127,12 +127,39 @@ class MaskStore:
         return df
 
 
+def check_slots(frames: np.ndarray, status: np.ndarray) -> None:
+    """One slot per frame and object, in frame order, each with one known status.
+
+    Checked wherever slots are written, so a bookkeeping bug fails loudly instead of
+    shifting or losing a frame.
+
+    >>> check_slots(np.array([4, 5]), np.array([["ok"], ["empty"]]))
+    >>> check_slots(np.array([4, 4]), np.array([["ok"], ["ok"]]))
+    Traceback (most recent call last):
+    ...
+    RuntimeError: frames not strictly increasing at [4]
+    """
+    frames = np.asarray(frames)
+    steps = np.diff(frames)
+    if (steps <= 0).any():
+        raise RuntimeError(
+            f"frames not strictly increasing at {frames[1:][steps <= 0][:10].tolist()}"
+        )
+    if status.shape[0] != len(frames):
+        raise RuntimeError(f"{status.shape[0]} status rows for {len(frames)} frames")
+    unknown = ~np.isin(status.astype(str), FRAME_STATUSES)
+    if unknown.any():
+        rows = frames[unknown.any(axis=1)][:10].tolist()
+        raise RuntimeError(f"frames without a result or a known status: {rows}")
+
+
 def write_batch_outputs(out_dir: str | Path, store: MaskStore, record: dict) -> None:
     """Write ``masks.npz``, ``frames.csv`` and (last) ``memory.json``, each atomically."""
     store.flush()
-    if (store.status == _PENDING).any():
-        missing = store.frames[(store.status == _PENDING).any(axis=1)]
-        raise RuntimeError(f"frames without a result or status: {missing[:10].tolist()}")
+    check_slots(store.frames, store.status)
+    counts = record.get("frame_status") or store.status_counts()
+    if sum(counts.values()) != store.status.size:
+        raise RuntimeError(f"status counts {counts} do not add up to {store.status.size} slots")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "masks.npz") as tmp:

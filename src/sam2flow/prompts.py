@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,11 +38,18 @@ class ObjectPrompt:
 
 @dataclass
 class BatchPrompt:
-    """The prompt of one batch: a global frame index and one prompt per object id."""
+    """The prompt of one batch: a global frame index and one prompt per object id.
+
+    A carried prompt (``carry``) lies on the previous batch's last frame, outside the batch:
+    ``image`` is that frame's JPEG, so the batch starts exactly where the previous one ended.
+    ``missing`` says why a batch that should have been carried has no prompt.
+    """
 
     frame: int
     objects: dict[int, ObjectPrompt] = field(default_factory=dict)
     source: str = ""
+    image: Path | None = None
+    missing: str | None = None
 
 
 @dataclass
@@ -312,9 +320,11 @@ def prompt_for_batch(
     scale: float = 1.0,
     offset: tuple[float, float] = (0.0, 0.0),
     carry_from: str | Path | None = None,
+    carry_image: str | Path | None = None,
 ) -> BatchPrompt | None:
     """The prompt of a batch from a DeepLabCut file or from manual points / box / mask;
-    failing those, from the previous batch's last masks (``carry_from``, carry: chained).
+    failing those, from the previous batch's last masks (``carry_from``, with
+    ``carry_image`` the JPEG of the frame they belong to).
 
     ``None`` when the batch has no usable prompt (its frames become ``no_prompt``).
     """
@@ -328,29 +338,61 @@ def prompt_for_batch(
         frame = frames[0] if prompt_frame is None else int(prompt_frame)
         own = prompt_in_batch(manual_prompt(frame, points, box, mask), frames)
     if own is None and carry_from:
-        return carried_prompt(carry_from, frames[0])
+        if carry_image is None:
+            raise UserError(
+                f"the JPEG of frame {frames[0] - 1} (where the carried masks belong) is needed",
+                carry_from,
+                "give --carry-image, or segment a folder made by 'sam2flow extract'",
+            )
+        return carried_prompt(carry_from, frames[0], carry_image)
     return own
 
 
-def carried_prompt(masks_npz: str | Path, first_frame: int) -> BatchPrompt | None:
-    """Batch carry-over: the previous batch's last masks prompt this batch's first frame.
+#: Frame statuses whose mask is a result (possibly empty) that a next batch can start from.
+CARRIABLE = ("ok", "empty")
 
-    The masks come from the frame just before ``first_frame`` (whose JPEG lives in the
-    previous batch), so they are applied one frame late; at video frame rates the animal
-    moves a few pixels. ``None`` when every carried mask is empty (nothing left to track).
+
+def carried_prompt(masks_npz: str | Path, first_frame: int, image: str | Path) -> BatchPrompt:
+    """Batch carry-over: the previous batch's last masks, on the frame they belong to.
+
+    The prompt lies on ``first_frame - 1`` (``image`` is its JPEG): the batch adds the masks
+    there and propagates into its own frames, exactly as a chunk continues from the chunk
+    before it. Every object is carried, an empty mask too (the object is lost, and its
+    frames are ``empty``). When that last frame has no result (it was skipped), the prompt
+    has no objects and ``missing`` says why.
     """
-    from .outputs import load_masks
-
-    frames, object_ids, masks = load_masks(masks_npz)
-    if len(frames) == 0 or int(frames[-1]) != first_frame - 1:
+    frame, object_ids, masks, status = last_masks(masks_npz)
+    if frame != first_frame - 1:
         raise UserError(
-            f"previous batch ends on frame {int(frames[-1]) if len(frames) else None}, "
-            f"not {first_frame - 1}",
+            f"previous batch ends on frame {frame}, not {first_frame - 1}",
             masks_npz,
             "rerun the previous batch (carry: chained needs batches in order)",
         )
-    prompt = BatchPrompt(frame=int(first_frame), source=f"carried from {masks_npz}")
+    prompt = BatchPrompt(frame=frame, source=f"carried from {masks_npz}", image=Path(image))
+    lost = [s for s in status if s not in CARRIABLE]
+    if lost:
+        prompt.missing = f"the previous batch's last frame {frame} has no mask to carry ({lost[0]})"
+        return prompt
     for k, obj in enumerate(object_ids):
-        if masks[-1, k].any():
-            prompt.objects[int(obj)] = ObjectPrompt(mask=masks[-1, k])
-    return prompt if prompt.objects else None
+        prompt.objects[int(obj)] = ObjectPrompt(mask=masks[k])
+    return prompt
+
+
+def last_masks(masks_npz: str | Path) -> tuple[int, list[int], np.ndarray, list[str]]:
+    """The last frame of a batch's ``masks.npz``: its index, object ids, bool masks
+    (objects x H x W) and statuses, without unpacking the other frames."""
+    try:
+        with np.load(masks_npz) as data:
+            n, k, h, w = (int(v) for v in data["shape"])
+            frame = int(data["frames"][-1])
+            bits = np.unpackbits(data["masks"][-1], axis=-1, count=h * w)
+            return (
+                frame,
+                [int(o) for o in data["object_ids"]],
+                bits.reshape(k, h, w).astype(bool),
+                [str(s) for s in data["status"][-1]],
+            )
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+        raise UserError(
+            f"cannot read the carried masks ({exc})", masks_npz, "rerun the previous batch"
+        ) from exc

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from .frames import MANIFEST, FrameSource, frame_file, frame_size, list_frames, read_manifest
+from .frames import MANIFEST, FrameSource, frame_paths, frame_size, locate_frame, read_manifest
 from .memory import GuardConfig, MemoryGuard, Plan
 from .memory.estimate import check_host_memory, estimate_host
 from .memory.limits import enable_expandable_segments
@@ -97,18 +97,30 @@ class BatchJob:
 
 
 class _Segmenter:
-    """The work function the guard calls, with what it needs between chunks."""
+    """The work function the guard calls, with what it needs between chunks.
 
-    def __init__(self, job: BatchJob, model: LoadedModel, frames: list[int], store: MaskStore):
-        self.job, self.model, self.frames, self.store = job, model, frames, store
-        self.paths = [job.frames_dir / frame_file(f) for f in frames]
-        self.local = {f: i for i, f in enumerate(frames)}
-        self.prompt = job.prompt
-        self.p = self.local[job.prompt.frame]
-        n = len(frames)
+    Local positions index ``self.frames``/``self.paths``: the batch's own frames, preceded
+    by the previous batch's last frame when the prompt is carried from there. The guard
+    runs over ``self.order`` (the batch's own frames in processing order) and hands each
+    chunk the carry ``(position, masks)`` it must start from.
+    """
+
+    def __init__(self, job: BatchJob, model: LoadedModel, paths: dict[int, Path], store: MaskStore):
+        self.job, self.model, self.store = job, model, store
+        self.prompt = prompt = job.prompt
+        self.carried = prompt.frame not in paths  # on the previous batch's last frame
+        self.frames = [prompt.frame] * self.carried + list(paths)
+        self.paths = [prompt.image] * self.carried + list(paths.values())
+        self.p = self.frames.index(prompt.frame)
+        n = len(self.frames)
         # Processing order: prompt frame, forward to the end, then backward to the start.
         self.order = list(range(self.p, n)) + list(range(self.p - 1, -1, -1))
-        self.obj_ids = sorted(job.prompt.objects)
+        self.obj_ids = sorted(prompt.objects)
+        # A carried prompt is the carry into the first chunk, as between two chunks.
+        self.initial_carry = None
+        if self.carried:
+            self.order = self.order[1:]
+            self.initial_carry = (self.p, {o: prompt.objects[o].mask for o in self.obj_ids})
         self.window = memory_window(model.predictor)
         self.progress = None
 
@@ -123,7 +135,7 @@ class _Segmenter:
             if self.p in chunk:  # the first chunk: prompt, then both directions
                 self._pass(plan, self.p, None, fwd, bwd)
             else:
-                if fwd:  # continues from the previous chunk's last mask
+                if fwd:  # continues from the previous chunk's (or batch's) last mask
                     self._pass(plan, carry[0], carry[1], fwd, [])
                 if bwd:  # right below the prompt frame: start from the prompt again
                     anchor, carried = (self.p, None) if bwd[0] == self.p - 1 else carry
@@ -193,9 +205,9 @@ class _Segmenter:
             reverse=reverse,
         ):
             idx = local_idx + lo
-            # The anchor frame was stored by an earlier pass, unless it is the prompt
-            # frame met for the first time (forward pass from the prompt).
-            if idx != start or (start == self.p and not reverse):
+            # The anchor frame was stored by an earlier pass (or belongs to the previous
+            # batch), unless it is this batch's prompt frame met for the first time.
+            if idx != start or (start == self.p and not reverse and not self.carried):
                 self.store.put(self.frames[idx], logits)
                 if self.progress is not None:
                     self.progress.update(1)
@@ -213,33 +225,45 @@ def segment_batch(
 
     Returns the record written to ``memory.json``.
     """
-    frames = list_frames(job.frames_dir)
+    paths = frame_paths(job.frames_dir)
+    frames = list(paths)
     started = time.perf_counter()
-    prompt = job.prompt
-    if prompt is not None and prompt.frame not in frames:
-        prompt = None
-    height, width = frame_size(job.frames_dir, frames[0])
+    prompt = job.prompt if job.prompt is not None and prompt_reaches(job.prompt, frames) else None
+    height, width = frame_size(paths[frames[0]])
     obj_ids = sorted(prompt.objects) if prompt and prompt.objects else [1]
     store = MaskStore(frames, obj_ids, height, width)
     if prompt is None or not prompt.objects:
-        log.warning("batch %s: no usable prompt in frames %d-%d", job.batch, frames[0], frames[-1])
-        record = {
-            "status": "ok",
-            "frames_total": len(frames),
-            "frames_ok": 0,
-            "frames_skipped": 0,
-            "attempts": [],
-            "skipped_ranges": [],
-            "device": str(model.device),
-        }
+        missing = prompt.missing if prompt is not None else None
+        log.warning(
+            "batch %s: no usable prompt in frames %d-%d%s",
+            job.batch,
+            frames[0],
+            frames[-1],
+            f" ({missing})" if missing else "",
+        )
+        record = guard.record_without_work(len(frames)).to_dict()
+        if missing:  # a broken chain: listed as skipped, so that a rerun mends it
+            record.update(
+                status="skipped",
+                frames_skipped=len(frames),
+                skipped_ranges=[[frames[0], frames[-1]]],
+                skip_reason=missing,
+            )
         store.mark(frames, "no_prompt")
     else:
-        work = _Segmenter(job, model, frames, store)
+        work = _Segmenter(job, model, paths, store)
         key = guard.sizing_key(model.name, model.image_size, len(obj_ids))
         bar = _progress_bar(progress, len(frames), job.batch)
         work.progress = bar
         try:
-            unit = guard.run(work, 0, len(frames) - 1, key=key, describe=work.describe)
+            unit = guard.run(
+                work,
+                0,
+                len(work.order) - 1,
+                carry=work.initial_carry,
+                key=key,
+                describe=work.describe,
+            )
         finally:
             if bar is not None:
                 bar.close()
@@ -276,6 +300,14 @@ def segment_batch(
         record["frames_per_second"] or 0,
     )
     return record
+
+
+def prompt_reaches(prompt: BatchPrompt, frames: list[int]) -> bool:
+    """Whether ``prompt`` can start a batch of ``frames``: it lies on one of them, or it is
+    carried onto the frame right before them (with that frame's image)."""
+    if prompt.frame in frames:
+        return True
+    return prompt.image is not None and prompt.frame == frames[0] - 1
 
 
 def frame_ranges(frames) -> list[list[int]]:
@@ -330,17 +362,21 @@ def segment_folder(
     """
     enable_expandable_segments()  # before the model initialises CUDA
     frames_dir = Path(frames_dir)
-    frames = list_frames(frames_dir)
+    paths = frame_paths(frames_dir)
+    frames = list(paths)
     prompt = dict(prompt)
     manifest = frames_dir.parent / MANIFEST
-    if prompt.get("video_frames") is None and manifest.is_file():
-        prompt["video_frames"] = read_manifest(frames_dir.parent).frames
+    if manifest.is_file():
+        if prompt.get("video_frames") is None:
+            prompt["video_frames"] = read_manifest(frames_dir.parent).frames
+        if prompt.get("carry_from") and not prompt.get("carry_image"):
+            prompt["carry_image"] = locate_frame(frames_dir.parent, frames[0] - 1)
     batch_prompt = prompt_for_batch(frames, **prompt)
     loaded = build_model(**model)
     log.info("host memory given to this job: mem_mb=%s", mem_mb)
     if mem_mb:
-        height, width = frame_size(frames_dir, frames[0])
-        objects = len(batch_prompt.objects) if batch_prompt else 1
+        height, width = frame_size(paths[frames[0]])
+        objects = len(batch_prompt.objects) if batch_prompt and batch_prompt.objects else 1
         need = estimate_host(
             len(frames),
             height,

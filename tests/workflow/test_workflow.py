@@ -34,8 +34,7 @@ def test_demo_runs_end_to_end(project):
 
 def test_bedroom_video_end_to_end(project):
     video = shared_file("bedroom.mp4")
-    project.config["batch_size"] = 100
-    project.config["carry"] = "chained"  # one click on frame 0 for the whole video
+    project.config["batch_size"] = 100  # default carry: batch 1 starts from batch 0's end
     project.sheet([{"video": "bedroom", "path": video, "points": "210,350", "prompt_frame": 0}])
     project.snakemake()
     frames, _, masks = load_masks(project.path / "results" / "bedroom" / "masks.npz")
@@ -96,13 +95,54 @@ def test_chained_batches_carry_the_last_mask_forward(project, tmp_path):
     first = json.loads((project.path / "results/v/batches/0000/memory.json").read_text())
     second = json.loads((project.path / "results/v/batches/0001/memory.json").read_text())
     assert first["prompt_source"] == "config"
-    assert second["prompt_frame"] == 20 and "carried from" in second["prompt_source"]
+    assert second["prompt_frame"] == 19 and "carried from" in second["prompt_source"]
     assert "no_prompt" not in second["frame_status"]
+
+
+def test_one_click_segments_every_batch_by_default(project, tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=300)
+    project.config["batch_size"] = 100
+    project.sheet([{"video": "v", "path": video, "points": "40,60"}])  # frame 0
+    project.snakemake()
+    tracks = pd.read_csv(project.path / "results" / "v" / "tracks.csv")
+    assert tracks["frame"].tolist() == list(range(300))
+    assert set(tracks["status"]) <= {"ok", "empty"} and (tracks["status"] == "ok").any()
+    sources = [
+        json.loads((project.path / f"results/v/batches/{b}/memory.json").read_text())
+        for b in ("0000", "0001", "0002")
+    ]
+    assert [r["prompt_frame"] for r in sources] == [0, 99, 199]
+
+
+def test_a_chain_broken_by_a_skip_is_listed_and_mended_by_a_rerun(project, tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=60)
+    project.config["batch_size"] = 30
+    project.config["memory"] = {"rerun_strategy": "same", "adaptive_batch_size": False}
+    project.sheet([{"video": "v", "path": video, "points": "40,60"}])
+    project.snakemake(env={"SAM2FLOW_INJECT_OOM": "above=10"})  # no level fits: skipped
+    skipped = pd.read_csv(project.path / "results" / "skipped.tsv", sep="\t")
+    assert skipped[["batch", "first_frame", "last_frame"]].values.tolist() == [
+        [0, 0, 29],
+        [1, 30, 59],
+    ]
+    assert "last frame 29" in skipped["reason"].iloc[1]
+
+    project.snakemake("--config", "rerun_skipped=true")
+    summary = pd.read_csv(project.path / "results" / "memory_summary.csv")
+    assert (summary["status"] == "ok").all()
+    assert pd.read_csv(project.path / "results" / "skipped.tsv", sep="\t").empty
+    reference = type(project)(tmp_path / "reference")
+    reference.config["batch_size"] = 30
+    reference.sheet([{"video": "v", "path": video, "points": "40,60"}])
+    reference.snakemake()
+    mended = load_masks(project.path / "results" / "v" / "masks.npz")[2]
+    np.testing.assert_array_equal(mended, load_masks(reference.path / "results/v/masks.npz")[2])
 
 
 def test_independent_batches_without_a_prompt_are_no_prompt(project, tmp_path):
     video = write_video(tmp_path / "v.mp4", frames=40)
     project.config["batch_size"] = 20
+    project.config["carry"] = "independent"
     project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
     project.snakemake("results/v/batches/0001/memory.json")
     second = json.loads((project.path / "results/v/batches/0001/memory.json").read_text())

@@ -56,7 +56,12 @@ def listing_path(video):
 
 
 def batches_of(video):
-    """Batch names of a video.
+    """Batch names of a video, in order."""
+    return sorted(batch_ranges(video))
+
+
+def batch_ranges(video):
+    """Batch name -> [first, last] frame of a video.
 
     The extraction's manifest lives in the (temporary) frames folder and is copied to
     results/{video}/frames.json, which outlives it: while that copy matches the video and
@@ -72,9 +77,9 @@ def batches_of(video):
             and video_file.is_file()
             and video_file.stat().st_mtime <= listing.stat().st_mtime
         ):
-            return sorted(data["batches"])
+            return data["batches"]
     out = checkpoints.extract_frames.get(video=video).output.frames
-    return sorted(json.loads(Path(out, "frames.json").read_text())["batches"])
+    return json.loads(Path(out, "frames.json").read_text())["batches"]
 
 
 def batch_files(name):
@@ -105,7 +110,12 @@ def all_targets(wildcards):
 
 def prompt_options(wildcards):
     """Keyword arguments of sam2flow.prompts.prompt_for_batch for this video."""
-    row = videos.loc[wildcards.video]
+    return video_prompt_options(wildcards.video)
+
+
+def video_prompt_options(video):
+    """A click, box or mask lies on prompt_frame, frame 0 when the sheet leaves it empty."""
+    row = videos.loc[video]
     p = config["prompts"]
     frame = row.get("prompt_frame", "")
     return dict(
@@ -113,7 +123,7 @@ def prompt_options(wildcards):
         points=row.get("points") or None,
         box=row.get("box") or None,
         mask=row.get("mask") or None,
-        prompt_frame=int(frame) if str(frame).strip() else None,
+        prompt_frame=int(frame) if str(frame).strip() else 0,
         bodyparts=list(p["bodyparts"]),
         cutoff=p["likelihood_cutoff"],
         scale=p["scale"],
@@ -131,12 +141,27 @@ def skipped_batches():
     return set(zip(table["video"], table["batch"]))
 
 
+@functools.cache
+def own_prompts(video):
+    """Batches of a video that have a prompt of their own (sam2flow.carry)."""
+    from sam2flow.carry import own_prompt_batches
+
+    return frozenset(
+        own_prompt_batches(batch_ranges(video), **video_prompt_options(video))
+    )
+
+
 def previous_batch(wildcards):
-    """carry: chained: the previous batch's masks prompt this batch (none for the first)."""
-    index = int(wildcards.batch)
-    if config["carry"] != "chained" or index == 0:
+    """The previous batch's masks, when this batch starts from them (config 'carry')."""
+    from sam2flow.carry import carry_source
+
+    mode = config["carry"]
+    if mode == "independent":
         return []
-    return f"results/{wildcards.video}/batches/{index - 1:04d}/masks.npz"
+    source = carry_source(
+        wildcards.batch, batches_of(wildcards.video), mode, own_prompts(wildcards.video)
+    )
+    return f"results/{wildcards.video}/batches/{source}/masks.npz" if source else []
 
 
 def rerun_strategy(wildcards):

@@ -85,6 +85,10 @@ class MemoryGuard:
             objects,
         )
 
+    def record_without_work(self, frames: int) -> UnitRecord:
+        """The record of a unit with nothing to run, filled like any other."""
+        return UnitRecord.not_run(frames, self.device, self.cap_bytes)
+
     def run(
         self,
         work: Callable,

@@ -79,6 +79,24 @@ class UnitRecord:
     skip_reason: str | None = None
     snapshots: list[dict] = field(default_factory=list)
 
+    @classmethod
+    def not_run(
+        cls, frames_total: int, device: torch.device, memory_cap_bytes: int | None = None
+    ) -> UnitRecord:
+        """The record of a unit that had nothing to run (no prompt): same fields as any."""
+        return cls(
+            status="ok",
+            frames_total=frames_total,
+            frames_ok=0,
+            frames_skipped=0,
+            device=str(device),
+            gpu_name=devices.device_name(device),
+            memory_cap_bytes=memory_cap_bytes,
+            status_level="healthy",
+            peak_allocated_bytes=None,
+            final_chunk_size=0,
+        )
+
     def to_dict(self) -> dict:
         data = asdict(self)
         data["skipped_ranges"] = [list(r) for r in self.skipped_ranges]

@@ -1,0 +1,67 @@
+"""Carry: which batch starts from which, when a video is not prompted in every batch.
+
+``independent``: every batch uses its own prompt (parallel). ``chained``: every batch but
+the first may start from the previous batch's last masks (in order). ``auto`` (default): a
+batch with a prompt of its own runs independently; one without is chained. A chained batch
+starts on the previous batch's last frame with its masks, exactly as a chunk continues
+from the chunk before it (``segment._Segmenter``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .prompts import DEFAULT_CUTOFF, dlc_batch_prompt, read_dlc
+
+CARRY_MODES = ("auto", "independent", "chained")
+
+
+def own_prompt_batches(
+    batches: dict[str, list[int]],
+    *,
+    prompts_file: str | Path | None = None,
+    points: str | None = None,
+    box: str | None = None,
+    mask: str | Path | None = None,
+    prompt_frame: int | None = None,
+    bodyparts: list[str] | None = None,
+    cutoff: float = DEFAULT_CUTOFF,
+    **_: object,
+) -> set[str]:
+    """Names of the ``batches`` (name -> [first, last] frame) that have a prompt of their own.
+
+    Takes the keyword arguments of ``prompts.prompt_for_batch`` (others are ignored).
+
+    >>> batches = {"0000": [0, 9], "0001": [10, 19]}
+    >>> sorted(own_prompt_batches(batches, points="1,2", prompt_frame=12))
+    ['0001']
+    """
+    if prompts_file:
+        keypoints = read_dlc(prompts_file).select(bodyparts)
+        return {
+            name
+            for name, (first, last) in batches.items()
+            if dlc_batch_prompt(keypoints, list(range(first, last + 1)), cutoff) is not None
+        }
+    if points or box or mask:
+        if prompt_frame is None:  # prompt on each batch's own first frame
+            return set(batches)
+        return {name for name, (first, last) in batches.items() if first <= prompt_frame <= last}
+    return set()
+
+
+def carry_source(batch: str, batches: list[str], mode: str, own: set[str]) -> str | None:
+    """The batch whose last masks ``batch`` starts from, or ``None`` (it runs on its own).
+
+    >>> carry_source("0002", ["0000", "0001", "0002"], "auto", own={"0000"})
+    '0001'
+    >>> carry_source("0002", ["0000", "0001", "0002"], "auto", own={"0002"}) is None
+    True
+    """
+    if mode not in CARRY_MODES:
+        raise ValueError(f"carry must be one of {', '.join(CARRY_MODES)}, got {mode!r}")
+    order = sorted(batches)
+    index = order.index(batch)
+    if index == 0 or mode == "independent" or (mode == "auto" and batch in own):
+        return None
+    return order[index - 1]

@@ -1,0 +1,92 @@
+"""Batch seams: a chained batch starts exactly where the previous batch ended."""
+
+import json
+
+import numpy as np
+import pytest
+
+from sam2flow.frames import extract_batches
+from sam2flow.memory import GuardConfig
+from sam2flow.outputs import load_masks
+from sam2flow.segment import segment_folder
+
+from conftest import shared_file
+
+MODEL = dict(name="sam2.1_hiera_tiny", weights="random", image_size=256, device="cpu")
+CLICK = dict(points="210,350", prompt_frame=0)  # SAM 2's own reference click on bedroom.mp4
+
+
+def segment(frames_dir, out, **prompt):
+    memory = GuardConfig(adaptive_batch_size=False, monitoring=False)
+    return segment_folder(frames_dir, out, prompt=prompt, model=MODEL, memory=memory)
+
+
+@pytest.fixture(scope="module")
+def bedroom_batches(tmp_path_factory):
+    """bedroom.mp4 extracted twice: batches of 100 and batches of 50."""
+    video = shared_file("bedroom.mp4")
+    root = tmp_path_factory.mktemp("bedroom")
+    extract_batches(video, root / "by100", batch_size=100)
+    extract_batches(video, root / "by50", batch_size=50)
+    return root
+
+
+def test_batch_seam_equals_chunk_seam_bit_for_bit(bedroom_batches, tmp_path, monkeypatch):
+    root = bedroom_batches
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=60")
+    whole = segment(root / "by100" / "0000", tmp_path / "chunked", **CLICK)
+    monkeypatch.delenv("SAM2FLOW_INJECT_OOM")
+    assert whole["status"] == "recovered"
+    assert [a["chunk_size"] for a in whole["attempts"] if a["outcome"] == "ok"] == [50, 50]
+
+    segment(root / "by50" / "0000", tmp_path / "b0", **CLICK)
+    second = segment(
+        root / "by50" / "0001", tmp_path / "b1", carry_from=tmp_path / "b0" / "masks.npz", **CLICK
+    )
+    assert second["prompt_frame"] == 49  # the frame the carried masks belong to
+    frames, _, chunked = load_masks(tmp_path / "chunked" / "masks.npz")
+    _, _, first_half = load_masks(tmp_path / "b0" / "masks.npz")
+    f1, _, second_half = load_masks(tmp_path / "b1" / "masks.npz")
+    assert frames.tolist() == list(range(100)) and f1.tolist() == list(range(50, 100))
+    assert chunked[:50].any(), "the click segmented nothing: the comparison would be empty"
+    np.testing.assert_array_equal(chunked, np.concatenate([first_half, second_half]))
+
+
+def test_carry_without_the_previous_frame_names_what_is_missing(bedroom_batches, tmp_path):
+    segment(bedroom_batches / "by50" / "0000", tmp_path / "b0", **CLICK)
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    for jpg in (bedroom_batches / "by50" / "0001").glob("*.jpg"):
+        (lone / jpg.name).symlink_to(jpg)
+    from sam2flow.errors import UserError
+
+    with pytest.raises(UserError, match="carry-image"):
+        segment(lone, tmp_path / "b1", carry_from=tmp_path / "b0" / "masks.npz", **CLICK)
+    record = segment(
+        lone,
+        tmp_path / "b1",
+        carry_from=tmp_path / "b0" / "masks.npz",
+        carry_image=bedroom_batches / "by50" / "0000" / "0000049.jpg",
+        **CLICK,
+    )
+    assert record["prompt_frame"] == 49 and record["status"] == "ok"
+
+
+def test_a_skipped_last_frame_breaks_the_chain_as_a_recorded_skip(
+    bedroom_batches, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=10")  # below the 25-frame floor
+    first = segment(bedroom_batches / "by50" / "0000", tmp_path / "b0", **CLICK)
+    assert first["status"] == "skipped"
+    second = segment(
+        bedroom_batches / "by50" / "0001",
+        tmp_path / "b1",
+        carry_from=tmp_path / "b0" / "masks.npz",
+        **CLICK,
+    )
+    assert second["status"] == "skipped"
+    assert second["skipped_ranges"] == [[50, 99]]
+    assert "last frame 49" in second["skip_reason"]
+    assert second["frame_status"] == {"no_prompt": 50}
+    record = json.loads((tmp_path / "b1" / "memory.json").read_text())
+    assert record == second
