@@ -20,8 +20,9 @@ FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 def quiet_third_party() -> None:
     """Silence what floods logs: sam2's per-frame progress bars and its repeated warning
-    about the missing CUDA extension (shown once)."""
+    about the missing CUDA extension (shown once), and numexpr's thread-count notice."""
     os.environ.setdefault("TQDM_DISABLE", "1")
+    logging.getLogger("numexpr").setLevel(logging.WARNING)
     warnings.filterwarnings("once", message=r"cannot import name '_C'")
 
 

@@ -1,0 +1,102 @@
+"""Frame folders the way users have them: SAM 2's own naming, and names that cannot work."""
+
+import argparse
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+
+from sam2flow.cli import build_parser
+from sam2flow.outputs import load_masks
+
+from conftest import shared_file
+from test_cli import sam2flow
+
+FAST = ["--weights", "random", "--image-size", 256, "--device", "cpu"]
+FAST += ["--disable-adaptive-batch-size", "--disable-memory-monitoring"]
+
+
+def sam2_readme_frames(folder, frames=12):
+    """SAM 2's README command: ffmpeg ... -q:v 2 -start_number 0 DIR/%05d.jpg."""
+    if not shutil.which("ffmpeg"):
+        pytest.skip("ffmpeg is not installed")
+    video = shared_file("bedroom.mp4")
+    folder.mkdir()
+    cmd = ["ffmpeg", "-v", "error", "-i", video, "-frames:v", str(frames), "-q:v", "2"]
+    subprocess.run([*cmd, "-start_number", "0", f"{folder}/%05d.jpg"], check=True)
+    return folder
+
+
+def test_a_folder_named_by_sam2s_readme_command_segments(tmp_path):
+    frames = sam2_readme_frames(tmp_path / "frames")
+    out = sam2flow(
+        "segment", "--frames", frames, "--out", tmp_path / "o", "--point", "210,350", *FAST
+    )
+    assert "batch ok: 12 frames" in out.stdout
+    index, _, masks = load_masks(tmp_path / "o" / "masks.npz")
+    assert index.tolist() == list(range(12)) and masks.shape[2:] == (540, 960)
+
+
+def test_a_folder_starting_later_keeps_global_indices(tmp_path):
+    frames = sam2_readme_frames(tmp_path / "frames")
+    for jpg in sorted(frames.glob("*.jpg")):  # 00000..00011 -> 00100..00111, .JPEG
+        jpg.rename(frames / f"{int(jpg.stem) + 100:05d}.JPEG")
+    args = ["--point", "210,350", "--prompt-frame", 105]
+    sam2flow("segment", "--frames", frames, "--out", tmp_path / "o", *args, *FAST)
+    index, _, masks = load_masks(tmp_path / "o" / "masks.npz")
+    assert index.tolist() == list(range(100, 112)) and masks[5].any()
+
+
+@pytest.mark.parametrize(
+    "names, named",
+    [
+        (["00001.jpg", "0000001.jpg"], ["00001.jpg", "0000001.jpg"]),
+        (["00000.jpg", "frame_a.jpg"], ["frame_a.jpg"]),
+        (["00000.jpg", "00001.jpeg", "1.JPG"], ["00001.jpeg", "1.JPG"]),
+    ],
+)
+def test_ambiguous_or_unnumbered_frames_are_one_line_errors(tmp_path, names, named):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes(b"")
+    out = sam2flow(
+        "segment", "--frames", folder, "--out", tmp_path / "o", "--point", "1,1", *FAST, check=False
+    )
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1, out.stderr
+    assert all(n in out.stderr for n in named), out.stderr
+    assert not (tmp_path / "o").exists()
+
+
+def subcommands(parser):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield name, sub
+                for inner, subsub in subcommands(sub):
+                    yield f"{name} {inner}", subsub
+
+
+def test_every_option_of_every_subcommand_explains_itself_and_its_default():
+    checked = 0
+    for name, sub in subcommands(build_parser()):
+        text = sub.format_help()
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction):
+                continue
+            assert action.help, f"sam2flow {name} {action.option_strings}: no help"
+            if action.default not in (None, False, argparse.SUPPRESS) and not action.required:
+                assert f"(default: {action.default})" in text, (name, action.option_strings)
+            checked += 1
+    assert checked > 50
+    assert "(default: 400)" in sam2flow("extract", "--help").stdout
+
+
+def test_frames_are_read_in_index_order_not_name_order(tmp_path):
+    from sam2flow.frames import frame_paths
+
+    for name in ("10.jpg", "9.jpg", "0100.jpg"):
+        (tmp_path / name).write_bytes(b"")
+    assert list(frame_paths(tmp_path)) == [9, 10, 100]
+    assert np.all(np.diff(list(frame_paths(tmp_path))) > 0)
