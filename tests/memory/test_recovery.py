@@ -34,9 +34,44 @@ def test_halving_sequence_down_to_the_floor():
 
 
 def test_chunk_floor_is_25_frames():
-    rec = run_with_recovery(oom_above(10), 0, 59, device=CPU)
+    rec = run_with_recovery(oom_above(10), 0, 99, device=CPU)
     assert min(a.chunk_size for a in rec.attempts) == 25
     assert next_chunk_size(30) == 25 and next_chunk_size(25) is None
+
+
+def test_the_last_chunk_is_never_a_runt():
+    rec = run_with_recovery(oom_above(26), 0, 50, device=CPU)  # 51 frames
+    assert [(a.chunk_size, a.outcome) for a in rec.attempts] == [
+        (51, "oom"),
+        (26, "ok"),
+        (25, "ok"),
+    ]
+
+
+@pytest.mark.parametrize("min_chunk", [1, 7, 25])
+def test_no_chunk_is_under_the_floor_for_any_unit_and_failing_size(min_chunk, monkeypatch):
+    """Unit lengths 1-1000 x every size above which the work runs out of memory."""
+    # The cleanup after an OOM (a full gc.collect, ~0.15 s) is not what is tested here.
+    monkeypatch.setattr("sam2flow.memory.devices.clear_device_cache", lambda device: None)
+    cases = 0
+    for total in range(1, 1001):
+        floor = min(min_chunk, total)
+        for limit in sorted({1, floor - 1, floor, floor + 1, total // 3, total // 2, total}):
+            sizes = []
+
+            def work(plan, carry, limit=limit, sizes=sizes):
+                sizes.append(plan.frames)
+                if plan.frames > limit:
+                    raise torch.OutOfMemoryError("CUDA out of memory")
+
+            rec = run_with_recovery(work, 0, total - 1, device=CPU, min_chunk=min_chunk)
+            assert min(sizes) >= floor, (total, limit, sizes)
+            assert rec.frames_ok + rec.frames_skipped == total
+            assert rec.frames_ok == sum(s for s in sizes if s <= limit)
+            if limit >= 2 * floor - 1:  # a split with every part in floor..limit exists
+                assert rec.status != "skipped", (total, limit, sizes)
+            cases += 1
+    assert cases > 3000
 
 
 def test_remainder_smaller_than_floor_runs_whole():
@@ -63,10 +98,10 @@ def test_only_the_failed_chunk_is_split_again():
 
 
 def test_skip_after_the_floor_fails_is_recorded():
-    rec = run_with_recovery(oom_above(5), 0, 59, device=CPU)
+    rec = run_with_recovery(oom_above(5), 0, 99, device=CPU)
     assert rec.status == "skipped"
-    assert rec.frames_ok == 0 and rec.frames_skipped == 60
-    assert rec.skipped_ranges == [(0, 59)]
+    assert rec.frames_ok == 0 and rec.frames_skipped == 100
+    assert rec.skipped_ranges == [(0, 99)]
     assert "out of memory" in rec.skip_reason
     assert [a.level for a in rec.attempts] == ["whole", "chunked", "chunked", "offload"]
 
@@ -76,9 +111,9 @@ def test_finished_chunks_keep_their_frames_when_the_rest_is_skipped():
         if plan.first_frame >= 25 or plan.frames > 25:
             raise torch.OutOfMemoryError("out of memory")
 
-    rec = run_with_recovery(work, 0, 59, device=CPU)
+    rec = run_with_recovery(work, 0, 74, device=CPU)
     assert rec.status == "skipped"
-    assert rec.frames_ok == 25 and rec.skipped_ranges == [(25, 59)]
+    assert rec.frames_ok == 25 and rec.skipped_ranges == [(25, 74)]
 
 
 def test_non_oom_errors_propagate_unchanged():
@@ -122,7 +157,7 @@ def test_carry_goes_from_each_chunk_to_the_next():
 
 def test_offload_level_follows_the_floor_and_force_starts_there():
     calls = []
-    run_with_recovery(oom_above(5, calls), 0, 59, device=CPU)
+    run_with_recovery(oom_above(5, calls), 0, 99, device=CPU)
     assert [c[3] for c in calls] == [False, False, False, True]
     calls.clear()
     run_with_recovery(oom_above(100, calls), 0, 59, device=CPU, force_cpu_offload=True)

@@ -10,6 +10,7 @@ left is skipped and recorded, and the caller goes on. Each chunk hands a *carry*
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -116,6 +117,27 @@ def next_chunk_size(failed_size: int, min_chunk: int = DEFAULT_MIN_CHUNK) -> int
     return max(min_chunk, failed_size // 2)
 
 
+def chunk_size_at(chunk: int, remaining: int, floor: int) -> int:
+    """The size of the next chunk when ``remaining`` frames are left: ``chunk``, unless
+    that would leave a last chunk under ``floor``; then the remaining frames are spread
+    evenly over as many chunks as keep every one at ``floor`` or more.
+
+    ``floor`` is the unit's: ``min(min_chunk, unit length)``, so no chunk is ever a runt.
+
+    >>> chunk_size_at(25, 51, 25), chunk_size_at(25, 25, 25)   # 51 -> 26 + 25, not 25+25+1
+    (26, 25)
+    >>> chunk_size_at(50, 110, 25), chunk_size_at(50, 130, 25)  # 37+37+36; 50+50+30
+    (37, 50)
+    """
+    if remaining <= chunk:
+        return remaining
+    parts = math.ceil(remaining / chunk)
+    if remaining - (parts - 1) * chunk >= floor:
+        return chunk
+    parts = max(1, min(parts, remaining // floor))
+    return math.ceil(remaining / parts)
+
+
 def levels_for(
     device: torch.device, force_cpu_offload: bool, allow_cpu_fallback: bool
 ) -> list[str]:
@@ -160,6 +182,7 @@ def run_with_recovery(
     total = last - first + 1
     monitor = monitor or Monitor(device, enabled=False)
     ladder = levels_for(device, force_cpu_offload, allow_cpu_fallback)
+    floor = min(min_chunk, total)
     chunk = min(start_chunk or total, total)
     rung = 0  # index into the ladder; CHUNKED is shown as WHOLE while a chunk spans the unit
     attempts: list[Attempt] = []
@@ -168,7 +191,7 @@ def run_with_recovery(
     last_error = None
     while pos <= last:
         level = ladder[rung]
-        size = min(chunk, last - pos + 1)
+        size = chunk_size_at(chunk, last - pos + 1, floor)
         shown = WHOLE if (level == CHUNKED and pos == first and size == total) else level
         run_device = torch.device("cpu") if level == CPU else device
         plan = Plan(shown, run_device, level in (OFFLOAD, CPU), pos, pos + size - 1)
@@ -190,7 +213,7 @@ def run_with_recovery(
         # Out of the except block: the failed attempt's tensors are unreachable now.
         devices.clear_device_cache(device)
         smaller = next_chunk_size(size, min_chunk)
-        if smaller is not None:
+        if smaller is not None and chunk_size_at(smaller, last - pos + 1, floor) < size:
             chunk = smaller
         elif rung + 1 < len(ladder):
             rung += 1
