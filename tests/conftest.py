@@ -41,6 +41,17 @@ def write_video(path: Path, frames: int = 60, width: int = 160, height: int = 12
     return path
 
 
+SAM2FLOW = str(Path(sys.executable).with_name("sam2flow"))
+
+
+def sam2flow(*args, check=True):
+    """Run the ``sam2flow`` command line; with ``check``, it must succeed."""
+    out = subprocess.run([SAM2FLOW, *map(str, args)], capture_output=True, text=True, timeout=600)
+    if check:
+        assert out.returncode == 0, out.stderr[-3000:]
+    return out
+
+
 @pytest.fixture(autouse=True)
 def _no_injected_oom(monkeypatch):
     """Tests set SAM2FLOW_INJECT_OOM themselves; none inherits it."""

@@ -4,20 +4,10 @@ import json
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
 
 import pytest
 
-from conftest import write_video
-
-SAM2FLOW = str(Path(sys.executable).with_name("sam2flow"))
-
-
-def sam2flow(*args, check=True):
-    out = subprocess.run([SAM2FLOW, *map(str, args)], capture_output=True, text=True, timeout=600)
-    if check:
-        assert out.returncode == 0, out.stderr[-3000:]
-    return out
+from conftest import sam2flow, write_video
 
 
 def test_memory_status_prints_a_line_per_device():

@@ -10,8 +10,7 @@ import pytest
 from sam2flow.cli import build_parser
 from sam2flow.outputs import load_masks
 
-from conftest import shared_file
-from test_cli import sam2flow
+from conftest import sam2flow, shared_file
 
 FAST = ["--weights", "random", "--image-size", 256, "--device", "cpu"]
 FAST += ["--disable-adaptive-batch-size", "--disable-memory-monitoring"]
