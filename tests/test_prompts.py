@@ -165,3 +165,14 @@ def test_mask_png_prompt(tmp_path):
     cv2.imwrite(str(tmp_path / "m.png"), img)
     obj = manual_prompt(0, mask=tmp_path / "m.png").objects[1]
     assert obj.mask.shape == (20, 30) and obj.mask.sum() == 50
+
+
+def test_a_first_frame_without_any_detection_keeps_its_row(tmp_path):
+    """pandas would read an all-empty first row of a multi-row-header CSV as index names."""
+    path = write_multi_animal(tmp_path / "p.csv", frames=10)
+    table = pd.read_csv(path, header=[0, 1, 2, 3], index_col=0)
+    table.iloc[0] = np.nan  # no animal found on frame 0: DeepLabCut writes empty cells
+    table.to_csv(path)
+    keypoints = read_dlc(path)
+    assert keypoints.frames.tolist() == list(range(10))
+    assert np.isnan(keypoints.xyl[0, :, :, 0]).all() and keypoints.xyl[1, 0, 0, 0] == 11

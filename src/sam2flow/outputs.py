@@ -28,6 +28,19 @@ COLUMNS = ["frame", "object", "status", "area", "cx", "cy", "x0", "y0", "x1", "y
 _PENDING = ""
 
 
+def mask_scores(logits: np.ndarray) -> np.ndarray:
+    """Per object, the mean probability inside its mask (0 for an empty mask).
+
+    >>> mask_scores(np.array([[[0.0, -3.0]], [[-1.0, -2.0]]], dtype=np.float32)).round(3).tolist()
+    [0.0, 0.0]
+    >>> float(mask_scores(np.array([[[2.0, -3.0]]], dtype=np.float32))[0].round(3))
+    0.881
+    """
+    inside = logits > 0
+    probs = np.where(inside, 1.0 / (1.0 + np.exp(-np.where(inside, logits, 0.0))), 0.0)
+    return probs.sum(axis=(1, 2)) / np.maximum(inside.sum(axis=(1, 2)), 1)
+
+
 class MaskStore:
     """Masks (bit-packed, video resolution) and per-frame statistics of one batch."""
 
@@ -46,20 +59,17 @@ class MaskStore:
     def put(self, frame: int, logits: torch.Tensor) -> None:
         """Store SAM 2's video-resolution logits (objects x 1 x H x W) for ``frame``.
 
-        The device work (threshold, a strided score) happens here; packing and statistics
-        run in a background thread so they overlap with the model's next frame.
+        Only the threshold and a strided copy of the logits (every 4th pixel, for the score)
+        leave the device here; the score, packing and statistics run in a background thread
+        so they overlap with the model's next frame.
         """
         i = self.index[int(frame)]
         masks = (logits[:, 0] > 0).cpu().numpy()
-        # Score: mean probability inside the mask, on every 4th pixel (cheap, stable).
-        sub = logits[:, 0, ::4, ::4].float()
-        inside = sub > 0
-        probs = torch.where(inside, torch.sigmoid(sub), torch.zeros_like(sub))
-        counts = inside.sum(dim=(1, 2)).clamp(min=1)
-        scores = (probs.sum(dim=(1, 2)) / counts).cpu().numpy()
-        self._pending.append(self._pool.submit(self._store, i, masks, scores))
+        strided = logits[:, 0, ::4, ::4].float().cpu().numpy()
+        self._pending.append(self._pool.submit(self._store, i, masks, strided))
 
-    def _store(self, i: int, masks: np.ndarray, scores: np.ndarray) -> None:
+    def _store(self, i: int, masks: np.ndarray, strided: np.ndarray) -> None:
+        scores = mask_scores(strided)
         for k, mask in enumerate(masks):
             m8 = mask.view(np.uint8)
             mo = cv2.moments(m8, binaryImage=True)

@@ -8,6 +8,7 @@ Points, boxes and a mask PNG from the config prompt one object on one frame.
 
 from __future__ import annotations
 
+import csv
 import logging
 import re
 import zipfile
@@ -138,13 +139,21 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise UserError("unknown prompt file type", path, "give a DeepLabCut .csv or .h5 file")
     rows = _header_rows(path)
     try:
-        table = pd.read_csv(path, header=list(range(rows)), index_col=0)
+        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+            header = [next(csv.reader([f.readline()])) for _ in range(rows)]
+        # Newer label files put the image path in 3 index columns (``scorer,,,Pranav``).
+        index_cols = 1 + next((i for i, v in enumerate(header[0][1:]) if v), 0)
+        # The header is parsed here, not by pandas: with a multi-row header, pandas takes a
+        # first data row with every value empty (no animal found on frame 0) for a row of
+        # index names and drops it, shifting every frame after it.
+        table = pd.read_csv(
+            path, header=None, skiprows=rows, index_col=list(range(index_cols))
+        )
+        table.columns = pd.MultiIndex.from_arrays(
+            [line[index_cols:] for line in header], names=[line[0] for line in header]
+        )
     except Exception as exc:
         raise UserError(f"cannot parse CSV ({exc})", path, "export it again") from exc
-    # Newer label files put the image path in 3 index columns; fold them into one.
-    first = table.columns[0]
-    if str(first[0]).startswith("Unnamed"):
-        table = pd.read_csv(path, header=list(range(rows)), index_col=[0, 1, 2])
     return table
 
 
@@ -352,14 +361,16 @@ def prompt_for_batch(
 CARRIABLE = ("ok", "empty")
 
 
-def carried_prompt(masks_npz: str | Path, first_frame: int, image: str | Path) -> BatchPrompt:
+def carried_prompt(
+    masks_npz: str | Path, first_frame: int, image: str | Path
+) -> BatchPrompt | None:
     """Batch carry-over: the previous batch's last masks, on the frame they belong to.
 
     The prompt lies on ``first_frame - 1`` (``image`` is its JPEG): the batch adds the masks
     there and propagates into its own frames, exactly as a chunk continues from the chunk
-    before it. Every object is carried, an empty mask too (the object is lost, and its
-    frames are ``empty``). When that last frame has no result (it was skipped), the prompt
-    has no objects and ``missing`` says why.
+    before it. Every segmented object is carried, an empty mask too (the object is lost,
+    and its frames are ``empty``). ``None`` when the previous batch had no prompt either;
+    when its last frame was skipped, the prompt has no objects and ``missing`` says why.
     """
     frame, object_ids, masks, status = last_masks(masks_npz)
     if frame != first_frame - 1:
@@ -369,13 +380,13 @@ def carried_prompt(masks_npz: str | Path, first_frame: int, image: str | Path) -
             "rerun the previous batch (carry: chained needs batches in order)",
         )
     prompt = BatchPrompt(frame=frame, source=f"carried from {masks_npz}", image=Path(image))
-    lost = [s for s in status if s not in CARRIABLE]
-    if lost:
-        prompt.missing = f"the previous batch's last frame {frame} has no mask to carry ({lost[0]})"
+    if "skipped_oom" in status:
+        prompt.missing = f"the previous batch's last frame {frame} was skipped (out of memory)"
         return prompt
     for k, obj in enumerate(object_ids):
-        prompt.objects[int(obj)] = ObjectPrompt(mask=masks[k])
-    return prompt
+        if status[k] in CARRIABLE:
+            prompt.objects[int(obj)] = ObjectPrompt(mask=masks[k])
+    return prompt if prompt.objects else None
 
 
 def last_masks(masks_npz: str | Path) -> tuple[int, list[int], np.ndarray, list[str]]:

@@ -345,7 +345,7 @@ def segment_folder(
     out_dir: str | Path,
     *,
     prompt: dict,
-    model: dict,
+    model: dict | LoadedModel,
     memory: GuardConfig,
     video: str = "",
     batch: str = "",
@@ -357,7 +357,7 @@ def segment_folder(
 
     ``prompt`` holds the keyword arguments of ``prompts.prompt_for_batch`` (the frame count
     of the video is read from the extraction's ``frames.json`` when not given); ``model``
-    those of ``models.build_model``. ``mem_mb``: the host memory the job was given; below
+    those of ``models.build_model``, or a model already built. ``mem_mb``: the host memory the job was given; below
     the estimated need it fails at once (``MemoryError``) so that a retry can ask for more.
     """
     enable_expandable_segments()  # before the model initialises CUDA
@@ -372,7 +372,7 @@ def segment_folder(
         if prompt.get("carry_from") and not prompt.get("carry_image"):
             prompt["carry_image"] = locate_frame(frames_dir.parent, frames[0] - 1)
     batch_prompt = prompt_for_batch(frames, **prompt)
-    loaded = build_model(**model)
+    loaded = model if isinstance(model, LoadedModel) else build_model(**model)
     log.info("host memory given to this job: mem_mb=%s", mem_mb)
     if mem_mb:
         height, width = frame_size(paths[frames[0]])
