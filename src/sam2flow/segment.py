@@ -357,8 +357,9 @@ def segment_folder(
 
     ``prompt`` holds the keyword arguments of ``prompts.prompt_for_batch`` (the frame count
     of the video is read from the extraction's ``frames.json`` when not given); ``model``
-    those of ``models.build_model``, or a model already built. ``mem_mb``: the host memory the job was given; below
-    the estimated need it fails at once (``MemoryError``) so that a retry can ask for more.
+    those of ``models.build_model``, or a model already built. ``mem_mb``: the host memory
+    the job was given; below the estimated need it fails at once (``MemoryError``) so that
+    a retry can ask for more.
     """
     enable_expandable_segments()  # before the model initialises CUDA
     frames_dir = Path(frames_dir)
