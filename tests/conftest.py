@@ -59,6 +59,23 @@ def _no_injected_oom(monkeypatch):
     os.environ.setdefault("TQDM_DISABLE", "1")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def every_record_written_fits_its_schema(tmp_path_factory):
+    """After the suite: every memory.json any test (or workflow run) wrote validates."""
+    yield
+    from sam2flow.record import read_record
+
+    base = tmp_path_factory.getbasetemp()
+    records = list(base.rglob("memory.json"))
+    problems = []
+    for path in records:
+        try:
+            read_record(path)
+        except Exception as exc:  # noqa: BLE001 - list them all
+            problems.append(str(exc))
+    assert not problems, "\n".join(problems[:10])
+
+
 @pytest.fixture(scope="session")
 def synthetic_video(tmp_path_factory) -> Path:
     return write_video(tmp_path_factory.mktemp("video") / "disc.mp4")

@@ -12,7 +12,7 @@ import logging
 import sys
 from pathlib import Path
 
-from .errors import UserError
+from .errors import HOST_OOM_EXIT, UserError
 from .logs import quiet_third_party
 
 log = logging.getLogger("sam2flow")
@@ -237,6 +237,9 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError) as exc:
         print(f"sam2flow {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except MemoryError as exc:  # host memory: smaller chunks cannot help, more memory can
+        print(f"sam2flow {args.command}: error: out of host memory: {exc}", file=sys.stderr)
+        return HOST_OOM_EXIT
 
 
 def _extract(args) -> int:

@@ -4,6 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+#: Exit status of a job that ran out of host memory (the batch needs a bigger ``mem_mb``):
+#: the executor's retry then asks for attempt x mem_mb. User errors exit 1 (scripts) or 2
+#: (command line).
+HOST_OOM_EXIT = 3
+
 
 class UserError(Exception):
     """What failed, on which file, and what to do about it: printed as one line.

@@ -13,7 +13,7 @@ import traceback
 import warnings
 from collections.abc import Callable
 
-from .errors import UserError
+from .errors import HOST_OOM_EXIT, UserError
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -27,10 +27,11 @@ def quiet_third_party() -> None:
 
 
 def run_script(log_path: str | None, main: Callable[[], object]) -> None:
-    """Run a Snakemake script's ``main`` with logging to ``log_path``; exit 1 on error.
+    """Run a Snakemake script's ``main`` with logging to ``log_path``; exit non-zero on error.
 
-    A ``UserError`` (or a job given too little memory) is one line in the log and on
-    stderr, then its traceback in the log; anything else is a bug and keeps its traceback.
+    A ``UserError`` (exit 1) or a job out of host memory (exit ``HOST_OOM_EXIT``, 3) is one
+    line in the log and on stderr, then its traceback in the log; anything else is a bug
+    and keeps its traceback.
     """
     quiet_third_party()
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
@@ -45,7 +46,7 @@ def run_script(log_path: str | None, main: Callable[[], object]) -> None:
         log.error("%s", exc)
         log.error("%s", traceback.format_exc())
         print(f"sam2flow: error: {exc}", file=sys.stderr)
-        sys.exit(1)
+        sys.exit(HOST_OOM_EXIT if isinstance(exc, MemoryError) else 1)
     except Exception:
         log.exception("unexpected error (a bug: please report it with this log)")
         raise

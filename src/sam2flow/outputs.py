@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_path, write_text
+from .record import check_record
 
 log = logging.getLogger(__name__)
 
@@ -167,9 +168,7 @@ def write_batch_outputs(out_dir: str | Path, store: MaskStore, record: dict) -> 
     """Write ``masks.npz``, ``frames.csv`` and (last) ``memory.json``, each atomically."""
     store.flush()
     check_slots(store.frames, store.status)
-    counts = record.get("frame_status") or store.status_counts()
-    if sum(counts.values()) != store.status.size:
-        raise RuntimeError(f"status counts {counts} do not add up to {store.status.size} slots")
+    check_record(record)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     with atomic_path(out / "masks.npz") as tmp:

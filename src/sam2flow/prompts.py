@@ -146,9 +146,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         # The header is parsed here, not by pandas: with a multi-row header, pandas takes a
         # first data row with every value empty (no animal found on frame 0) for a row of
         # index names and drops it, shifting every frame after it.
-        table = pd.read_csv(
-            path, header=None, skiprows=rows, index_col=list(range(index_cols))
-        )
+        table = pd.read_csv(path, header=None, skiprows=rows, index_col=list(range(index_cols)))
         table.columns = pd.MultiIndex.from_arrays(
             [line[index_cols:] for line in header], names=[line[0] for line in header]
         )

@@ -6,7 +6,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import logging
 from pathlib import Path
 
@@ -14,6 +13,7 @@ import pandas as pd
 
 from .atomic import atomic_path, write_text
 from .outputs import FRAME_STATUSES
+from .record import read_record
 
 log = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def summary_row(record: dict) -> dict:
 
 def read_records(paths: list[str | Path]) -> list[dict]:
     """Read ``memory.json`` files; ordered by video and first frame."""
-    records = [json.loads(Path(p).read_text()) for p in paths]
+    records = [read_record(p) for p in paths]
     return sorted(records, key=lambda r: (str(r.get("video")), r.get("first_frame") or 0))
 
 

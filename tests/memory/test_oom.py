@@ -3,54 +3,119 @@
 import pytest
 import torch
 
-from sam2flow.memory.oom import injected_limit, is_oom_error
+from sam2flow.memory.oom import injected_limit, is_oom_error, oom_kind
 
-
-@pytest.mark.parametrize(
-    "exc",
-    [
-        torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 MiB"),
-        RuntimeError("HIP out of memory. Tried to allocate 2.00 GiB"),
-        RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`"),
-        RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"),
-        RuntimeError(
-            "[enforce fail at alloc_cpu.cpp:118] DefaultCPUAllocator: can't allocate memory"
-        ),
-        RuntimeError("MPS backend out of memory (MPS allocated: 1.00 GB)"),
-        MemoryError(),
-    ],
+ASYNC = (
+    "\nCUDA kernel errors might be asynchronously reported at some other API call, so the "
+    "stacktrace below might be incorrect.\nFor debugging consider passing CUDA_LAUNCH_BLOCKING=1"
 )
-def test_out_of_memory_errors_are_recognised(exc):
-    assert is_oom_error(exc)
+
+#: Real texts (PyTorch's CUDA caching allocator old and new, CUDA runtime and driver, cuBLAS,
+#: cuDNN, ROCm, MPS, the CPU allocator on Linux and Windows) and what they are.
+ERROR_TEXTS = [
+    (
+        torch.OutOfMemoryError,
+        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 "
+        "GiB of which 1.06 GiB is free. Including non-PyTorch memory, this process has 14.70 "
+        "GiB memory in use. Of the allocated memory 13.92 GiB is allocated by PyTorch, and "
+        "412.34 MiB is reserved by PyTorch but unallocated. If reserved but unallocated memory "
+        "is large try setting PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True to avoid "
+        "fragmentation.",
+        "device",
+    ),
+    (
+        RuntimeError,
+        "CUDA out of memory. Tried to allocate 20.00 MiB (GPU 0; 15.78 GiB total capacity; "
+        "14.56 GiB already allocated; 3.19 MiB free; 14.75 GiB reserved in total by PyTorch)",
+        "device",
+    ),
+    (RuntimeError, "CUDA error: out of memory" + ASYNC, "device"),
+    (RuntimeError, "CUDA error:out of memory", "device"),
+    (RuntimeError, "CUDA driver error: out of memory", "device"),
+    (
+        RuntimeError,
+        "CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling `cublasCreate(handle)`",
+        "device",
+    ),
+    (RuntimeError, "cuDNN error: CUDNN_STATUS_ALLOC_FAILED", "device"),
+    (
+        RuntimeError,
+        "HIP out of memory. Tried to allocate 2.00 GiB (GPU 0; 63.98 GiB total capacity; 62.10 "
+        "GiB already allocated; 1.44 GiB free; 62.31 GiB reserved in total by PyTorch)",
+        "device",
+    ),
+    (
+        RuntimeError,
+        "MPS backend out of memory (MPS allocated: 17.45 GB, other allocations: 1.22 GB, max "
+        "allowed: 18.13 GB). Tried to allocate 256.00 MB on private pool. Use "
+        "PYTORCH_MPS_HIGH_WATERMARK_RATIO=0.0 to disable upper limit for memory allocations "
+        "(may cause system failure).",
+        "device",
+    ),
+    (
+        RuntimeError,
+        "[enforce fail at alloc_cpu.cpp:83] err == 0. DefaultCPUAllocator: can't allocate "
+        "memory: you tried to allocate 1073741824 bytes. Error code 12 (Cannot allocate memory)",
+        "host",
+    ),
+    (
+        RuntimeError,
+        "[enforce fail at alloc_cpu.cpp:117] data. DefaultCPUAllocator: not enough memory: you "
+        "tried to allocate 4294967296 bytes.",
+        "host",
+    ),
+    (MemoryError, "", "host"),
+    (
+        MemoryError,
+        "Unable to allocate 7.91 GiB for an array with shape (400, 1080, 1920, 3)",
+        "host",
+    ),
+    (RuntimeError, "CUDA error: an illegal memory access was encountered" + ASYNC, None),
+    (RuntimeError, "CUDA error: device-side assert triggered" + ASYNC, None),
+    (RuntimeError, "CUDA error: misaligned address" + ASYNC, None),
+    (
+        RuntimeError,
+        "CUDA error: CUBLAS_STATUS_EXECUTION_FAILED when calling `cublasSgemm( handle, opa, opb, "
+        "m, n, k, &alpha, a, lda, b, ldb, &beta, c, ldc)`",
+        None,
+    ),
+    (RuntimeError, "cuDNN error: CUDNN_STATUS_INTERNAL_ERROR", None),
+    (
+        RuntimeError,
+        "Expected all tensors to be on the same device, but found at least two devices, cuda:0 "
+        "and cpu!",
+        None,
+    ),
+    (ValueError, "memory_threshold must be in (0, 1], got 2", None),
+    (KeyError, "maskmem_features", None),
+]
 
 
-@pytest.mark.parametrize(
-    "exc",
-    [
-        RuntimeError("CUDA error: an illegal memory access was encountered"),
-        ValueError("out of range"),
-        KeyError("maskmem_features"),
-    ],
-)
-def test_other_errors_are_not_oom(exc):
-    assert not is_oom_error(exc)
+@pytest.mark.parametrize("kind, text, expected", ERROR_TEXTS)
+def test_real_error_texts_are_classified(kind, text, expected):
+    assert oom_kind(kind(text)) == expected
 
 
-def test_oom_found_through_cause_and_context():
+def test_the_table_covers_at_least_15_texts_of_both_kinds():
+    outcomes = [e for _, _, e in ERROR_TEXTS]
+    assert len(ERROR_TEXTS) >= 15 and {"device", "host", None} <= set(outcomes)
+
+
+def test_an_error_raised_while_handling_an_oom_is_that_error():
     try:
         try:
             raise torch.OutOfMemoryError("CUDA out of memory")
-        except torch.OutOfMemoryError as inner:
-            raise RuntimeError("propagation failed") from inner
+        except torch.OutOfMemoryError:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")  # noqa: B904
     except RuntimeError as outer:
-        assert is_oom_error(outer)
-    try:
-        try:
-            raise RuntimeError("DefaultCPUAllocator: can't allocate memory")
-        except RuntimeError:
-            raise ValueError("while writing")  # noqa: B904 (implicit context on purpose)
-    except ValueError as outer:
-        assert is_oom_error(outer)
+        assert not is_oom_error(outer)
+
+
+def test_host_memory_is_the_devices_memory_only_on_the_cpu():
+    host = MemoryError("Unable to allocate 7.91 GiB")
+    assert is_oom_error(host, torch.device("cpu"))
+    assert not is_oom_error(host, torch.device("cuda"))
+    assert is_oom_error(torch.OutOfMemoryError("CUDA out of memory"), torch.device("cuda"))
 
 
 def test_injection_hook_parses_and_rejects_garbage():

@@ -127,6 +127,37 @@ def test_non_oom_errors_propagate_unchanged():
     assert info.value is error
 
 
+def test_a_real_error_while_an_oom_is_handled_fails_with_its_own_text():
+    attempts = []
+
+    def work(plan, carry):
+        attempts.append(plan.frames)
+        try:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        except torch.OutOfMemoryError:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")  # noqa: B904
+
+    with pytest.raises(RuntimeError, match="illegal memory access"):
+        run_with_recovery(work, 0, 59, device=CPU)
+    assert attempts == [60], "a broken CUDA context must not be retried"
+
+
+def test_host_memory_running_out_beside_an_accelerator_fails_the_job():
+    from sam2flow.errors import HOST_OOM_EXIT
+    from sam2flow.logs import run_script
+    from sam2flow.memory.oom import HostOutOfMemory
+
+    def work(plan, carry):
+        raise MemoryError("Unable to allocate 7.91 GiB for an array")
+
+    accelerator = torch.device("meta")  # not the CPU: chunks on it cannot free host memory
+    with pytest.raises(HostOutOfMemory, match="mem_mb"):
+        run_with_recovery(work, 0, 59, device=accelerator)
+    with pytest.raises(SystemExit) as stop:
+        run_script(None, lambda: run_with_recovery(work, 0, 59, device=accelerator))
+    assert stop.value.code == HOST_OOM_EXIT == 3
+
+
 def test_failed_attempts_tensors_are_freed_before_the_retry():
     refs = []
     alive_at_retry = []

@@ -14,39 +14,72 @@ import torch
 
 INJECT_ENV = "SAM2FLOW_INJECT_OOM"
 
-# Errors that mean "out of memory" but are not raised as torch.OutOfMemoryError.
-_OOM_PATTERNS = re.compile(
+# Texts of device out-of-memory errors that are not always raised as torch.OutOfMemoryError:
+# the CUDA caching allocator (old and new wording), the CUDA runtime and driver, cuBLAS,
+# cuDNN, ROCm and MPS. Matched on the exception's own message only.
+_DEVICE_OOM = re.compile(
     "|".join(
         [
-            r"CUDA out of memory",
-            r"HIP out of memory",
-            r"CUDA error: out of memory",
+            r"\b(CUDA|HIP|XPU) out of memory",
+            r"CUDA (driver )?error:\s*out of memory",
+            r"cudaErrorMemoryAllocation",
             r"CUBLAS_STATUS_ALLOC_FAILED",
             r"CUDNN_STATUS_ALLOC_FAILED",
-            r"DefaultCPUAllocator: can't allocate memory",
             r"MPS backend out of memory",
         ]
-    )
+    ),
+    re.IGNORECASE,
+)
+# Host (CPU) allocation failures: torch's CPU allocator on Linux and Windows, C++ new.
+_HOST_OOM = re.compile(
+    r"DefaultCPUAllocator: (can't allocate memory|not enough memory)|std::bad_alloc",
+    re.IGNORECASE,
 )
 
 
-def is_oom_error(exc: BaseException | None) -> bool:
-    """True for an out-of-memory error, looking through ``__cause__`` and ``__context__``.
+class HostOutOfMemory(MemoryError):
+    """Host memory ran out while the model runs on an accelerator: the job needs more
+    ``mem_mb``, which smaller chunks on the GPU cannot give it."""
+
+
+def oom_kind(exc: BaseException) -> str | None:
+    """``"device"``, ``"host"`` or ``None``, from the exception itself.
+
+    An error raised while an out-of-memory was being handled is that error, not an OOM:
+    its ``__cause__`` and ``__context__`` are not looked at.
+
+    >>> oom_kind(torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"))
+    'device'
+    >>> oom_kind(MemoryError()), oom_kind(RuntimeError("CUDA error: misaligned address"))
+    ('host', None)
+    """
+    text = str(exc)
+    if isinstance(exc, MemoryError) or _HOST_OOM.search(text):
+        return "host"
+    if isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and _DEVICE_OOM.search(text)
+    ):
+        return "device"
+    return None
+
+
+def is_oom_error(exc: BaseException | None, device: torch.device | None = None) -> bool:
+    """True for an out-of-memory of ``device`` that smaller chunks may avoid.
+
+    On the CPU, host memory is the device's memory; on an accelerator, a host
+    out-of-memory is not (see ``HostOutOfMemory``).
 
     >>> is_oom_error(torch.OutOfMemoryError("CUDA out of memory"))
     True
     >>> is_oom_error(RuntimeError("CUDA error: an illegal memory access was encountered"))
     False
+    >>> is_oom_error(MemoryError(), torch.device("cuda")), is_oom_error(MemoryError())
+    (False, True)
     """
-    seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, torch.OutOfMemoryError | MemoryError):
-            return True
-        if isinstance(exc, RuntimeError) and _OOM_PATTERNS.search(str(exc)):
-            return True
-        exc = exc.__cause__ or exc.__context__
-    return False
+    kind = None if exc is None else oom_kind(exc)
+    if kind == "host":
+        return device is None or device.type == "cpu"
+    return kind == "device"
 
 
 def injected_limit(environ: dict | None = None) -> int | None:

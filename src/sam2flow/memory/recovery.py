@@ -20,7 +20,7 @@ import torch
 
 from . import devices
 from .monitoring import Monitor
-from .oom import is_oom_error, maybe_inject_oom
+from .oom import HostOutOfMemory, is_oom_error, maybe_inject_oom, oom_kind
 
 log = logging.getLogger(__name__)
 
@@ -268,7 +268,13 @@ def _attempt(work: Work, plan: Plan, carry: Any, monitor: Monitor) -> tuple[Atte
         carry_out = work(plan, carry)
         devices.synchronize(plan.device)
     except Exception as exc:
-        if not is_oom_error(exc):
+        if oom_kind(exc) == "host" and not is_oom_error(exc, plan.device):
+            raise HostOutOfMemory(
+                f"host memory ran out while segmenting on {plan.device} "
+                f"({(str(exc).strip().splitlines() or [type(exc).__name__])[0]}): "
+                "give the job more memory (resources mem_mb)"
+            ) from exc
+        if not is_oom_error(exc, plan.device):
             raise
         error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
     seconds = time.perf_counter() - started
