@@ -63,6 +63,12 @@ def _memory_args(p: argparse.ArgumentParser) -> None:
         default="resources/sizing.json",
         help="JSON file of chunk sizes that worked, shared by jobs on the same GPU model",
     )
+    g.add_argument(
+        "--sizing-grow-after",
+        type=int,
+        default=3,
+        help="clean runs at a remembered chunk size before the whole batch is tried again",
+    )
 
 
 def _model_args(p: argparse.ArgumentParser) -> None:
@@ -262,6 +268,7 @@ def guard_config(args):
         adaptive_batch_size=not args.disable_adaptive_batch_size,
         monitoring=not args.disable_memory_monitoring,
         sizing_file=args.sizing_file,
+        sizing_grow_after=args.sizing_grow_after,
     )
 
 

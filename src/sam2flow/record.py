@@ -107,6 +107,17 @@ SCHEMA = {
             "propertyNames": {"enum": ["ok", "skipped_oom", "no_prompt", "empty"]},
             "additionalProperties": {"type": "integer", "minimum": 0},
         },
+        "sizing": {
+            "type": ["object", "null"],
+            "properties": {
+                "file": {"type": ["string", "null"]},
+                "key": {"type": ["string", "null"]},
+                "start_chunk": _INT_OR_NULL,
+                "from": {"enum": ["whole", "sizing file", "rerun strategy", "caller"]},
+                "warning": {"type": ["string", "null"]},
+            },
+            "additionalProperties": False,
+        },
         "prompt_frame": _INT,
         "prompt_source": {"type": "string"},
         "warning": {"type": "string"},

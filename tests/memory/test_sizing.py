@@ -44,13 +44,61 @@ def test_remembered_size_survives_a_new_process(tmp_path):
     assert out.stdout.strip() == "100"
 
 
-def test_grows_back_after_successes_but_never_to_a_failed_size(tmp_path):
-    mem = SizeMemory(tmp_path / "s.json")
-    mem.update("k", [attempt(400, "oom"), attempt(200, "oom"), attempt(100, "ok")])
-    assert mem.start_size("k", 400) == 100
-    for _ in range(GROW_AFTER):
-        mem.update("k", [attempt(100, "ok")])
-    assert mem.start_size("k", 400) == 199  # doubled, but below the known failure (200)
+def test_a_transient_oom_is_forgotten_after_clean_runs(tmp_path):
+    guard = MemoryGuard(GuardConfig(sizing_file=tmp_path / "s.json"), device="cpu")
+    sizes = [guard.run(oom_above(100), 0, 399, key="k").attempts[0].chunk_size]
+    for _ in range(GROW_AFTER + 1):  # the GPU is free again: nothing fails any more
+        sizes.append(guard.run(oom_above(1000), 0, 399, key="k").attempts[0].chunk_size)
+    assert sizes == [400] + [100] * GROW_AFTER + [400]
+    again = guard.run(oom_above(1000), 0, 399, key="k")
+    assert [a.chunk_size for a in again.attempts] == [400] and again.sizing["from"] == "whole"
+
+
+def test_how_many_clean_runs_is_configurable(tmp_path):
+    config = GuardConfig(sizing_file=tmp_path / "s.json", sizing_grow_after=1)
+    guard = MemoryGuard(config, device="cpu")
+    guard.run(oom_above(100), 0, 399, key="k")
+    second = guard.run(oom_above(1000), 0, 399, key="k")
+    assert second.attempts[0].chunk_size == 100 and second.sizing["from"] == "sizing file"
+    assert guard.run(oom_above(1000), 0, 399, key="k").attempts[0].chunk_size == 400
+
+
+def test_the_memory_cap_is_part_of_the_key():
+    from sam2flow.memory.sizing import sizing_key
+
+    assert sizing_key("H100", 80, "tiny", 1024, 1, 16) != sizing_key("H100", 80, "tiny", 1024, 1)
+
+
+def test_a_sizing_file_that_cannot_be_written_is_a_warning_not_a_lost_batch(tmp_path):
+    blocker = tmp_path / "not_a_folder"
+    blocker.write_text("a file where the sizing file's folder should be")
+    guard = MemoryGuard(GuardConfig(sizing_file=blocker / "s.json"), device="cpu")
+    record = guard.run(oom_above(100), 0, 399, key="k")
+    assert record.status == "recovered" and record.frames_ok == 400
+    assert "sizing file" in record.sizing["warning"]
+
+
+def test_a_lock_that_is_never_released_times_out_into_a_warning(tmp_path, monkeypatch):
+    monkeypatch.setattr("sam2flow.memory.sizing.LOCK_TIMEOUT", 0.2)
+    path = tmp_path / "s.json"
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from filelock import FileLock;"
+            "l = FileLock(sys.argv[1]); l.acquire(); print('held', flush=True); time.sleep(30)",
+            str(path) + ".lock",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        guard = MemoryGuard(GuardConfig(sizing_file=path), device="cpu")
+        record = guard.run(oom_above(100), 0, 399, key="k")
+    finally:
+        holder.kill()
+    assert record.frames_ok == 400 and "Timeout" in record.sizing["warning"]
 
 
 def test_short_units_run_whole(tmp_path):

@@ -20,7 +20,7 @@ import torch
 from . import devices, limits
 from .monitoring import Monitor
 from .recovery import DEFAULT_MIN_CHUNK, UnitRecord, run_with_recovery
-from .sizing import SizeMemory, sizing_key
+from .sizing import GROW_AFTER, SizeMemory, sizing_key
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +37,7 @@ class GuardConfig:
     adaptive_batch_size: bool = True
     monitoring: bool = True
     sizing_file: str | Path | None = None
+    sizing_grow_after: int = GROW_AFTER  # clean runs before a remembered OOM is forgotten
     start_chunk: int | None = None  # start chunked at this size (reruns of skipped batches)
 
     @classmethod
@@ -70,7 +71,7 @@ class MemoryGuard:
         self.device = device if isinstance(device, torch.device) else devices.resolve_device(device)
         self.cap_bytes = limits.apply_memory_cap(self.device, config.max_gpu_memory_gb)
         self.sizes = (
-            SizeMemory(config.sizing_file)
+            SizeMemory(config.sizing_file, config.sizing_grow_after)
             if config.adaptive_batch_size and config.sizing_file
             else None
         )
@@ -83,6 +84,7 @@ class MemoryGuard:
             model,
             image_size,
             objects,
+            self.cap_bytes,
         )
 
     def record_without_work(self, frames: int) -> UnitRecord:
@@ -103,14 +105,23 @@ class MemoryGuard:
         """Run ``work(plan, carry)`` over frames ``first..last`` inside the guard."""
         cfg = self.config
         monitor = Monitor(self.device, cfg.monitoring, self.cap_bytes)
-        if start_chunk is None:
-            start_chunk = cfg.start_chunk
+        sizing = {"file": None, "key": key, "start_chunk": None, "from": "whole", "warning": None}
+        if start_chunk is None and cfg.start_chunk is not None:
+            start_chunk, sizing["from"] = cfg.start_chunk, "rerun strategy"
+        elif start_chunk is not None:
+            sizing["from"] = "caller"
         if start_chunk is None and self.sizes is not None and key is not None:
-            start_chunk = self.sizes.start_size(key, last - first + 1)
+            sizing["file"] = str(self.sizes.path)
+            try:
+                start_chunk = self.sizes.start_size(key, last - first + 1)
+            except Exception as exc:  # noqa: BLE001 - bookkeeping never costs a batch
+                sizing["warning"] = _sizing_warning("read", self.sizes.path, exc)
             if start_chunk:
+                sizing["from"] = "sizing file"
                 log.info("adaptive sizing: starting at chunks of %d frames", start_chunk)
         if start_chunk is not None:
             start_chunk = max(start_chunk, min(cfg.min_chunk, last - first + 1))
+        sizing["start_chunk"] = start_chunk
         record = run_with_recovery(
             work,
             first,
@@ -126,8 +137,18 @@ class MemoryGuard:
             describe=describe,
         )
         if self.sizes is not None and key is not None:
-            self.sizes.update(key, record.attempts)
+            try:
+                self.sizes.update(key, record.attempts)
+            except Exception as exc:  # noqa: BLE001 - bookkeeping never costs a batch
+                sizing["warning"] = _sizing_warning("update", self.sizes.path, exc)
+        record.sizing = sizing
         # Between units, never per frame: clean up when usage passed the threshold.
         limits.clean_up_if_needed(self.device, monitor.snapshot("after unit"), cfg.memory_threshold)
         record.snapshots = [s.to_dict() for s in monitor.snapshots]
         return record
+
+
+def _sizing_warning(action: str, path: Path, exc: Exception) -> str:
+    text = f"could not {action} the sizing file {path} ({type(exc).__name__}: {exc})"
+    log.warning("%s; the batch goes on", text)
+    return text

@@ -79,6 +79,7 @@ class UnitRecord:
     skipped_ranges: list[tuple[int, int]] = field(default_factory=list)
     skip_reason: str | None = None
     snapshots: list[dict] = field(default_factory=list)
+    sizing: dict | None = None  # where the starting chunk size came from (guard)
 
     @classmethod
     def not_run(

@@ -1,9 +1,13 @@
 """Adaptive sizing: start the next unit at a chunk size known to work.
 
-For each (GPU name, total memory, model, image size, objects) the largest chunk that
-worked and the smallest that failed are kept in a small JSON file shared by all jobs
-(atomic write under a file lock). A new unit starts at the remembered size instead of
-running out of memory again, and grows back after successes, never to a size known to fail.
+For each (GPU name, total memory, memory cap, model, image size, objects) the largest
+chunk that worked and the smallest that failed are kept in a small JSON file shared by all
+jobs (atomic write under a file lock with a timeout). A new unit starts at the remembered
+size instead of running out of memory again; after ``grow_after`` clean runs there, the
+failure is taken as transient and the next unit tries the whole batch again.
+
+The file is bookkeeping: the guard turns any failure to read, lock or write it into a
+warning in the batch's record, never a lost batch.
 """
 
 from __future__ import annotations
@@ -20,15 +24,22 @@ from .recovery import CHUNKED, WHOLE, Attempt
 
 log = logging.getLogger(__name__)
 
-#: Successes at the remembered size before trying a larger one.
+#: Clean runs at the remembered size before the whole batch is tried again.
 GROW_AFTER = 3
+#: Seconds to wait for the sizing file's lock (a shared file system without flock hangs).
+LOCK_TIMEOUT = 10
 
 
 def sizing_key(
-    gpu_name: str, total_bytes: int | None, model: str, image_size: int, objects: int
+    gpu_name: str,
+    total_bytes: int | None,
+    model: str,
+    image_size: int,
+    objects: int,
+    cap_bytes: int | None = None,
 ) -> str:
     """The conditions a remembered size is valid for."""
-    return f"{gpu_name}|{total_bytes or 0}|{model}|{image_size}|{objects}"
+    return f"{gpu_name}|{total_bytes or 0}|cap {cap_bytes or 0}|{model}|{image_size}|{objects}"
 
 
 class SizeMemory:
@@ -38,9 +49,10 @@ class SizeMemory:
     >>> mem.start_size("key", 400)            # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, grow_after: int = GROW_AFTER) -> None:
         self.path = Path(path)
-        self.lock = FileLock(str(self.path) + ".lock")
+        self.grow_after = int(grow_after)
+        self.lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT)
 
     def _read(self) -> dict:
         try:
@@ -64,8 +76,8 @@ class SizeMemory:
         ok = e.get("largest_ok")
         if not ok:
             return max(1, failed // 2)
-        if e.get("successes", 0) >= GROW_AFTER:
-            return max(ok, min(ok * 2, failed - 1))
+        if e.get("successes", 0) >= self.grow_after:
+            return None  # clean runs since the failure: try the whole batch again
         return ok
 
     def update(self, key: str, attempts: Iterable[Attempt]) -> None:
