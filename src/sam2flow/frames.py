@@ -38,6 +38,8 @@ DEFAULT_QUALITY = 95
 # SAM 2's normalisation (ImageNet mean and std).
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
+_MEAN_T = torch.from_numpy(_MEAN)[:, None, None]
+_STD_T = torch.from_numpy(_STD)[:, None, None]
 
 
 def batch_name(index: int) -> str:
@@ -260,6 +262,34 @@ def frame_size(path: str | Path) -> tuple[int, int]:
     return img.shape[0], img.shape[1]
 
 
+#: How frames become model input. ``sam2``: SAM 2's own loader (PIL decode, PIL's bicubic
+#: resize, float64 scaling), so masks are bit-identical to stock SAM 2's on the same JPEGs.
+#: ``opencv``: OpenCV decode and bilinear resize in float32, faster (BENCHMARKS.md) but the
+#: model sees slightly different pixels.
+DECODERS = ("sam2", "opencv")
+
+
+def sam2_frame(path: Path, image_size: int) -> torch.Tensor:
+    """One frame exactly as SAM 2's ``load_video_frames`` makes it (its own loader)."""
+    from sam2.utils.misc import _load_img_as_tensor
+
+    img, _, _ = _load_img_as_tensor(str(path), image_size)
+    return (img.float() - _MEAN_T) / _STD_T
+
+
+def opencv_frame(path: Path, image_size: int) -> torch.Tensor:
+    """One frame through OpenCV: decode, bilinear resize, normalise in float32."""
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise UserError("cannot read frame", path, "extract the frames again")
+    img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_LINEAR)
+    rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
+    rgb *= 1.0 / 255.0
+    rgb -= _MEAN
+    rgb /= _STD
+    return torch.from_numpy(rgb).permute(2, 0, 1)
+
+
 class FrameSource:
     """Frames of a batch as SAM 2 wants them, decoded on demand and ahead of the model.
 
@@ -267,11 +297,17 @@ class FrameSource:
     ``async_loading_frames`` does): ``len()`` and ``source[i]`` returning a normalised
     3 x S x S float tensor for local index ``i``. Only a few frames are held: the one in
     use and ``read_ahead`` frames decoded in a thread in the direction of travel.
+    ``decoder`` is one of ``DECODERS``.
     """
 
-    def __init__(self, paths: list[Path], image_size: int, read_ahead: int = 8) -> None:
+    def __init__(
+        self, paths: list[Path], image_size: int, read_ahead: int = 8, decoder: str = "sam2"
+    ) -> None:
         if not paths:
             raise ValueError("FrameSource needs at least one frame")
+        if decoder not in DECODERS:
+            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+        self._decode = sam2_frame if decoder == "sam2" else opencv_frame
         self.paths = list(paths)
         self.image_size = int(image_size)
         self.read_ahead = max(0, int(read_ahead))
@@ -286,16 +322,12 @@ class FrameSource:
 
     def load(self, index: int) -> torch.Tensor:
         """Decode, resize and normalise one frame (runs in the reader thread)."""
-        img = cv2.imread(str(self.paths[index]), cv2.IMREAD_COLOR)
-        if img is None:
-            raise UserError("cannot read frame", self.paths[index], "extract the frames again")
-        size = self.image_size
-        img = cv2.resize(img, (size, size), interpolation=cv2.INTER_LINEAR)
-        rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
-        rgb *= 1.0 / 255.0
-        rgb -= _MEAN
-        rgb /= _STD
-        return torch.from_numpy(rgb).permute(2, 0, 1)
+        try:
+            return self._decode(self.paths[index], self.image_size)
+        except (OSError, SyntaxError) as exc:  # PIL: unreadable or truncated file
+            raise UserError(
+                f"cannot read frame ({exc})", self.paths[index], "extract the frames again"
+            ) from exc
 
     def __getitem__(self, index: int) -> torch.Tensor:
         if index < 0:

@@ -94,6 +94,7 @@ class BatchJob:
     prompt: BatchPrompt | None
     video: str = ""
     batch: str = ""
+    decoder: str = "sam2"  # frames.DECODERS
 
 
 class _Segmenter:
@@ -152,7 +153,9 @@ class _Segmenter:
         """One inference state over the anchor and the frames of one or both directions."""
         span = [anchor, *fwd, *bwd]
         lo, hi = min(span), max(span)
-        source = FrameSource(self.paths[lo : hi + 1], self.model.image_size)
+        source = FrameSource(
+            self.paths[lo : hi + 1], self.model.image_size, decoder=self.job.decoder
+        )
         try:
             with torch.inference_mode(), self._autocast(plan.device):
                 with lazy_frames(source):
@@ -352,6 +355,7 @@ def segment_folder(
     progress: bool = False,
     record_extra: dict | None = None,
     mem_mb: int | None = None,
+    decoder: str = "sam2",
 ) -> dict:
     """Everything ``sam2flow segment`` and the ``segment_batch`` rule do, in one call.
 
@@ -359,7 +363,8 @@ def segment_folder(
     of the video is read from the extraction's ``frames.json`` when not given); ``model``
     those of ``models.build_model``, or a model already built. ``mem_mb``: the host memory
     the job was given; below the estimated need it fails at once (``MemoryError``) so that
-    a retry can ask for more.
+    a retry can ask for more. ``decoder``: how JPEGs become model input
+    (``frames.DECODERS``; ``sam2`` gives stock SAM 2's masks bit for bit).
     """
     enable_expandable_segments()  # before the model initialises CUDA
     frames_dir = Path(frames_dir)
@@ -389,5 +394,5 @@ def segment_folder(
         )
         check_host_memory(need, mem_mb, f"batch {batch or frames_dir}")
     guard = MemoryGuard(memory, loaded.device)
-    job = BatchJob(frames_dir, Path(out_dir), batch_prompt, video, batch)
+    job = BatchJob(frames_dir, Path(out_dir), batch_prompt, video, batch, decoder)
     return segment_batch(job, loaded, guard, progress=progress, record_extra=record_extra)

@@ -26,5 +26,6 @@ rule segment_batch:
         model=config["model"],
         memory=config["memory"],
         rerun=rerun_strategy,
+        decoder=config["frame_decoder"],
     script:
         "../scripts/segment_batch.py"

@@ -18,5 +18,6 @@ run_script(
         batch=snakemake.wildcards.batch,
         record_extra={"rerun_strategy": snakemake.params.rerun},
         mem_mb=snakemake.resources.get("mem_mb"),
+        decoder=snakemake.params.decoder,
     ),
 )
