@@ -91,6 +91,23 @@ def synthetic_frames(tmp_path_factory, synthetic_video) -> Path:
     return out / "0000"
 
 
+def stock_sam2(predictor, folder, frame, points=None, box=None):
+    """Stock SAM 2 through its own public API only: ``init_state`` on a JPEG folder, one
+    prompt (object 1) on ``frame``, propagation forward then backward. Returns bool masks,
+    frames x H x W."""
+    import torch
+
+    with torch.inference_mode():
+        state = predictor.init_state(str(folder))
+        labels = None if points is None else np.ones(len(points), dtype=np.int32)
+        predictor.add_new_points_or_box(state, frame, 1, points=points, labels=labels, box=box)
+        masks = {}
+        for reverse in (False, True):
+            for idx, _, logits in predictor.propagate_in_video(state, reverse=reverse):
+                masks[idx] = (logits[0, 0] > 0).numpy()
+    return np.stack([masks[i] for i in sorted(masks)])
+
+
 @pytest.fixture(scope="session")
 def tiny_model():
     """The real SAM 2.1 tiny model with random weights at image size 256 on the CPU."""

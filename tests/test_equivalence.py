@@ -9,7 +9,6 @@ pruning, chunk bookkeeping, mask storage) changes nothing.
 
 import numpy as np
 import pytest
-import torch
 
 from sam2flow.frames import extract_batches, frame_paths
 from sam2flow.memory import GuardConfig, MemoryGuard
@@ -17,22 +16,9 @@ from sam2flow.outputs import load_masks
 from sam2flow.prompts import BatchPrompt, ObjectPrompt
 from sam2flow.segment import BatchJob, segment_batch
 
-from conftest import shared_file
+from conftest import shared_file, stock_sam2
 
 FRAMES = 40
-
-
-def stock_sam2(predictor, folder, frame, points=None, box=None):
-    """Stock SAM 2: masks (frames x H x W) from its own loader and propagation."""
-    with torch.inference_mode():
-        state = predictor.init_state(str(folder))
-        labels = None if points is None else np.ones(len(points), dtype=np.int32)
-        predictor.add_new_points_or_box(state, frame, 1, points=points, labels=labels, box=box)
-        masks = {}
-        for reverse in (False, True):
-            for idx, _, logits in predictor.propagate_in_video(state, reverse=reverse):
-                masks[idx] = (logits[0, 0] > 0).numpy()
-    return np.stack([masks[i] for i in sorted(masks)])
 
 
 def sam2flow(model, folder, out, frame, points=None, box=None, decoder="sam2"):

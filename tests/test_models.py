@@ -5,11 +5,14 @@ import http.server
 import threading
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from sam2flow.errors import UserError
 from sam2flow.models import MODELS, build_model, download, load_state_dict, model_spec
+
+from conftest import stock_sam2
 
 
 class RangeHandler(http.server.SimpleHTTPRequestHandler):
@@ -44,7 +47,13 @@ def checkpoint_server(tmp_path_factory, tiny_model):
     """A local server holding a SAM 2-format checkpoint made from a random model."""
     root = tmp_path_factory.mktemp("server")
     path = root / "sam2.1_hiera_tiny.pt"
-    torch.save({"model": tiny_model.predictor.state_dict()}, path)
+    # Weights unlike the seeded random build: loading the file must show in the masks.
+    noise = torch.Generator().manual_seed(1)
+    state = {
+        k: v + 0.05 * torch.randn(v.shape, generator=noise) if v.is_floating_point() else v
+        for k, v in tiny_model.predictor.state_dict().items()
+    }
+    torch.save({"model": state}, path)
     (root / "not_a_checkpoint.pt").write_bytes(b"hello")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -89,6 +98,29 @@ def test_checkpoint_is_downloaded_verified_and_loaded(checkpoint_server, tmp_pat
     saved = torch.load(original, weights_only=True)["model"]
     key = next(iter(saved))
     assert torch.equal(loaded.predictor.state_dict()[key].cpu(), saved[key])
+
+
+def test_a_loaded_checkpoint_gives_sam2s_own_masks_not_the_random_ones(
+    checkpoint_server, tiny_model, synthetic_frames, tmp_path
+):
+    from sam2.build_sam import build_sam2_video_predictor
+
+    _, original, _ = checkpoint_server
+    ours = build_model("sam2.1_hiera_tiny", "checkpoint", str(original), 256, "cpu")
+    theirs = build_sam2_video_predictor(
+        MODELS["sam2.1_hiera_tiny"].config,
+        str(original),  # sam2's own checkpoint loader
+        device="cpu",
+        hydra_overrides_extra=["++model.image_size=256"],
+    )
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for jpg in sorted(synthetic_frames.glob("*.jpg"))[:8]:
+        (folder / jpg.name).symlink_to(jpg)
+    click = np.array([[48, 60]], dtype=np.float32)
+    loaded = stock_sam2(ours.predictor, folder, 0, points=click)
+    assert np.array_equal(loaded, stock_sam2(theirs, folder, 0, points=click))
+    assert not np.array_equal(loaded, stock_sam2(tiny_model.predictor, folder, 0, points=click))
 
 
 def test_partial_download_resumes(checkpoint_server, tmp_path):
