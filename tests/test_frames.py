@@ -64,8 +64,38 @@ def test_frame_source_gives_normalised_tensors_in_any_order(tmp_path):
 
 def test_extraction_removes_only_its_own_stale_batches(tmp_path):
     out = tmp_path / "out"
-    (out / "0007").mkdir(parents=True)
-    (out / ".0003.tmp").mkdir()
+    (out / "0007").mkdir(parents=True)  # no manifest lists it: not sam2flow's
+    (out / "2024").mkdir()
+    (out / "2024" / "notes.txt").write_text("a user's notes")
+    (out / ".0003.tmp").mkdir()  # an interrupted extraction's
     (out / "my notes").mkdir()
     extract_batches(write_video(tmp_path / "v.mp4", frames=5), out, batch_size=5)
-    assert sorted(p.name for p in out.iterdir()) == ["0000", "frames.json", "my notes"]
+    names = ["0000", "0007", "2024", "frames.json", "my notes"]
+    assert sorted(p.name for p in out.iterdir()) == names
+    assert (out / "2024" / "notes.txt").read_text() == "a user's notes"
+
+
+def test_a_new_extraction_replaces_the_batches_its_manifest_lists(tmp_path):
+    out = tmp_path / "out"
+    extract_batches(write_video(tmp_path / "v.mp4", frames=10), out, batch_size=3)
+    assert sorted(p.name for p in out.iterdir())[:4] == ["0000", "0001", "0002", "0003"]
+    extract_batches(write_video(tmp_path / "w.mp4", frames=6), out, batch_size=6)
+    assert sorted(p.name for p in out.iterdir()) == ["0000", "frames.json"]
+
+
+def test_a_missing_video_touches_nothing_already_extracted(tmp_path):
+    out = tmp_path / "out"
+    extract_batches(write_video(tmp_path / "v.mp4", frames=10), out, batch_size=5)
+    before = sorted(str(p.relative_to(out)) for p in out.rglob("*"))
+    with pytest.raises(UserError, match="video not found"):
+        extract_batches(tmp_path / "TYPO.mp4", out, batch_size=5)
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == before
+
+
+def test_a_folder_in_the_way_is_named_not_deleted(tmp_path):
+    out = tmp_path / "out"
+    (out / "0000").mkdir(parents=True)
+    (out / "0000" / "mine.txt").write_text("keep")
+    with pytest.raises(UserError, match="0000 is in the way"):
+        extract_batches(write_video(tmp_path / "v.mp4", frames=5), out, batch_size=5)
+    assert (out / "0000" / "mine.txt").read_text() == "keep"

@@ -1,9 +1,10 @@
 """Frames: decode a video into JPEG batches, and read them back lazily for the model.
 
 Batches are folders ``{out}/{batch:04d}/`` of ``{global frame index:07d}.jpg`` files. Each
-batch is written into a hidden temporary folder and renamed into place when complete, and
-``frames.json`` (the manifest a later step reads) is written last: an interrupted
-extraction never leaves a batch that looks complete.
+batch is written into a hidden temporary folder, all are renamed into place when the video
+is decoded, and ``frames.json`` (the manifest a later step reads) is written last: an
+interrupted extraction never leaves a batch that looks complete. A new extraction removes
+only what the old manifest lists (after the new video has opened and given a frame).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 MANIFEST = "frames.json"
-_BATCH_DIR = re.compile(r"\.?\d{4,}(\.tmp)?")
+_BATCH_DIR = re.compile(r"\.?\d{4,}(\.tmp)?")  # NNNN, or .NNNN.tmp while written
 FRAME_DIGITS = 7
 DEFAULT_BATCH_SIZE = 400
 DEFAULT_QUALITY = 95
@@ -115,19 +116,25 @@ def extract_batches(
     if not 1 <= quality <= 100:
         raise ValueError(f"quality must be in 1..100, got {quality}")
     out = Path(out_dir)
+    cap = open_video(video)  # checked before anything in ``out`` is touched
+    ok, img = cap.read()
+    if not ok:
+        cap.release()
+        raise UserError(
+            "no decodable frames in video",
+            video,
+            "check the file plays, or re-encode it: ffmpeg -i IN -c:v libx264 OUT.mp4",
+        )
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        cap.release()
         raise (user_write_error(exc, out) or exc) from exc
-    (out / MANIFEST).unlink(missing_ok=True)
-    for stale in out.iterdir():  # batches of an earlier, interrupted run; nothing else
-        if stale.is_dir() and _BATCH_DIR.fullmatch(stale.name):
-            shutil.rmtree(stale)
-    cap = open_video(video)
+    _remove_own_batches(out)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     batches: dict[str, list[int]] = {}
-    height = width = 0
+    height, width = img.shape[:2]
     frame = 0
     pending: list[Future] = []
     tmp_dir: Path | None = None
@@ -145,22 +152,14 @@ def extract_batches(
         for fut in pending:
             fut.result()
         pending.clear()
-        name = batch_name(len(batches))
-        tmp_dir.rename(out / name)
-        batches[name] = [frame - count_in_batch, frame - 1]
+        batches[batch_name(len(batches))] = [frame - count_in_batch, frame - 1]
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         count_in_batch = 0
         try:
-            while True:
-                ok, img = cap.read()
-                if not ok:
-                    break
-                if frame == 0:
-                    height, width = img.shape[:2]
+            while ok:
                 if count_in_batch == 0:
-                    tmp_dir = out / f".{batch_name(len(batches))}.tmp"
-                    shutil.rmtree(tmp_dir, ignore_errors=True)
+                    tmp_dir = out / _tmp_name(batch_name(len(batches)))
                     try:
                         tmp_dir.mkdir()
                     except OSError as exc:
@@ -171,16 +170,21 @@ def extract_batches(
                 if count_in_batch == batch_size:
                     finish_batch()
                     count_in_batch = 0
+                ok, img = cap.read()
             if count_in_batch:
                 finish_batch()
         finally:
             cap.release()
-    if frame == 0:
+    # Batches become visible together, and only where no folder of someone else's stands.
+    taken = [name for name in batches if (out / name).exists()]
+    if taken:
         raise UserError(
-            "no decodable frames in video",
-            video,
-            "check the file plays, or re-encode it: ffmpeg -i IN -c:v libx264 OUT.mp4",
+            f"folder {taken[0]} is in the way and was not written by sam2flow",
+            out / taken[0],
+            "move it, or extract into another --out folder",
         )
+    for name in batches:
+        (out / _tmp_name(name)).rename(out / name)
     result = Extraction(
         video=str(video),
         frames=frame,
@@ -238,6 +242,30 @@ def frame_paths(batch_dir: str | Path) -> dict[int, Path]:
     if not found:
         raise UserError("no JPEG frames in batch folder", batch_dir, "extract the frames again")
     return dict(sorted(found.items()))
+
+
+def _tmp_name(batch: str) -> str:
+    """Where a batch is written until the whole extraction is done (``.0003.tmp``)."""
+    return f".{batch}.tmp"
+
+
+def _remove_own_batches(out: Path) -> None:
+    """Remove what an earlier extraction into ``out`` wrote, and nothing else: the batches
+    its ``frames.json`` lists, and its unfinished ``.NNNN.tmp`` folders."""
+    manifest = out / MANIFEST
+    listed: list[str] = []
+    if manifest.is_file():
+        try:
+            listed = list(json.loads(manifest.read_text()).get("batches", {}))
+        except (ValueError, AttributeError):
+            listed = []
+        manifest.unlink()
+    for name in listed:
+        if _BATCH_DIR.fullmatch(name):
+            shutil.rmtree(out / name, ignore_errors=True)
+    for stale in out.glob(".*.tmp"):
+        if stale.is_dir() and _BATCH_DIR.fullmatch(stale.name):
+            shutil.rmtree(stale)
 
 
 def list_frames(batch_dir: str | Path) -> list[int]:
