@@ -213,6 +213,12 @@ def build_model(
     model = name
     spec = model_spec(model)
     dev = resolve_device(device)
+    if image_size is not None and (int(image_size) < 64 or int(image_size) % 32):
+        raise UserError(
+            f"image size {image_size} is not one SAM 2 supports",
+            None,
+            "use a multiple of 32 from 64 up (256, 512, 1024)",
+        )
     overrides = [f"++model.image_size={int(image_size)}"] if image_size else []
     if compile:
         overrides.append("++model.compile_image_encoder=true")

@@ -20,6 +20,7 @@ import pandas as pd
 import torch
 
 from .atomic import atomic_path, write_text
+from .errors import UserError
 from .record import check_record
 
 log = logging.getLogger(__name__)
@@ -201,12 +202,32 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
 
     Returns the merged frame table. Batches are read one at a time for the masks.
     """
-    metas, ids = [], set()
+    metas, ids, ends = [], set(), {}
     for d in map(Path, batch_dirs):
-        with np.load(d / "masks.npz") as data:
-            metas.append((int(data["frames"][0]), d, tuple(int(v) for v in data["shape"])))
-            ids.update(int(o) for o in data["object_ids"])
+        try:
+            with np.load(d / "masks.npz") as data:
+                metas.append((int(data["frames"][0]), d, tuple(int(v) for v in data["shape"])))
+                ids.update(int(o) for o in data["object_ids"])
+                ends[d] = int(data["frames"][-1])
+        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
+            raise UserError(
+                f"cannot read batch masks ({exc})", d / "masks.npz", "segment that batch again"
+            ) from exc
     metas.sort()
+    for (_, d, _), (next_first, e, _) in zip(metas[:-1], metas[1:], strict=True):
+        if next_first <= ends[d]:
+            raise UserError(
+                f"batches {d} and {e} overlap (frames {next_first}-{ends[d]})",
+                e,
+                "give each batch of one video once",
+            )
+        if next_first != ends[d] + 1:
+            raise UserError(
+                f"frames {ends[d] + 1}-{next_first - 1} are in no batch given (between {d} "
+                f"and {e})",
+                e,
+                "give every batch of the video",
+            )
     if len({m[2][2:] for m in metas}) != 1:
         raise ValueError(f"batches of one video differ in frame size: {metas}")
     # Batches may differ in objects (DLC individuals seen): slots for the union of ids;

@@ -235,7 +235,7 @@ def dlc_batch_prompt(
     if rows.size == 0:
         return None
     xyl = keypoints.xyl[rows]
-    usable = (xyl[..., 2] >= cutoff) & ~np.isnan(xyl[..., 0]) & ~np.isnan(xyl[..., 1])
+    usable = (xyl[..., 2] >= cutoff) & np.isfinite(xyl[..., 0]) & np.isfinite(xyl[..., 1])
     counts = usable.reshape(len(rows), -1).sum(axis=1)
     if counts.max() == 0:
         return None
@@ -258,6 +258,8 @@ def dlc_batch_prompt(
 def parse_points(text: str) -> tuple[np.ndarray, np.ndarray]:
     """``"210,350;300,400,0"`` -> points and labels (label defaults to 1, positive)."""
     pts, labels = [], []
+    if any(word in text.lower() for word in ("nan", "inf")):
+        raise ValueError(f"points {text!r} must be finite numbers")
     for item in re.split(r"[;\s]+", text.strip()):
         if not item:
             continue
@@ -266,6 +268,8 @@ def parse_points(text: str) -> tuple[np.ndarray, np.ndarray]:
             raise ValueError(f"point {item!r} must be X,Y or X,Y,LABEL")
         pts.append([float(parts[0]), float(parts[1])])
         labels.append(int(parts[2]) if len(parts) == 3 else 1)
+        if labels[-1] not in (0, 1):
+            raise ValueError(f"point {item!r}: label must be 1 (object) or 0 (background)")
     if not pts:
         raise ValueError(f"no points in {text!r}")
     return np.asarray(pts, dtype=np.float32), np.asarray(labels, dtype=np.int32)
@@ -274,7 +278,12 @@ def parse_points(text: str) -> tuple[np.ndarray, np.ndarray]:
 def parse_box(text: str) -> np.ndarray:
     """``"x0,y0,x1,y1"`` -> a box array."""
     parts = [float(v) for v in text.split(",")]
-    if len(parts) != 4 or parts[2] <= parts[0] or parts[3] <= parts[1]:
+    if (
+        len(parts) != 4
+        or not np.all(np.isfinite(parts))
+        or parts[2] <= parts[0]
+        or parts[3] <= parts[1]
+    ):
         raise ValueError(f"box {text!r} must be X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0")
     return np.asarray(parts, dtype=np.float32)
 
@@ -304,6 +313,44 @@ def manual_prompt(
     if obj.points is None and obj.box is None and obj.mask is None:
         raise ValueError("a manual prompt needs points, a box or a mask")
     return BatchPrompt(frame=int(frame), objects={1: obj}, source="config")
+
+
+def check_prompt(
+    prompt: BatchPrompt | None, height: int, width: int, video_frames: int | None
+) -> None:
+    """A prompt must lie in the video and in the frame: a click off the frame or on a frame
+    the video does not have would otherwise end as a batch of silent ``no_prompt`` frames.
+    """
+    if prompt is None:
+        return
+    where = prompt.source if prompt.source not in ("", "config") else None
+    if prompt.frame < 0 or (video_frames is not None and prompt.frame >= video_frames):
+        last = f"0-{video_frames - 1}" if video_frames else "0 or more"
+        raise UserError(
+            f"prompt frame {prompt.frame} is outside the video (frames {last})",
+            where,
+            "fix prompt_frame (--prompt-frame)",
+        )
+    for obj, op in prompt.objects.items():
+        coords = []
+        if op.points is not None:
+            coords += [("point", x, y) for x, y in op.points]
+        if op.box is not None:
+            coords += [("box corner", op.box[0], op.box[1]), ("box corner", op.box[2], op.box[3])]
+        for what, x, y in coords:
+            if not (np.isfinite(x) and np.isfinite(y) and 0 <= x <= width and 0 <= y <= height):
+                raise UserError(
+                    f"object {obj}: {what} ({x:g}, {y:g}) on frame {prompt.frame} is outside "
+                    f"the {width}x{height} frame",
+                    where,
+                    "give video pixel coordinates (DeepLabCut: check prompts.scale and offset)",
+                )
+        if op.mask is not None and op.mask.shape != (height, width):
+            raise UserError(
+                f"mask is {op.mask.shape[1]}x{op.mask.shape[0]}, the frames {width}x{height}",
+                where,
+                "give a mask PNG the size of the video's frames",
+            )
 
 
 def prompt_in_batch(prompt: BatchPrompt | None, frames: list[int]) -> BatchPrompt | None:
@@ -345,12 +392,6 @@ def prompt_for_batch(
         frame = frames[0] if prompt_frame is None else int(prompt_frame)
         own = prompt_in_batch(manual_prompt(frame, points, box, mask), frames)
     if own is None and carry_from:
-        if carry_image is None:
-            raise UserError(
-                f"the JPEG of frame {frames[0] - 1} (where the carried masks belong) is needed",
-                carry_from,
-                "give --carry-image, or segment a folder made by 'sam2flow extract'",
-            )
         return carried_prompt(carry_from, frames[0], carry_image)
     return own
 
@@ -360,7 +401,7 @@ CARRIABLE = ("ok", "empty")
 
 
 def carried_prompt(
-    masks_npz: str | Path, first_frame: int, image: str | Path
+    masks_npz: str | Path, first_frame: int, image: str | Path | None
 ) -> BatchPrompt | None:
     """Batch carry-over: the previous batch's last masks, on the frame they belong to.
 
@@ -376,6 +417,12 @@ def carried_prompt(
             f"previous batch ends on frame {frame}, not {first_frame - 1}",
             masks_npz,
             "rerun the previous batch (carry: chained needs batches in order)",
+        )
+    if image is None:
+        raise UserError(
+            f"the JPEG of frame {frame} (where the carried masks belong) is needed",
+            masks_npz,
+            "give --carry-image, or segment a folder made by 'sam2flow extract'",
         )
     prompt = BatchPrompt(frame=frame, source=f"carried from {masks_npz}", image=Path(image))
     if "skipped_oom" in status:

@@ -26,7 +26,7 @@ from .memory.estimate import check_host_memory, estimate_host
 from .memory.limits import enable_expandable_segments
 from .models import RANDOM_WEIGHTS_WARNING, LoadedModel, build_model
 from .outputs import MaskStore, write_batch_outputs
-from .prompts import BatchPrompt, prompt_for_batch
+from .prompts import BatchPrompt, check_prompt, prompt_for_batch
 
 log = logging.getLogger(__name__)
 
@@ -377,11 +377,16 @@ def segment_folder(
             prompt["video_frames"] = read_manifest(frames_dir.parent).frames
         if prompt.get("carry_from") and not prompt.get("carry_image"):
             prompt["carry_image"] = locate_frame(frames_dir.parent, frames[0] - 1)
+    height, width = frame_size(paths[frames[0]])
+    if prompt.get("prompt_frame") is not None:  # a manual prompt must be on a real frame
+        known = prompt.get("video_frames") or frames[-1] + 1
+        check_prompt(BatchPrompt(int(prompt["prompt_frame"])), height, width, known)
     batch_prompt = prompt_for_batch(frames, **prompt)
+    if batch_prompt is not None and batch_prompt.image is None:
+        check_prompt(batch_prompt, height, width, prompt.get("video_frames"))
     loaded = model if isinstance(model, LoadedModel) else build_model(**model)
     log.info("host memory given to this job: mem_mb=%s", mem_mb)
     if mem_mb:
-        height, width = frame_size(paths[frames[0]])
         objects = len(batch_prompt.objects) if batch_prompt and batch_prompt.objects else 1
         need = estimate_host(
             len(frames),

@@ -95,7 +95,7 @@ def test_device_auto_falls_back_to_cpu_with_a_warning(caplog, monkeypatch):
 
 def test_device_cuda_without_cuda_is_an_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    with pytest.raises(RuntimeError, match="CUDA is not available"):
+    with pytest.raises(UserError, match="CUDA is not available"):
         resolve_device("cuda")
 
 

@@ -11,6 +11,8 @@ import logging
 
 import torch
 
+from ..errors import UserError
+
 log = logging.getLogger(__name__)
 
 
@@ -18,7 +20,8 @@ def resolve_device(requested: str = "auto") -> torch.device:
     """Pick the device to run on.
 
     ``auto`` prefers CUDA, then MPS, then CPU, warning when it falls back to the CPU.
-    An explicit ``cuda`` or ``mps`` that is not available is a ``RuntimeError``.
+    An explicit ``cuda`` or ``mps`` that is not available (or a name torch does not know)
+    is a ``UserError``.
 
     >>> resolve_device("cpu")
     device(type='cpu')
@@ -31,13 +34,22 @@ def resolve_device(requested: str = "auto") -> torch.device:
             return torch.device("mps")
         log.warning("no CUDA or MPS device found: running on the CPU (slow)")
         return torch.device("cpu")
-    device = torch.device(requested)
+    try:
+        device = torch.device(requested)
+    except RuntimeError:
+        raise UserError(
+            f"unknown device {requested!r}", None, "use auto, cpu, cuda, cuda:N or mps"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(
-            f"device {requested!r} requested but CUDA is not available; use device 'auto' or 'cpu'"
+        raise UserError(
+            f"device {requested!r} requested but CUDA is not available",
+            None,
+            "use device 'auto' or 'cpu' (or run where a GPU is)",
         )
     if device.type == "mps" and not _mps_available():
-        raise RuntimeError(f"device {requested!r} requested but MPS is not available")
+        raise UserError(
+            f"device {requested!r} requested but MPS is not available", None, "use 'auto'"
+        )
     return device
 
 

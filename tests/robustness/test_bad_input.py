@@ -1,0 +1,327 @@
+"""Bad input on the command line: one line naming the input and the fix, exit 2 (3 for host
+memory), no traceback, and nothing the user already had is touched.
+
+Each case builds its inputs in a scratch folder beside a user's folder of notes and a
+finished extraction; after the command, both are byte for byte as before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from sam2flow.frames import extract_batches
+
+from conftest import sam2flow, write_video
+
+FAST = ["--weights", "random", "--image-size", "256", "--device", "cpu"]
+FAST += ["--disable-adaptive-batch-size", "--disable-memory-monitoring"]
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    """A video extracted into two batches (0-11, 12-23), one segmented, and user files."""
+    root = tmp_path_factory.mktemp("world")
+    video = write_video(root / "v.mp4", frames=24)
+    extract_batches(video, root / "frames", batch_size=12)
+    sam2flow(
+        "segment",
+        "--frames",
+        root / "frames" / "0000",
+        "--out",
+        root / "out" / "0000",
+        "--point",
+        "40,60",
+        *FAST,
+    )
+    (root / "notes").mkdir()
+    (root / "notes" / "2024").mkdir()
+    (root / "notes" / "2024" / "notes.txt").write_text("a user's notes")
+    (root / "empty").mkdir()
+    (root / "empty.mp4").write_bytes(b"")
+    (root / "text.mp4").write_text("not a video")
+    cv2.imwrite(str(root / "small_mask.png"), np.full((10, 10), 255, np.uint8))
+    (root / "truncated.npz").write_bytes((root / "out" / "0000" / "masks.npz").read_bytes()[:500])
+    dlc = root / "dlc.csv"
+    rows = ["scorer,s,s,s", "bodyparts,snout,snout,snout", "coords,x,y,likelihood"]
+    rows += [f"{f},{5000 + f},{60},0.9" for f in range(24)]  # x far outside the 160 px frame
+    dlc.write_text("\n".join(rows) + "\n")
+    nodlc = root / "no_y.csv"
+    nodlc.write_text("scorer,s,s\nbodyparts,snout,snout\ncoords,x,likelihood\n0,1,0.9\n")
+    return root
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and "scratch" not in p.parts
+    }
+
+
+def seg(*args):
+    return ["segment", "--frames", "{frames}/0000", "--out", "{scratch}/o", *args, *FAST]
+
+
+# (id, arguments, exit status, words the one line must hold). {root}, {frames}, {out},
+# {scratch} are filled in; each case names the input at fault.
+CASES = [
+    (
+        "prompt-frame-beyond",
+        seg("--point", "40,60", "--prompt-frame", "500"),
+        2,
+        ["prompt frame 500", "outside the video"],
+    ),
+    (
+        "prompt-frame-negative",
+        seg("--point", "40,60", "--prompt-frame", "-1"),
+        2,
+        ["prompt frame -1"],
+    ),
+    ("point-nan", seg("--point", "nan,60"), 2, ["nan,60", "finite"]),
+    ("point-inf", seg("--point", "inf,60"), 2, ["inf,60", "finite"]),
+    ("point-outside", seg("--point", "5000,60"), 2, ["(5000, 60)", "outside the 160x120 frame"]),
+    ("point-negative", seg("--point=-3,60"), 2, ["(-3, 60)", "outside"]),
+    ("point-bad-label", seg("--point", "40,60,2"), 2, ["40,60,2", "label"]),
+    ("point-not-numbers", seg("--point", "a,b"), 2, ["could not convert"]),
+    ("box-reversed", seg("--box", "30,10,20,40"), 2, ["30,10,20,40", "X1 > X0"]),
+    ("box-nan", seg("--box", "nan,1,2,3"), 2, ["nan,1,2,3"]),
+    ("box-outside", seg("--box", "10,10,900,50"), 2, ["(900, 50)", "outside"]),
+    ("mask-missing", seg("--mask", "{root}/none.png"), 2, ["cannot read mask image", "none.png"]),
+    ("mask-wrong-size", seg("--mask", "{root}/small_mask.png"), 2, ["mask is 10x10", "160x120"]),
+    (
+        "frames-missing",
+        ["segment", "--frames", "{root}/nowhere", "--out", "{scratch}/o", "--point", "1,1", *FAST],
+        2,
+        ["frame folder not found", "nowhere"],
+    ),
+    (
+        "frames-empty",
+        ["segment", "--frames", "{root}/empty", "--out", "{scratch}/o", "--point", "1,1", *FAST],
+        2,
+        ["no JPEG frames", "empty"],
+    ),
+    (
+        "carry-missing",
+        [
+            "segment",
+            "--frames",
+            "{frames}/0001",
+            "--out",
+            "{scratch}/o",
+            "--point",
+            "40,60",
+            "--prompt-frame",
+            "0",
+            "--carry-from",
+            "{root}/none.npz",
+            *FAST,
+        ],
+        2,
+        ["cannot read the carried masks", "none.npz"],
+    ),
+    (
+        "carry-truncated",
+        [
+            "segment",
+            "--frames",
+            "{frames}/0001",
+            "--out",
+            "{scratch}/o",
+            "--point",
+            "40,60",
+            "--prompt-frame",
+            "0",
+            "--carry-from",
+            "{root}/truncated.npz",
+            *FAST,
+        ],
+        2,
+        ["cannot read the carried masks", "truncated.npz"],
+    ),
+    (
+        "carry-wrong-batch",
+        [
+            "segment",
+            "--frames",
+            "{frames}/0000",
+            "--out",
+            "{scratch}/o",
+            "--point",
+            "40,60",
+            "--prompt-frame",
+            "100",
+            "--carry-from",
+            "{out}/0000/masks.npz",
+            *FAST,
+        ],
+        2,
+        ["prompt frame 100"],
+    ),
+    ("dlc-missing", seg("--prompts", "{root}/none.csv"), 2, ["prompt file not found", "none.csv"]),
+    (
+        "dlc-outside-frame",
+        seg("--prompts", "{root}/dlc.csv"),
+        2,
+        ["outside the 160x120 frame", "dlc.csv", "scale"],
+    ),
+    (
+        "dlc-wrong-type",
+        seg("--prompts", "{root}/text.mp4"),
+        2,
+        ["unknown prompt file type", "text.mp4"],
+    ),
+    ("model-unknown", [*seg("--point", "40,60"), "--model", "sam3"], 2, ["unknown model 'sam3'"]),
+    (
+        "image-size-odd",
+        [*seg("--point", "40,60"), "--image-size", "250"],
+        2,
+        ["image size 250", "multiple of 32"],
+    ),
+    ("device-cuda", [*seg("--point", "40,60"), "--device", "cuda"], 2, ["CUDA is not available"]),
+    (
+        "device-unknown",
+        [*seg("--point", "40,60"), "--device", "gpu0"],
+        2,
+        ["unknown device 'gpu0'"],
+    ),
+    (
+        "threshold",
+        [*seg("--point", "40,60"), "--memory-threshold", "2"],
+        2,
+        ["memory_threshold", "2"],
+    ),
+    ("min-chunk-zero", [*seg("--point", "40,60"), "--min-chunk", "0"], 2, ["min_chunk"]),
+    (
+        "checkpoint-missing",
+        [
+            "segment",
+            "--frames",
+            "{frames}/0000",
+            "--out",
+            "{scratch}/o",
+            "--point",
+            "40,60",
+            "--checkpoint",
+            "{root}/none.pt",
+            "--image-size",
+            "256",
+            "--device",
+            "cpu",
+        ],
+        2,
+        ["none.pt"],
+    ),
+    (
+        "checkpoint-not-torch",
+        [
+            "segment",
+            "--frames",
+            "{frames}/0000",
+            "--out",
+            "{scratch}/o",
+            "--point",
+            "40,60",
+            "--checkpoint",
+            "{root}/text.mp4",
+            "--image-size",
+            "256",
+            "--device",
+            "cpu",
+        ],
+        2,
+        ["not a readable PyTorch checkpoint", "text.mp4"],
+    ),
+    (
+        "extract-typo",
+        ["extract", "--video", "{root}/TYPO.mp4", "--out", "{frames}"],
+        2,
+        ["video not found", "TYPO.mp4"],
+    ),
+    (
+        "extract-into-notes",
+        ["extract", "--video", "{root}/TYPO.mp4", "--out", "{root}/notes"],
+        2,
+        ["video not found"],
+    ),
+    (
+        "extract-empty",
+        ["extract", "--video", "{root}/empty.mp4", "--out", "{frames}"],
+        2,
+        ["empty (0 bytes)", "empty.mp4"],
+    ),
+    (
+        "extract-not-video",
+        ["extract", "--video", "{root}/text.mp4", "--out", "{frames}"],
+        2,
+        ["cannot open video", "text.mp4"],
+    ),
+    (
+        "extract-batch-zero",
+        ["extract", "--video", "{root}/v.mp4", "--out", "{scratch}/f", "--batch-size", "0"],
+        2,
+        ["batch_size must be >= 1"],
+    ),
+    (
+        "extract-quality",
+        ["extract", "--video", "{root}/v.mp4", "--out", "{scratch}/f", "--quality", "101"],
+        2,
+        ["quality must be in 1..100"],
+    ),
+    (
+        "merge-repeated",
+        ["merge", "--batches", "{out}/0000", "{out}/0000", "--out", "{scratch}/m"],
+        2,
+        ["overlap", "0000"],
+    ),
+    (
+        "merge-missing",
+        ["merge", "--batches", "{out}/0000", "{root}/nowhere", "--out", "{scratch}/m"],
+        2,
+        ["cannot read batch masks", "nowhere"],
+    ),
+    (
+        "summary-damaged",
+        ["summary", "--records", "{root}/text.mp4", "--out", "{scratch}/s"],
+        2,
+        ["batch record is damaged", "text.mp4"],
+    ),
+    (
+        "summary-missing",
+        ["summary", "--records", "{root}/none.json", "--out", "{scratch}/s"],
+        2,
+        ["batch record is damaged", "none.json"],
+    ),
+]
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input_is_one_line_and_touches_nothing(case, world, tmp_path):
+    _, args, status, words = case
+    names = {
+        "root": world,
+        "frames": world / "frames",
+        "out": world / "out",
+        "scratch": tmp_path / "scratch",
+    }
+    before = snapshot(world)
+    out = sam2flow(*[a.format(**names) for a in args], check=False)
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == status, out.stderr[-2000:]
+    assert "Traceback" not in out.stderr, out.stderr[-2000:]
+    errors = [line for line in lines if "error:" in line]
+    assert len(errors) == 1, out.stderr[-2000:]
+    for word in words:
+        assert word.format(**names) in errors[0], (word, errors[0])
+    assert snapshot(world) == before, "a file the user had was changed or removed"
+    assert not (tmp_path / "scratch" / "o" / "masks.npz").exists()
+    shutil.rmtree(tmp_path / "scratch", ignore_errors=True)
+
+
+def test_the_matrix_covers_at_least_35_cases():
+    assert len(CASES) >= 35
