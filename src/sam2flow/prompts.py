@@ -179,6 +179,13 @@ def read_dlc(path: str | Path) -> Keypoints:
     )
     bodyparts = list(dict.fromkeys(cols.get_level_values("bodyparts")))
     coords = set(cols.get_level_values("coords"))
+    if not {"x", "y"} <= coords:
+        lacking = " and ".join(sorted({"x", "y"} - coords))
+        raise UserError(
+            f"coords (header line {len(cols.levels)}) lack {lacking}",
+            path,
+            "export the file again from DeepLabCut (coords x, y and likelihood)",
+        )
     has_likelihood = "likelihood" in coords
     values = table.apply(pd.to_numeric, errors="coerce")
     xyl = np.full((len(table), len(individuals), len(bodyparts), 3), np.nan, dtype=np.float32)

@@ -7,17 +7,15 @@ from pathlib import Path
 import pandas as pd
 from snakemake.io import ancient
 
+from sam2flow.samplesheet import read_sample_sheet
+
 ENV = "../../envs/sam2flow.yaml"
 DEMO_VIDEO = "resources/demo/demo.mp4"
 DEMO_PREDICTIONS = "resources/demo/demo_predictions.csv"
 # --config rerun_skipped=true arrives as a string; the config file gives a boolean.
 RERUN_SKIPPED = str(config["rerun_skipped"]).lower() == "true"
 
-videos = (
-    pd.read_csv(config["videos"], sep="\t", dtype=str, comment="#")
-    .fillna("")
-    .set_index("video", drop=False)
-)
+videos = read_sample_sheet(config["videos"])
 validate(videos, "../schemas/videos.schema.yaml")
 
 
