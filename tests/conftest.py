@@ -219,3 +219,9 @@ def slurm():
     if up.returncode != 0:
         pytest.skip(f"SLURM could not be started: {(up.stderr or up.stdout)[-500:]}")
     yield
+    if os.environ.get("SAM2FLOW_KEEP_SLURM") != "1":  # leave nothing running behind
+        subprocess.run(
+            ["bash", str(ROOT / "tests" / "cluster" / "slurm.sh"), "down"],
+            capture_output=True,
+            timeout=120,
+        )

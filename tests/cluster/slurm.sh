@@ -91,6 +91,7 @@ up() {
 down() {
     pkill -x slurmd 2>/dev/null || true
     pkill -x slurmctld 2>/dev/null || true
+    pkill -x munged 2>/dev/null || true
     echo "SLURM down"
 }
 
