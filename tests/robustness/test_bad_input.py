@@ -300,8 +300,19 @@ CASES = [
 ]
 
 
+def run_cli(args: list[str], capsys) -> tuple[int, str]:
+    """``sam2flow ARGS`` in this process (the matrix would spend minutes starting Python)."""
+    from sam2flow.cli import main
+
+    try:
+        status = main(args)
+    except SystemExit as stop:  # argparse's own errors
+        status = stop.code
+    return status, capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input_is_one_line_and_touches_nothing(case, world, tmp_path):
+def test_bad_input_is_one_line_and_touches_nothing(case, world, tmp_path, capsys):
     _, args, status, words = case
     names = {
         "root": world,
@@ -310,17 +321,24 @@ def test_bad_input_is_one_line_and_touches_nothing(case, world, tmp_path):
         "scratch": tmp_path / "scratch",
     }
     before = snapshot(world)
-    out = sam2flow(*[a.format(**names) for a in args], check=False)
-    lines = out.stderr.strip().splitlines()
-    assert out.returncode == status, out.stderr[-2000:]
-    assert "Traceback" not in out.stderr, out.stderr[-2000:]
-    errors = [line for line in lines if "error:" in line]
-    assert len(errors) == 1, out.stderr[-2000:]
+    code, stderr = run_cli([a.format(**names) for a in args], capsys)
+    assert code == status, stderr[-2000:]
+    errors = [line for line in stderr.strip().splitlines() if "error:" in line]
+    assert len(errors) == 1, stderr[-2000:]
     for word in words:
         assert word.format(**names) in errors[0], (word, errors[0])
     assert snapshot(world) == before, "a file the user had was changed or removed"
     assert not (tmp_path / "scratch" / "o" / "masks.npz").exists()
     shutil.rmtree(tmp_path / "scratch", ignore_errors=True)
+
+
+def test_a_bad_input_from_the_installed_command_is_one_line_without_traceback(world, tmp_path):
+    args = [a.format(frames=world / "frames", scratch=tmp_path) for a in seg("--point", "nan,60")]
+    out = sam2flow(*args, check=False)
+    assert out.returncode == 2 and "Traceback" not in out.stderr
+    assert [line for line in out.stderr.splitlines() if "error:" in line] == [
+        "sam2flow segment: error: points 'nan,60' must be finite numbers"
+    ]
 
 
 def test_the_matrix_covers_at_least_35_cases():
