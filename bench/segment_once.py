@@ -30,6 +30,7 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--monitoring", choices=["on", "off"], default="on")
     p.add_argument("--max-gpu-memory-gb", type=float, default=None)
+    p.add_argument("--decoder", choices=["sam2", "opencv"], default="sam2")
     args = p.parse_args()
 
     import torch
@@ -65,6 +66,7 @@ def main() -> None:
                 __import__("pathlib").Path(args.frames),
                 __import__("pathlib").Path(out),
                 manual_prompt(frames[0], args.point),
+                decoder=args.decoder,
             )
             record = segment_batch(job, model, guard)
         status = record["status"]
