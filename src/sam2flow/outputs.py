@@ -260,11 +260,13 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
                         f.write(padded.tobytes())
                         frames.append(data["frames"])
                         status.append(st.astype(str))
+            frames, status = np.concatenate(frames), np.concatenate(status)
+            check_slots(frames, status)  # the video's slots: one per frame, in order
             for name, arr in (
-                ("frames", np.concatenate(frames)),
+                ("frames", frames),
                 ("object_ids", np.asarray(object_ids, dtype=np.int64)),
                 ("shape", np.asarray([total, len(object_ids), h, w])),
-                ("status", np.concatenate(status)),
+                ("status", status),
             ):
                 with zf.open(f"{name}.npy", "w") as f:
                     np.lib.format.write_array(f, arr, allow_pickle=False)
