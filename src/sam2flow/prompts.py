@@ -322,6 +322,19 @@ def manual_prompt(
     return BatchPrompt(frame=int(frame), objects={1: obj}, source="config")
 
 
+def check_prompt_frame(
+    frame: int, video_frames: int | None, where: str | Path | None = None
+) -> None:
+    """A prompt frame must be one the video has (``video_frames``: its length, if known)."""
+    if frame < 0 or (video_frames is not None and frame >= video_frames):
+        last = f"0-{video_frames - 1}" if video_frames else "0 or more"
+        raise UserError(
+            f"prompt frame {frame} is outside the video (frames {last})",
+            where,
+            "fix prompt_frame (--prompt-frame)",
+        )
+
+
 def check_prompt(
     prompt: BatchPrompt | None, height: int, width: int, video_frames: int | None
 ) -> None:
@@ -331,13 +344,7 @@ def check_prompt(
     if prompt is None:
         return
     where = prompt.source if prompt.source not in ("", "config") else None
-    if prompt.frame < 0 or (video_frames is not None and prompt.frame >= video_frames):
-        last = f"0-{video_frames - 1}" if video_frames else "0 or more"
-        raise UserError(
-            f"prompt frame {prompt.frame} is outside the video (frames {last})",
-            where,
-            "fix prompt_frame (--prompt-frame)",
-        )
+    check_prompt_frame(prompt.frame, video_frames, where)
     for obj, op in prompt.objects.items():
         coords = []
         if op.points is not None:

@@ -26,7 +26,7 @@ from .memory.estimate import check_host_memory, estimate_host
 from .memory.limits import enable_expandable_segments
 from .models import RANDOM_WEIGHTS_WARNING, LoadedModel, build_model
 from .outputs import MaskStore, write_batch_outputs
-from .prompts import BatchPrompt, check_prompt, prompt_for_batch
+from .prompts import BatchPrompt, check_prompt, check_prompt_frame, prompt_for_batch
 
 log = logging.getLogger(__name__)
 
@@ -380,7 +380,7 @@ def segment_folder(
     height, width = frame_size(paths[frames[0]])
     if prompt.get("prompt_frame") is not None:  # a manual prompt must be on a real frame
         known = prompt.get("video_frames") or frames[-1] + 1
-        check_prompt(BatchPrompt(int(prompt["prompt_frame"])), height, width, known)
+        check_prompt_frame(int(prompt["prompt_frame"]), known)
     batch_prompt = prompt_for_batch(frames, **prompt)
     if batch_prompt is not None and batch_prompt.image is None:
         check_prompt(batch_prompt, height, width, prompt.get("video_frames"))
