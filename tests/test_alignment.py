@@ -92,8 +92,8 @@ class IndexPredictor:
     use_obj_ptrs_in_encoder = False
     image_size = SIZE
 
-    def __init__(self, prompt_frame: int):
-        self.prompt_frame = prompt_frame
+    def __init__(self, prompt_frames: set[int]):
+        self.prompt_frames = prompt_frames
 
     def to(self, device):
         return self
@@ -121,7 +121,7 @@ class IndexPredictor:
         return state["output_dict_per_obj"].setdefault(obj_id, empty)
 
     def add_new_points_or_box(self, state, frame_idx, obj_id, points=None, labels=None, box=None):
-        if index_of(state["images"][frame_idx]) != self.prompt_frame:
+        if index_of(state["images"][frame_idx]) not in self.prompt_frames:
             state["poison"] = True
         state["prompted"].add(frame_idx)
         self._outputs(state, obj_id)["cond_frame_outputs"][frame_idx] = True
@@ -168,11 +168,24 @@ def random_config(rng: random.Random) -> dict:
         prompt_frame=rng.randrange(frames),
         carry=rng.choice(["auto", "independent", "chained"]),
         objects=rng.randint(1, 3),
+        # DeepLabCut points also on every k-th frame: where the guard starts again after
+        # a skip (and a prompt of their own for the batches they fall in).
+        reprompt=rng.choice([None, rng.randint(2, 60)]),
     )
 
 
-def dlc_file(path, frames: int, prompt_frame: int, objects: int):
-    """A multi-animal DeepLabCut prediction file with usable points on one frame only."""
+def prompt_frames(cfg: dict) -> dict[int, float]:
+    """Frames with DeepLabCut points -> likelihood (the configured one is every batch's best)."""
+    every = cfg.get("reprompt") if cfg["objects"] > 1 else None
+    frames = (
+        {f: 0.9 for f in range(cfg["prompt_frame"] % every, cfg["frames"], every)} if every else {}
+    )
+    return frames | {cfg["prompt_frame"]: 1.0}
+
+
+def dlc_file(path, frames: int, prompted: dict[int, float], objects: int):
+    """A multi-animal DeepLabCut prediction file with usable points on ``prompted`` frames
+    (frame -> likelihood) only."""
     header = [
         ",".join(["scorer"] + ["s"] * 3 * objects),
         ",".join(["individuals"] + [f"animal{k}" for k in range(objects) for _ in range(3)]),
@@ -180,7 +193,9 @@ def dlc_file(path, frames: int, prompt_frame: int, objects: int):
         ",".join(["coords"] + ["x", "y", "likelihood"] * objects),
     ]
     rows = [
-        ",".join([str(f)] + (["16", "16", "1.0"] if f == prompt_frame else ["", "", ""]) * objects)
+        ",".join(
+            [str(f)] + (["16", "16", str(prompted[f])] if f in prompted else ["", "", ""]) * objects
+        )
         for f in range(frames)
     ]
     path.write_text("\n".join(header + rows) + "\n")
@@ -203,7 +218,7 @@ def run_config(cfg: dict, pool, folder, model) -> dict:
     if cfg["objects"] == 1:
         prompt = dict(points=f"{SIZE // 2},{SIZE // 2}", prompt_frame=cfg["prompt_frame"])
     else:
-        csv = dlc_file(folder / "dlc.csv", n, cfg["prompt_frame"], cfg["objects"])
+        csv = dlc_file(folder / "dlc.csv", n, prompt_frames(cfg), cfg["objects"])
         prompt = dict(prompts_file=str(csv))
     own = own_prompt_batches(batches, **prompt)
     memory = GuardConfig(min_chunk=cfg["min_chunk"], adaptive_batch_size=False, monitoring=False)
@@ -225,14 +240,14 @@ def run_config(cfg: dict, pool, folder, model) -> dict:
 
 def expected_no_prompt(cfg: dict, batches: dict, records: dict) -> set[str]:
     """Batches that have nothing to start from: no prompt of their own and no chain into
-    them (independent, before the prompted batch, or after a chain broken by a skip)."""
-    prompted = cfg["prompt_frame"] // cfg["batch_size"]
+    them (independent, before the first prompted batch, or after a chain broken by a skip)."""
+    prompted = {f // cfg["batch_size"] for f in prompt_frames(cfg)}
     names = sorted(batches)
     out = set()
     for i, name in enumerate(names):
-        if i == prompted:
+        if i in prompted:
             continue
-        if cfg["carry"] == "independent" or i < prompted:
+        if cfg["carry"] == "independent" or i < min(prompted):
             out.add(name)
             continue
         previous, last = names[i - 1], batches[names[i - 1]][1]
@@ -281,7 +296,7 @@ def set_injected_oom(cfg: dict) -> None:
 
 
 def stand_in(cfg: dict) -> LoadedModel:
-    predictor = IndexPredictor(cfg["prompt_frame"])
+    predictor = IndexPredictor(set(prompt_frames(cfg)))
     return LoadedModel(predictor, "stand-in", "random", SIZE, torch.device("cpu"), None)
 
 
@@ -340,3 +355,78 @@ def test_slot_structure_with_the_real_model_over_20_configurations(
             monkeypatch.setenv("SAM2FLOW_INJECT_OOM", f"above={cfg['oom_above']}")
         run = run_config(cfg, pool, tmp_path / f"c{number}", tiny_model)
         check_alignment(cfg, run, tmp_path / f"c{number}", index_encoded=False)
+
+
+def segment_400(pool, folder, prompted: dict[int, float], objects: int, monkeypatch, oom: str):
+    """One 400-frame batch through the stand-in, with ``SAM2FLOW_INJECT_OOM=oom``."""
+    frames = folder / "frames" / batch_name(0)
+    frames.mkdir(parents=True)
+    for f in range(400):
+        os.link(pool / frame_file(f), frames / frame_file(f))
+    csv = dlc_file(folder / "dlc.csv", 400, prompted, objects)
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", oom)
+    model = LoadedModel(
+        IndexPredictor(set(prompted)), "stand-in", "random", SIZE, torch.device("cpu"), None
+    )
+    memory = GuardConfig(adaptive_batch_size=False, monitoring=False)
+    record = segment_folder(
+        frames, folder / "out", prompt=dict(prompts_file=str(csv)), model=model, memory=memory
+    )
+    _, _, masks = load_masks(folder / "out" / "masks.npz")
+    with np.load(folder / "out" / "masks.npz") as data:
+        status = data["status"]
+    for f in np.flatnonzero((status == "ok").all(axis=1)):
+        for j in range(objects):
+            assert decode_mask(masks[f, j]) == (f, j + 1, False), f
+    return record, status
+
+
+def test_a_skip_takes_only_the_frames_it_cannot_reach(pool, tmp_path, monkeypatch):
+    """DeepLabCut points on every 10th frame of a 400-frame batch; frames 120-145 run out
+    of memory at every level: only frames inside 120-150 are skipped, every other is ok
+    (its own frame's mask, restarted from its own prompt after the skip)."""
+    every_10th = dict.fromkeys(range(0, 400, 10), 0.9)
+    record, status = segment_400(pool, tmp_path, every_10th, 2, monkeypatch, "frames=120-145")
+    skipped = np.flatnonzero((status == "skipped_oom").any(axis=1))
+    assert skipped.min() >= 120 and skipped.max() <= 150, record["skipped_ranges"]
+    assert set(range(120, 146)) <= set(skipped.tolist())
+    assert (status[np.setdiff1d(np.arange(400), skipped)] == "ok").all()
+    assert record["status"] == "skipped"
+    assert len(record["skip_reasons"]) == len(record["skipped_ranges"]) >= 1
+
+
+def test_a_skip_forward_of_the_prompt_leaves_the_backward_range(pool, tmp_path, monkeypatch):
+    """One prompt, on frame 200: frames 300-310 fail at every level. Forward from there
+    nothing can be reached; frames 0-199, run backward from the prompt, are all ok."""
+    record, status = segment_400(pool, tmp_path, {200: 1.0}, 1, monkeypatch, "frames=300-310")
+    skipped = np.flatnonzero((status == "skipped_oom").any(axis=1))
+    assert skipped.max() == 399 and 275 <= skipped.min() <= 300
+    assert (status[: skipped.min()] == "ok").all()
+    assert any("no mask to continue from" in why for why in record["skip_reasons"])
+
+
+def test_every_frame_is_written_once_with_chunks_of_one_frame(pool, tmp_path, monkeypatch):
+    """``--min-chunk 1``: the prompt frame (and every other) is stored exactly once."""
+    from sam2flow.outputs import MaskStore
+
+    writes = []
+    put = MaskStore.put
+    monkeypatch.setattr(
+        MaskStore, "put", lambda self, f, logits: (writes.append(f), put(self, f, logits))
+    )
+    frames = tmp_path / "frames" / batch_name(0)
+    frames.mkdir(parents=True)
+    for f in range(30):
+        os.link(pool / frame_file(f), frames / frame_file(f))
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=1")
+    model = LoadedModel(IndexPredictor({12}), "stand-in", "random", SIZE, torch.device("cpu"), None)
+    memory = GuardConfig(min_chunk=1, adaptive_batch_size=False, monitoring=False)
+    record = segment_folder(
+        frames,
+        tmp_path / "out",
+        prompt=dict(points="16,16", prompt_frame=12),
+        model=model,
+        memory=memory,
+    )
+    assert record["status"] == "recovered" and record["final_chunk_size"] == 1
+    assert sorted(writes) == list(range(30))

@@ -85,7 +85,8 @@ def test_skipped_batch_keeps_all_slots_as_skipped_oom(
     assert record["status"] == "skipped"
     assert frames.tolist() == list(range(60)) and not masks.any()
     assert (table["status"] == "skipped_oom").all() and len(table) == 60
-    assert record["skipped_ranges"] == [[0, 59]]
+    assert record["skipped_ranges"] == [[0, 29], [30, 59]]  # failed; nothing to continue from
+    assert len(record["skip_reasons"]) == 2
     assert record["frame_status"] == {"skipped_oom": 60}
 
 

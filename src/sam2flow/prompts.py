@@ -44,6 +44,8 @@ class BatchPrompt:
     A carried prompt (``carry``) lies on the previous batch's last frame, outside the batch:
     ``image`` is that frame's JPEG, so the batch starts exactly where the previous one ended.
     ``missing`` says why a batch that should have been carried has no prompt.
+    ``anchors``: other frames of the batch with a prompt of their own (DeepLabCut), where
+    the memory guard starts again after frames it had to skip.
     """
 
     frame: int
@@ -51,6 +53,7 @@ class BatchPrompt:
     source: str = ""
     image: Path | None = None
     missing: str | None = None
+    anchors: dict[int, dict[int, ObjectPrompt]] = field(default_factory=dict)
 
 
 @dataclass
@@ -250,15 +253,25 @@ def dlc_batch_prompt(
         counts, 1
     )
     best = max(range(len(rows)), key=lambda r: (counts[r], lik[r], -r))
-    prompt = BatchPrompt(frame=int(keypoints.frames[rows[best]]), source=keypoints.path)
-    for ind in range(len(keypoints.individuals)):
-        ok = usable[best, ind]
-        if not ok.any():
-            continue
-        pts = xyl[best, ind, ok, :2] * scale + np.asarray(offset, dtype=np.float32)
-        prompt.objects[ind + 1] = ObjectPrompt(
-            points=pts.astype(np.float32), labels=np.ones(len(pts), dtype=np.int32)
-        )
+
+    def objects_on(r: int) -> dict[int, ObjectPrompt]:
+        objects = {}
+        for ind in range(len(keypoints.individuals)):
+            ok = usable[r, ind]
+            if ok.any():
+                pts = xyl[r, ind, ok, :2] * scale + np.asarray(offset, dtype=np.float32)
+                objects[ind + 1] = ObjectPrompt(
+                    points=pts.astype(np.float32), labels=np.ones(len(pts), dtype=np.int32)
+                )
+        return objects
+
+    prompt = BatchPrompt(
+        frame=int(keypoints.frames[rows[best]]), objects=objects_on(best), source=keypoints.path
+    )
+    needed = [obj - 1 for obj in prompt.objects]
+    for r in np.flatnonzero(counts):  # frames that can prompt every object of the batch
+        if r != best and usable[r, needed].any(axis=-1).all():
+            prompt.anchors[int(keypoints.frames[rows[r]])] = objects_on(r)
     return prompt
 
 
@@ -345,26 +358,33 @@ def check_prompt(
         return
     where = prompt.source if prompt.source not in ("", "config") else None
     check_prompt_frame(prompt.frame, video_frames, where)
-    for obj, op in prompt.objects.items():
-        coords = []
-        if op.points is not None:
-            coords += [("point", x, y) for x, y in op.points]
-        if op.box is not None:
-            coords += [("box corner", op.box[0], op.box[1]), ("box corner", op.box[2], op.box[3])]
-        for what, x, y in coords:
-            if not (np.isfinite(x) and np.isfinite(y) and 0 <= x <= width and 0 <= y <= height):
-                raise UserError(
-                    f"object {obj}: {what} ({x:g}, {y:g}) on frame {prompt.frame} is outside "
-                    f"the {width}x{height} frame",
-                    where,
-                    "give video pixel coordinates (DeepLabCut: check prompts.scale and offset)",
-                )
-        if op.mask is not None and op.mask.shape != (height, width):
+    for frame, objects in [(prompt.frame, prompt.objects), *prompt.anchors.items()]:
+        for obj, op in objects.items():
+            _check_object(obj, op, frame, height, width, where)
+
+
+def _check_object(
+    obj: int, op: ObjectPrompt, frame: int, height: int, width: int, where: str | None
+) -> None:
+    coords = []
+    if op.points is not None:
+        coords += [("point", x, y) for x, y in op.points]
+    if op.box is not None:
+        coords += [("box corner", op.box[0], op.box[1]), ("box corner", op.box[2], op.box[3])]
+    for what, x, y in coords:
+        if not (np.isfinite(x) and np.isfinite(y) and 0 <= x <= width and 0 <= y <= height):
             raise UserError(
-                f"mask is {op.mask.shape[1]}x{op.mask.shape[0]}, the frames {width}x{height}",
+                f"object {obj}: {what} ({x:g}, {y:g}) on frame {frame} is outside "
+                f"the {width}x{height} frame",
                 where,
-                "give a mask PNG the size of the video's frames",
+                "give video pixel coordinates (DeepLabCut: check prompts.scale and offset)",
             )
+    if op.mask is not None and op.mask.shape != (height, width):
+        raise UserError(
+            f"mask is {op.mask.shape[1]}x{op.mask.shape[0]}, the frames {width}x{height}",
+            where,
+            "give a mask PNG the size of the video's frames",
+        )
 
 
 def prompt_in_batch(prompt: BatchPrompt | None, frames: list[int]) -> BatchPrompt | None:

@@ -91,6 +91,7 @@ SCHEMA = {
         "attempts": {"type": "array", "items": ATTEMPT_SCHEMA},
         "skipped_ranges": {"type": "array", "items": _RANGE},
         "skip_reason": {"type": ["string", "null"]},
+        "skip_reasons": {"type": "array", "items": {"type": "string"}},
         "snapshots": {"type": "array", "items": {"type": "object"}},
         "video": {"type": "string"},
         "batch": {"type": "string"},
@@ -137,6 +138,8 @@ def record_problem(record: dict) -> str | None:
     frames = record["last_frame"] - record["first_frame"] + 1
     if record["frames_total"] != frames:
         return f"frames_total {record['frames_total']} but frames {frames}"
+    if len(record.get("skip_reasons", record["skipped_ranges"])) != len(record["skipped_ranges"]):
+        return "skip_reasons and skipped_ranges differ in length: one reason per range"
     if sum(record["frame_status"].values()) != frames * len(record["objects"]):
         return f"frame_status {record['frame_status']} does not add up to the slots"
     return None

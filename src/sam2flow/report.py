@@ -84,6 +84,11 @@ def read_records(paths: list[str | Path]) -> list[dict]:
     return sorted(records, key=lambda r: (str(r.get("video")), r.get("first_frame") or 0))
 
 
+def skip_reasons(record: dict) -> list:
+    """One reason per skipped range (records written before ``skip_reasons`` have one)."""
+    return record.get("skip_reasons", [record.get("skip_reason")] * len(record["skipped_ranges"]))
+
+
 def skipped_table(records: list[dict]) -> pd.DataFrame:
     """A row per skipped frame range: video, batch, first and last frame, reason."""
     rows = [
@@ -93,10 +98,10 @@ def skipped_table(records: list[dict]) -> pd.DataFrame:
             "first_frame": lo,
             "last_frame": hi,
             "frames": hi - lo + 1,
-            "reason": r.get("skip_reason"),
+            "reason": why,
         }
         for r in records
-        for lo, hi in r.get("skipped_ranges", [])
+        for (lo, hi), why in zip(r["skipped_ranges"], skip_reasons(r), strict=True)
     ]
     return pd.DataFrame(
         rows, columns=["video", "batch", "first_frame", "last_frame", "frames", "reason"]

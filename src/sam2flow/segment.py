@@ -24,6 +24,7 @@ from .frames import MANIFEST, FrameSource, frame_paths, frame_size, locate_frame
 from .memory import GuardConfig, MemoryGuard, Plan
 from .memory.estimate import check_host_memory, estimate_host
 from .memory.limits import enable_expandable_segments
+from .memory.recovery import frame_ranges
 from .models import RANDOM_WEIGHTS_WARNING, LoadedModel, build_model
 from .outputs import MaskStore, write_batch_outputs
 from .prompts import BatchPrompt, check_prompt, check_prompt_frame, prompt_for_batch
@@ -103,7 +104,9 @@ class _Segmenter:
     Local positions index ``self.frames``/``self.paths``: the batch's own frames, preceded
     by the previous batch's last frame when the prompt is carried from there. The guard
     runs over ``self.order`` (the batch's own frames in processing order) and hands each
-    chunk the carry ``(position, masks)`` it must start from.
+    chunk the carry ``(position, masks)`` it must start from, or ``None`` after frames it
+    had to skip: the chunk then starts on an anchor (``self.anchors``), a frame with its
+    own prompt or the first frame of the backward range.
     """
 
     def __init__(self, job: BatchJob, model: LoadedModel, paths: dict[int, Path], store: MaskStore):
@@ -122,37 +125,63 @@ class _Segmenter:
         if self.carried:
             self.order = self.order[1:]
             self.initial_carry = (self.p, {o: prompt.objects[o].mask for o in self.obj_ids})
+        # Where the guard may start again after a skip: the backward range's first frame
+        # (from the prompt), and frames with their own prompt for every object.
+        local = {f: i for i, f in enumerate(self.frames)}
+        self.reprompts = {
+            local[f]: objects
+            for f, objects in prompt.anchors.items()
+            if f in local and f != prompt.frame and set(objects) >= set(self.obj_ids)
+        }
+        starts = set(self.reprompts) | ({self.p - 1} if self.p > 0 else set())
+        self.anchors = [k for k, i in enumerate(self.order) if i in starts]
         self.window = memory_window(model.predictor)
+        self.on_device = model.device
         self.progress = None
 
     def __call__(self, plan: Plan, carry):
         chunk = self.order[plan.first_frame : plan.last_frame + 1]
         fwd = [i for i in chunk if i >= self.p]  # ascending
         bwd = [i for i in chunk if i < self.p]  # descending
-        predictor = self.model.predictor
-        if plan.device != self.model.device:
-            predictor.to(plan.device)
-        try:
-            if self.p in chunk:  # the first chunk: prompt, then both directions
-                self._pass(plan, self.p, None, fwd, bwd)
-            else:
-                if fwd:  # continues from the previous chunk's (or batch's) last mask
-                    self._pass(plan, carry[0], carry[1], fwd, [])
-                if bwd:  # right below the prompt frame: start from the prompt again
-                    anchor, carried = (self.p, None) if bwd[0] == self.p - 1 else carry
-                    self._pass(plan, anchor, carried, [], bwd)
-        finally:
-            if plan.device != self.model.device:
-                predictor.to(self.model.device)
+        if plan.device != self.on_device:  # inside the attempt: an OOM here is retried
+            self.model.predictor.to(plan.device)
+            self.on_device = plan.device
+        if self.p in chunk:  # the first chunk: prompt, then both directions
+            self._pass(plan, self.p, fwd, bwd, store_anchor=True)
+        else:
+            if fwd and carry is None:  # after a skip: start again on this frame's prompt
+                self._pass(plan, fwd[0], fwd[1:], [], prompts=self.reprompts[fwd[0]])
+            elif fwd:  # continues from the previous chunk's (or batch's) last mask
+                self._pass(plan, carry[0], fwd, [], masks=carry[1])
+            if bwd and bwd[0] == self.p - 1:  # right below the prompt frame: from the prompt
+                self._pass(plan, self.p, [], bwd)
+            elif bwd and carry is None:
+                self._pass(plan, bwd[0], [], bwd[1:], prompts=self.reprompts[bwd[0]])
+            elif bwd:
+                self._pass(plan, carry[0], [], bwd, masks=carry[1])
         last = chunk[-1]
         return last, {
             obj: self.store.mask(self.frames[last], k) for k, obj in enumerate(self.obj_ids)
         }
 
-    def _pass(self, plan: Plan, anchor: int, carried: dict | None, fwd: list, bwd: list) -> None:
-        """One inference state over the anchor and the frames of one or both directions."""
+    def _pass(
+        self,
+        plan: Plan,
+        anchor: int,
+        fwd: list,
+        bwd: list,
+        *,
+        masks: dict | None = None,
+        prompts: dict | None = None,
+        store_anchor: bool | None = None,
+    ) -> None:
+        """One inference state: the anchor with its prompt (the batch's, ``prompts`` of a
+        re-anchor, or carried ``masks``), then the frames of one or both directions.
+        The anchor's own result is stored when it is met for the first time."""
         span = [anchor, *fwd, *bwd]
         lo, hi = min(span), max(span)
+        if store_anchor is None:
+            store_anchor = prompts is not None
         source = FrameSource(
             self.paths[lo : hi + 1], self.model.image_size, decoder=self.job.decoder
         )
@@ -162,36 +191,36 @@ class _Segmenter:
                     state = self.model.predictor.init_state(
                         source, offload_state_to_cpu=plan.offload
                     )
-                self._add_anchor(state, anchor - lo, carried)
-                if fwd:
-                    self._propagate(state, anchor, lo, fwd[-1], reverse=False)
+                self._add_anchor(state, anchor - lo, masks, prompts)
+                if fwd or (store_anchor and not bwd):
+                    end = fwd[-1] if fwd else anchor
+                    self._propagate(state, anchor, lo, end, False, store_anchor)
                 if bwd:
-                    self._propagate(state, anchor, lo, bwd[-1], reverse=True)
+                    self._propagate(state, anchor, lo, bwd[-1], True, store_anchor and not fwd)
                 del state
         finally:
             source.close()
 
-    def describe(self, first: int, last: int) -> str:
-        """Global frame ranges of positions ``first..last`` of the processing order."""
-        return "frames " + ", ".join(f"{a}-{b}" for a, b in self.ranges(first, last))
-
-    def ranges(self, first: int, last: int) -> list[list[int]]:
-        """Positions of the processing order as sorted ranges of global frames."""
-        return frame_ranges(self.frames[self.order[i]] for i in range(first, last + 1))
+    def frames_of(self, first: int, last: int) -> list[int]:
+        """Global frames of positions ``first..last`` of the processing order."""
+        return [self.frames[self.order[i]] for i in range(first, last + 1)]
 
     def _autocast(self, device: torch.device):
         if device.type == "cuda":
             return self.model.autocast()
         return contextlib.nullcontext()
 
-    def _add_anchor(self, state: dict, local_frame: int, carried: dict | None) -> None:
+    def _add_anchor(
+        self, state: dict, local_frame: int, masks: dict | None, prompts: dict | None
+    ) -> None:
         predictor = self.model.predictor
-        if carried is not None:
+        if masks is not None:
             for obj in self.obj_ids:
-                predictor.add_new_mask(state, local_frame, obj, torch.from_numpy(carried[obj]))
+                predictor.add_new_mask(state, local_frame, obj, torch.from_numpy(masks[obj]))
             return
+        prompts = prompts if prompts is not None else self.prompt.objects
         for obj in self.obj_ids:
-            op = self.prompt.objects[obj]
+            op = prompts[obj]
             if op.points is not None or op.box is not None:
                 predictor.add_new_points_or_box(
                     state, local_frame, obj, points=op.points, labels=op.labels, box=op.box
@@ -199,7 +228,9 @@ class _Segmenter:
             if op.mask is not None:
                 predictor.add_new_mask(state, local_frame, obj, torch.from_numpy(op.mask))
 
-    def _propagate(self, state: dict, start: int, lo: int, end: int, reverse: bool) -> None:
+    def _propagate(
+        self, state: dict, start: int, lo: int, end: int, reverse: bool, store_start: bool
+    ) -> None:
         predictor = self.model.predictor
         for local_idx, _, logits in predictor.propagate_in_video(
             state,
@@ -208,9 +239,9 @@ class _Segmenter:
             reverse=reverse,
         ):
             idx = local_idx + lo
-            # The anchor frame was stored by an earlier pass (or belongs to the previous
-            # batch), unless it is this batch's prompt frame met for the first time.
-            if idx != start or (start == self.p and not reverse and not self.carried):
+            # The start frame was stored by an earlier pass (or belongs to the previous
+            # batch), unless this pass is the first to meet it.
+            if idx != start or store_start:
                 self.store.put(self.frames[idx], logits)
                 if self.progress is not None:
                     self.progress.update(1)
@@ -251,6 +282,7 @@ def segment_batch(
                 frames_skipped=len(frames),
                 skipped_ranges=[[frames[0], frames[-1]]],
                 skip_reason=missing,
+                skip_reasons=[missing],
             )
         store.mark(frames, "no_prompt")
     else:
@@ -265,7 +297,8 @@ def segment_batch(
                 len(work.order) - 1,
                 carry=work.initial_carry,
                 key=key,
-                describe=work.describe,
+                anchors=work.anchors,
+                frames_of=work.frames_of,
             )
         finally:
             if bar is not None:
@@ -313,26 +346,19 @@ def prompt_reaches(prompt: BatchPrompt, frames: list[int]) -> bool:
     return prompt.image is not None and prompt.frame == frames[0] - 1
 
 
-def frame_ranges(frames) -> list[list[int]]:
-    """Sorted global frames as ``[first, last]`` runs: ``[3, 1, 2, 7]`` -> ``[[1, 3], [7, 7]]``."""
-    ranges: list[list[int]] = []
-    for f in sorted(frames):
-        if ranges and f == ranges[-1][1] + 1:
-            ranges[-1][1] = f
-        else:
-            ranges.append([f, f])
-    return ranges
-
-
 def _positions_to_frames(record: dict, work: _Segmenter) -> None:
-    """Rewrite the guard's positions (processing order) as global frame indices."""
+    """Rewrite the guard's positions (processing order) as global frame indices; a skipped
+    range that spans both directions becomes two, each with the range's reason."""
     for attempt in record["attempts"]:
-        runs = work.ranges(attempt["first_frame"], attempt["last_frame"])
+        runs = frame_ranges(work.frames_of(attempt["first_frame"], attempt["last_frame"]))
         attempt["first_frame"], attempt["last_frame"] = runs[0][0], runs[-1][1]
         attempt["frame_ranges"] = runs
-    record["skipped_ranges"] = [
-        r for lo, hi in record["skipped_ranges"] for r in work.ranges(lo, hi)
-    ]
+    ranges, reasons = [], []
+    for (lo, hi), why in zip(record["skipped_ranges"], record["skip_reasons"], strict=True):
+        runs = frame_ranges(work.frames_of(lo, hi))
+        ranges += runs
+        reasons += [why] * len(runs)
+    record["skipped_ranges"], record["skip_reasons"] = ranges, reasons
 
 
 def _progress_bar(enabled: bool, total: int, batch: str):

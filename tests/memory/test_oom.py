@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from sam2flow.memory.oom import injected_limit, is_oom_error, oom_kind
+from sam2flow.memory.oom import injected_oom, is_oom_error, maybe_inject_oom, oom_kind
 
 ASYNC = (
     "\nCUDA kernel errors might be asynchronously reported at some other API call, so the "
@@ -119,7 +119,17 @@ def test_host_memory_is_the_devices_memory_only_on_the_cpu():
 
 
 def test_injection_hook_parses_and_rejects_garbage():
-    assert injected_limit({}) is None
-    assert injected_limit({"SAM2FLOW_INJECT_OOM": "above=30"}) == 30
-    with pytest.raises(ValueError, match="above=N"):
-        injected_limit({"SAM2FLOW_INJECT_OOM": "30"})
+    assert injected_oom({}) == (None, [])
+    assert injected_oom({"SAM2FLOW_INJECT_OOM": "above=30"}) == (30, [])
+    assert injected_oom({"SAM2FLOW_INJECT_OOM": "frames=120-145"}) == (None, [(120, 145)])
+    for garbage in ("30", "frames=120", "frames=1-2;3-4", "above=x"):
+        with pytest.raises(ValueError, match="above=N"):
+            injected_oom({"SAM2FLOW_INJECT_OOM": garbage})
+
+
+def test_frame_targeted_injection_hits_only_attempts_over_those_frames(monkeypatch):
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "frames=120-145")
+    maybe_inject_oom(list(range(100, 120)))
+    maybe_inject_oom(list(range(146, 400)))
+    with pytest.raises(torch.OutOfMemoryError, match="including frame 145"):
+        maybe_inject_oom([150, 149, 148, 147, 146, 145])

@@ -101,8 +101,11 @@ def test_skip_after_the_floor_fails_is_recorded():
     rec = run_with_recovery(oom_above(5), 0, 99, device=CPU)
     assert rec.status == "skipped"
     assert rec.frames_ok == 0 and rec.frames_skipped == 100
-    assert rec.skipped_ranges == [(0, 99)]
-    assert "out of memory" in rec.skip_reason
+    # The floor chunk that failed, then what has no mask to continue from.
+    assert rec.skipped_ranges == [(0, 24), (25, 99)]
+    assert "out of memory at every level down to 25" in rec.skip_reasons[0]
+    assert "no mask to continue from: frames 0-24" in rec.skip_reasons[1]
+    assert rec.skip_reason == rec.skip_reasons[0]
     assert [a.level for a in rec.attempts] == ["whole", "chunked", "chunked", "offload"]
 
 
@@ -113,7 +116,7 @@ def test_finished_chunks_keep_their_frames_when_the_rest_is_skipped():
 
     rec = run_with_recovery(work, 0, 74, device=CPU)
     assert rec.status == "skipped"
-    assert rec.frames_ok == 25 and rec.skipped_ranges == [(25, 74)]
+    assert rec.frames_ok == 25 and rec.skipped_ranges == [(25, 49), (50, 74)]
 
 
 def test_non_oom_errors_propagate_unchanged():
@@ -236,3 +239,44 @@ def test_record_is_json_ready_with_the_documented_fields():
 def test_monitoring_can_be_turned_off():
     guard = MemoryGuard(GuardConfig(monitoring=False), device="cpu")
     assert guard.run(oom_above(100), 0, 9).snapshots == []
+
+
+def oom_on(bad: range, calls: list):
+    """Work that runs out of memory at every level on any chunk touching ``bad``."""
+
+    def work(plan, carry):
+        calls.append((plan.first_frame, plan.last_frame, carry))
+        if set(range(plan.first_frame, plan.last_frame + 1)) & set(bad):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return plan.last_frame
+
+    return work
+
+
+def test_a_skip_takes_only_what_cannot_be_reached_from_an_anchor(monkeypatch):
+    """Anchors every 10 frames; frames 120-145 fail at every level: 120-149 are skipped
+    (up to the next anchor), 0-119 and 150-399 run."""
+    monkeypatch.setattr("sam2flow.memory.devices.clear_device_cache", lambda device: None)
+    calls = []
+    rec = run_with_recovery(
+        oom_on(range(120, 146), calls), 0, 399, device=CPU, anchors=range(0, 400, 10)
+    )
+    assert rec.status == "skipped"
+    assert rec.skipped_ranges == [(120, 129), (130, 139), (140, 149)]
+    assert rec.frames_skipped == 30 and rec.frames_ok == 370
+    assert all("out of memory at every level" in why for why in rec.skip_reasons)
+    done = [(a.first_frame, a.last_frame) for a in rec.attempts if a.outcome == "ok"]
+    covered = sorted(f for a, b in done for f in range(a, b + 1))
+    assert covered == [f for f in range(400) if not 120 <= f <= 149]
+    # After a skip the work starts again on an anchor, with no carry.
+    restarts = [(a, carry) for a, _, carry in calls if a in (130, 140, 150)]
+    assert restarts and all(carry is None for _, carry in restarts)
+    assert {a for a, _ in restarts} == {130, 140, 150}
+
+
+def test_without_anchors_a_skip_runs_to_the_end_of_the_unit(monkeypatch):
+    monkeypatch.setattr("sam2flow.memory.devices.clear_device_cache", lambda device: None)
+    rec = run_with_recovery(oom_on(range(120, 146), []), 0, 399, device=CPU)
+    first_skipped = rec.skipped_ranges[0][0]
+    assert rec.skipped_ranges[-1][1] == 399 and 100 <= first_skipped <= 120
+    assert rec.frames_ok == first_skipped

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,9 +100,11 @@ class MemoryGuard:
         carry: Any = None,
         key: str | None = None,
         start_chunk: int | None = None,
-        describe: Callable[[int, int], str] | None = None,
+        anchors: Collection[int] = (),
+        frames_of: Callable[[int, int], list[int]] | None = None,
     ) -> UnitRecord:
-        """Run ``work(plan, carry)`` over frames ``first..last`` inside the guard."""
+        """Run ``work(plan, carry)`` over positions ``first..last`` inside the guard
+        (``anchors`` and ``frames_of``: see ``recovery.run_with_recovery``)."""
         cfg = self.config
         monitor = Monitor(self.device, cfg.monitoring, self.cap_bytes)
         sizing = {"file": None, "key": key, "start_chunk": None, "from": "whole", "warning": None}
@@ -132,9 +134,10 @@ class MemoryGuard:
             force_cpu_offload=cfg.force_cpu_offload,
             allow_cpu_fallback=cfg.allow_cpu_fallback,
             carry=carry,
+            anchors=anchors,
             monitor=monitor,
             memory_cap_bytes=self.cap_bytes,
-            describe=describe,
+            frames_of=frames_of,
         )
         if self.sizes is not None and key is not None:
             try:

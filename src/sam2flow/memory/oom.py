@@ -1,8 +1,9 @@
 """OOM classification: is this exception an out-of-memory we may recover from?
 
-Also the one test hook of production code, ``SAM2FLOW_INJECT_OOM=above=N``: any attempt
-over more than N frames raises a real ``torch.OutOfMemoryError`` before the model is
-touched. It is a testing aid for what CI cannot do for real (a GPU running out).
+Also the one test hook of production code, ``SAM2FLOW_INJECT_OOM``: with ``above=N`` any
+attempt over more than N frames, with ``frames=A-B`` (or ``A-B,C-D``) any attempt that
+includes one of those video frames, raises a real ``torch.OutOfMemoryError`` before the
+model is touched. It is a testing aid for what CI cannot do for real (a GPU running out).
 """
 
 from __future__ import annotations
@@ -82,22 +83,33 @@ def is_oom_error(exc: BaseException | None, device: torch.device | None = None) 
     return kind == "device"
 
 
-def injected_limit(environ: dict | None = None) -> int | None:
-    """The frame count above which an OOM is injected, or ``None`` when the hook is off."""
+def injected_oom(environ: dict | None = None) -> tuple[int | None, list[tuple[int, int]]]:
+    """The hook's setting: ``(N of above=N or None, [(A, B) of frames=A-B])``.
+
+    >>> injected_oom({INJECT_ENV: "above=60"}), injected_oom({INJECT_ENV: "frames=5-9,20-20"})
+    ((60, []), (None, [(5, 9), (20, 20)]))
+    """
     value = (os.environ if environ is None else environ).get(INJECT_ENV, "").strip()
     if not value:
-        return None
-    match = re.fullmatch(r"above=(\d+)", value)
-    if not match:
-        raise ValueError(f"{INJECT_ENV} must look like 'above=N', got {value!r}")
-    return int(match.group(1))
+        return None, []
+    above = re.fullmatch(r"above=(\d+)", value)
+    if above:
+        return int(above.group(1)), []
+    frames = re.fullmatch(r"frames=(\d+-\d+(?:,\d+-\d+)*)", value)
+    if not frames:
+        raise ValueError(f"{INJECT_ENV} must look like 'above=N' or 'frames=A-B', got {value!r}")
+    ranges = [tuple(map(int, r.split("-"))) for r in frames.group(1).split(",")]
+    return None, ranges
 
 
-def maybe_inject_oom(frames: int) -> None:
-    """Raise a real ``torch.OutOfMemoryError`` if the hook says ``frames`` is too many."""
-    limit = injected_limit()
-    if limit is not None and frames > limit:
+def maybe_inject_oom(frames: list[int]) -> None:
+    """Raise a real ``torch.OutOfMemoryError`` if the hook says this attempt over the video
+    frames ``frames`` runs out."""
+    limit, ranges = injected_oom()
+    hit = [f for f in frames if any(a <= f <= b for a, b in ranges)]
+    if (limit is not None and len(frames) > limit) or hit:
+        why = f"over {len(frames)} frames" if not hit else f"including frame {hit[0]}"
         raise torch.OutOfMemoryError(
-            f"CUDA out of memory (injected by {INJECT_ENV}=above={limit}: "
-            f"attempt over {frames} frames)"
+            f"CUDA out of memory (injected by {INJECT_ENV}={os.environ[INJECT_ENV].strip()}: "
+            f"attempt {why})"
         )

@@ -1,10 +1,17 @@
 """Graduated recovery: keep a unit of work alive through out-of-memory errors.
 
-A unit spans frames ``first..last``. It is tried whole; on OOM the failed chunk is split
-in halves down to ``min_chunk`` frames (finished chunks keep their results); at the floor
-the same chunks run with CPU offload, then (only if allowed) on the CPU; after that what is
-left is skipped and recorded, and the caller goes on. Each chunk hands a *carry* to the next
-(for SAM 2, the last mask) so chunked work continues where the previous chunk ended.
+A unit spans positions ``first..last``. It is tried whole; on OOM the failed chunk is
+split in halves down to ``min_chunk`` frames (finished chunks keep their results); at the
+floor the same chunks run with CPU offload, then (only if allowed) on the CPU. Each chunk
+hands a *carry* to the next (for SAM 2, the last mask) so chunked work continues where the
+previous chunk ended.
+
+A chunk that fails at every level is narrowed, not given up with the rest of the unit:
+*anchors* are positions where work can start again without a carry (a frame with its own
+prompt, the start of the backward range). The failed chunk is retried up to each anchor
+inside it, last one first (these pieces may be under the floor: they isolate what cannot
+run, they do not save memory); what still fails is skipped up to the next anchor, and the
+work starts again there. Each skipped range is recorded with its reason.
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -77,7 +84,8 @@ class UnitRecord:
     final_chunk_size: int
     attempts: list[Attempt] = field(default_factory=list)
     skipped_ranges: list[tuple[int, int]] = field(default_factory=list)
-    skip_reason: str | None = None
+    skip_reason: str | None = None  # the first range's, for a one-line summary
+    skip_reasons: list[str] = field(default_factory=list)  # one per skipped range
     snapshots: list[dict] = field(default_factory=list)
     sizing: dict | None = None  # where the starting chunk size came from (guard)
 
@@ -163,14 +171,18 @@ def run_with_recovery(
     force_cpu_offload: bool = False,
     allow_cpu_fallback: bool = False,
     carry: Any = None,
+    anchors: Collection[int] = (),
     monitor: Monitor | None = None,
     memory_cap_bytes: int | None = None,
-    describe: Callable[[int, int], str] | None = None,
+    frames_of: Callable[[int, int], list[int]] | None = None,
 ) -> UnitRecord:
     """Run ``work(plan, carry) -> carry`` over ``first..last`` with graduated recovery.
 
-    ``work`` must either finish all frames of ``plan`` or raise. OOM errors are retried as
-    described in the module docstring; any other error propagates unchanged.
+    ``work`` must either finish all positions of ``plan`` or raise. OOM errors are retried
+    as described in the module docstring; any other error propagates unchanged. After a
+    skipped range, ``work`` gets ``carry=None`` and a plan starting on an anchor.
+    ``frames_of(a, b)``: the video frames of positions ``a..b`` (for messages and the
+    injection hook; positions are frames when not given).
 
     >>> rec = run_with_recovery(lambda plan, carry: None, 0, 59, device=torch.device("cpu"))
     >>> rec.status, rec.frames_ok
@@ -181,26 +193,29 @@ def run_with_recovery(
     if last < first:
         raise ValueError(f"empty unit: first={first}, last={last}")
     total = last - first + 1
+    frames_of = frames_of or (lambda a, b: list(range(a, b + 1)))
+    restarts = sorted({a for a in anchors if first < a <= last})
     monitor = monitor or Monitor(device, enabled=False)
     ladder = levels_for(device, force_cpu_offload, allow_cpu_fallback)
     floor = min(min_chunk, total)
     chunk = min(start_chunk or total, total)
     rung = 0  # index into the ladder; CHUNKED is shown as WHOLE while a chunk spans the unit
+    narrowed = None  # while narrowing a failed chunk: the size of the next piece
     attempts: list[Attempt] = []
+    skips: list[tuple[int, int, str]] = []
     pos = first
-    skip_reason = None
-    last_error = None
     while pos <= last:
         level = ladder[rung]
-        size = chunk_size_at(chunk, last - pos + 1, floor)
+        size = narrowed or chunk_size_at(chunk, last - pos + 1, floor)
         shown = WHOLE if (level == CHUNKED and pos == first and size == total) else level
         run_device = torch.device("cpu") if level == CPU else device
         plan = Plan(shown, run_device, level in (OFFLOAD, CPU), pos, pos + size - 1)
-        attempt, carry_out, failed = _attempt(work, plan, carry, monitor)
+        frames = frames_of(plan.first_frame, plan.last_frame)
+        attempt, carry_out, failed = _attempt(work, plan, carry, monitor, frames)
         attempts.append(attempt)
         log.info(
             "%s (%d, level %s): %s%s",
-            (describe or _describe)(plan.first_frame, plan.last_frame),
+            describe_frames(frames),
             size,
             shown,
             attempt.outcome,
@@ -209,34 +224,42 @@ def run_with_recovery(
         if not failed:
             carry = carry_out
             pos += size
+            narrowed = None
             continue
-        last_error = attempt.error
         # Out of the except block: the failed attempt's tensors are unreachable now.
         devices.clear_device_cache(device)
         smaller = next_chunk_size(size, min_chunk)
-        if smaller is not None and chunk_size_at(smaller, last - pos + 1, floor) < size:
+        inside = [a for a in restarts if pos < a < pos + size]
+        if (
+            narrowed is None
+            and smaller is not None
+            and (chunk_size_at(smaller, last - pos + 1, floor) < size)
+        ):
             chunk = smaller
-        elif rung + 1 < len(ladder):
+        elif narrowed is None and rung + 1 < len(ladder):
             rung += 1
             chunk = size
-        else:
-            skip_reason = f"out of memory at every level down to {size} frames: {last_error}"
-            break
-    frames_ok = pos - first
-    skipped = [(pos, last)] if pos <= last else []
-    if skipped:
-        log.warning("skipping %s: %s", (describe or _describe)(pos, last), skip_reason)
+        elif inside:  # every level failed: try up to the last anchor inside the chunk
+            narrowed = inside[-1] - pos
+        else:  # skip to the next anchor and start again there, from the first level
+            reason = f"out of memory at every level down to {size} frames: {attempt.error}"
+            restart = next((a for a in restarts if a > pos), last + 1)
+            skips.append((pos, pos + size - 1, reason))
+            if restart > pos + size:
+                skips.append((pos + size, restart - 1, unreachable(frames)))
+            for lo, hi, why in skips[-2 if restart > pos + size else -1 :]:
+                log.warning("skipping %s: %s", describe_frames(frames_of(lo, hi)), why)
+            pos, carry, rung, narrowed = restart, None, 0, None
+    frames_skipped = sum(hi - lo + 1 for lo, hi, _ in skips)
     status = (
-        "skipped"
-        if skipped
-        else ("recovered" if any(a.outcome != "ok" for a in attempts) else "ok")
+        "skipped" if skips else ("recovered" if any(a.outcome != "ok" for a in attempts) else "ok")
     )
     peaks = [a.peak_allocated_bytes for a in attempts if a.peak_allocated_bytes is not None]
     return UnitRecord(
         status=status,
         frames_total=total,
-        frames_ok=frames_ok,
-        frames_skipped=total - frames_ok,
+        frames_ok=total - frames_skipped,
+        frames_skipped=frames_skipped,
         device=str(device),
         gpu_name=devices.device_name(device),
         memory_cap_bytes=memory_cap_bytes,
@@ -244,16 +267,39 @@ def run_with_recovery(
         peak_allocated_bytes=max(peaks) if peaks else None,
         final_chunk_size=attempts[-1].chunk_size,
         attempts=attempts,
-        skipped_ranges=skipped,
-        skip_reason=skip_reason,
+        skipped_ranges=[(lo, hi) for lo, hi, _ in skips],
+        skip_reason=skips[0][2] if skips else None,
+        skip_reasons=[why for _, _, why in skips],
     )
 
 
-def _describe(first: int, last: int) -> str:
-    return f"frames {first}-{last}"
+def unreachable(failed: list[int]) -> str:
+    """Why frames right after a skipped range are skipped too."""
+    return (
+        f"no mask to continue from: {describe_frames(failed)} could not be segmented, "
+        "and no frame with its own prompt comes before these"
+    )
 
 
-def _attempt(work: Work, plan: Plan, carry: Any, monitor: Monitor) -> tuple[Attempt, Any, bool]:
+def frame_ranges(frames: Iterable[int]) -> list[list[int]]:
+    """Frames as sorted ``[first, last]`` runs: ``[3, 1, 2, 7]`` -> ``[[1, 3], [7, 7]]``."""
+    ranges: list[list[int]] = []
+    for f in sorted(frames):
+        if ranges and f == ranges[-1][1] + 1:
+            ranges[-1][1] = f
+        else:
+            ranges.append([f, f])
+    return ranges
+
+
+def describe_frames(frames: Iterable[int]) -> str:
+    """``frames 0-9, 20-29``: for messages."""
+    return "frames " + ", ".join(f"{a}-{b}" for a, b in frame_ranges(frames))
+
+
+def _attempt(
+    work: Work, plan: Plan, carry: Any, monitor: Monitor, frames: list[int]
+) -> tuple[Attempt, Any, bool]:
     """Run one attempt; return its record, the new carry, and whether it ran out of memory.
 
     The exception is turned into text inside the ``except`` block and dropped when the
@@ -265,7 +311,7 @@ def _attempt(work: Work, plan: Plan, carry: Any, monitor: Monitor) -> tuple[Atte
     error = None
     carry_out = None
     try:
-        maybe_inject_oom(plan.frames)
+        maybe_inject_oom(frames)
         carry_out = work(plan, carry)
         devices.synchronize(plan.device)
     except Exception as exc:
