@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.sam2flow-installed
 CORES  ?= 2
 export SAM2_BUILD_CUDA := 0
 
-.PHONY: install run test lint bench bench-quick demo clean
+.PHONY: install run test test-slow lint bench bench-quick demo clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -34,7 +34,10 @@ run: install
 	@echo "Weights: random unless resources/checkpoints/sam2.1_hiera_tiny.pt exists (see logs/)"
 
 test: install
-	$(VENV)/bin/pytest -q
+	$(VENV)/bin/pytest -q -m "not slow" --durations=15
+
+test-slow: install
+	$(VENV)/bin/pytest -q -m slow --durations=15
 
 lint: install
 	$(VENV)/bin/ruff check src tests workflow bench

@@ -64,6 +64,7 @@ def test_masks_equal_stock_sam2_bit_for_bit(case, batches, tiny_model, tmp_path)
     assert differing == [], f"frames differing from stock SAM 2: {differing}"
 
 
+@pytest.mark.slow
 def test_the_opencv_decoder_is_a_documented_deviation(batches, tiny_model, tmp_path):
     """The faster decoder does change pixels, hence masks: it must not be the default."""
     video, frame, points, box = CASES["bedroom-click-forward"]

@@ -5,6 +5,7 @@ import json
 import cv2
 import numpy as np
 import pandas as pd
+import pytest
 
 from sam2flow.outputs import load_masks
 
@@ -32,6 +33,7 @@ def test_demo_runs_end_to_end(project):
     assert "memory_report.html" in report and "contact_sheet.png" in report
 
 
+@pytest.mark.slow
 def test_bedroom_video_end_to_end(project):
     video = shared_file("bedroom.mp4")
     project.config["batch_size"] = 100  # default carry: batch 1 starts from batch 0's end
