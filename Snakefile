@@ -2,7 +2,12 @@
 # Run: snakemake --cores N   (cluster: --profile profiles/slurm; see README.md)
 
 
-from snakemake.utils import min_version, validate
+from pathlib import Path
+
+from snakemake.utils import min_version
+
+from sam2flow.errors import or_exit
+from sam2flow.schema import check_config
 
 min_version("9.14.1")
 
@@ -10,7 +15,9 @@ min_version("9.14.1")
 configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+or_exit(
+    check_config, config, Path(workflow.basedir, "workflow/schemas/config.schema.yaml")
+)
 
 
 include: "workflow/rules/common.smk"

@@ -23,3 +23,12 @@ class UserError(Exception):
         self.fix = fix
         parts = [what] + ([self.path] if self.path else []) + ([fix] if fix else [])
         super().__init__(": ".join(parts))
+
+
+def or_exit(call, *args):
+    """``call(*args)``, for code Snakemake runs while it reads the workflow: a ``UserError``
+    there becomes one line and exit status 1, not Snakemake's traceback."""
+    try:
+        return call(*args)
+    except UserError as exc:
+        raise SystemExit(f"sam2flow: error: {exc}") from None

@@ -65,9 +65,24 @@ class Extraction:
     batch_size: int
     quality: int
     batches: dict[str, list[int]]  # batch name -> [first frame, last frame]
+    declared_frames: int | None = None  # the container's frame count, when it gives one
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
+
+    def shortfall(self) -> str | None:
+        """A warning when fewer frames decoded than the container declares (a truncated or
+        damaged video), else ``None``.
+
+        >>> Extraction("v.mp4", 106, 1, 1, 30.0, 400, 95, {}, declared_frames=300).shortfall()
+        'v.mp4: 106 frames decoded but the container declares 300 (truncated or damaged video?)'
+        """
+        if not self.declared_frames or self.frames >= self.declared_frames:
+            return None
+        return (
+            f"{self.video}: {self.frames} frames decoded but the container declares "
+            f"{self.declared_frames} (truncated or damaged video?)"
+        )
 
 
 def read_manifest(frames_dir: str | Path) -> Extraction:
@@ -132,6 +147,7 @@ def extract_batches(
         raise (user_write_error(exc, out) or exc) from exc
     _remove_own_batches(out)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
     params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     batches: dict[str, list[int]] = {}
     height, width = img.shape[:2]
@@ -194,12 +210,35 @@ def extract_batches(
         batch_size=batch_size,
         quality=quality,
         batches=batches,
+        declared_frames=declared,
     )
+    if result.shortfall():
+        log.warning("%s; every decoded frame is kept", result.shortfall())
     write_text(out / MANIFEST, result.to_json())
     if listing:
         write_text(listing, result.to_json())
     log.info("%s: %d frames in %d batches of %d", video, frame, len(batches), batch_size)
     return result
+
+
+def check_batch_frames(frames: list[int], batch_dir: Path, manifest: Extraction) -> None:
+    """A batch folder must hold exactly the frames its manifest lists: a missing frame
+    would otherwise shift or drop a slot, an extra one belongs to something else.
+    """
+    span = manifest.batches.get(batch_dir.name)
+    if span is None:
+        return
+    expected = range(span[0], span[1] + 1)
+    missing = sorted(set(expected) - set(frames))
+    extra = sorted(set(frames) - set(expected))
+    if missing or extra:
+        what = f"frame {missing[0]} is missing" if missing else f"frame {extra[0]} does not belong"
+        count = f"{len(missing)} missing, {len(extra)} extra"
+        raise UserError(
+            f"{what} ({count}; its {MANIFEST} lists frames {span[0]}-{span[1]})",
+            batch_dir,
+            "extract the video again (sam2flow extract, or delete the video's results folder)",
+        )
 
 
 #: Frame file extensions SAM 2's ``load_video_frames`` accepts (any case here).

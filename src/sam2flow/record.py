@@ -123,6 +123,7 @@ SCHEMA = {
         "prompt_frame": _INT,
         "prompt_source": {"type": "string"},
         "warning": {"type": "string"},
+        "video_warning": {"type": "string"},
         "rerun_strategy": {"type": "string"},
     },
     "additionalProperties": False,

@@ -39,6 +39,7 @@ SUMMARY_COLUMNS = [
     "model",
     "weights",
     "skip_reason",
+    "video_warning",
 ]
 
 
@@ -72,6 +73,7 @@ def summary_row(record: dict) -> dict:
         "model": record.get("model"),
         "weights": record.get("weights"),
         "skip_reason": record.get("skip_reason"),
+        "video_warning": record.get("video_warning"),
     }
     for status in FRAME_STATUSES:
         row[status] = int(counts.get(status, 0))

@@ -20,7 +20,15 @@ from pathlib import Path
 
 import torch
 
-from .frames import MANIFEST, FrameSource, frame_paths, frame_size, locate_frame, read_manifest
+from .frames import (
+    MANIFEST,
+    FrameSource,
+    check_batch_frames,
+    frame_paths,
+    frame_size,
+    locate_frame,
+    read_manifest,
+)
 from .memory import GuardConfig, MemoryGuard, Plan
 from .memory.estimate import check_host_memory, estimate_host
 from .memory.limits import enable_expandable_segments
@@ -399,8 +407,12 @@ def segment_folder(
     prompt = dict(prompt)
     manifest = frames_dir.parent / MANIFEST
     if manifest.is_file():
+        extraction = read_manifest(frames_dir.parent)
+        check_batch_frames(frames, frames_dir, extraction)
+        if extraction.shortfall():
+            record_extra = {"video_warning": extraction.shortfall(), **(record_extra or {})}
         if prompt.get("video_frames") is None:
-            prompt["video_frames"] = read_manifest(frames_dir.parent).frames
+            prompt["video_frames"] = extraction.frames
         if prompt.get("carry_from") and not prompt.get("carry_image"):
             prompt["carry_image"] = locate_frame(frames_dir.parent, frames[0] - 1)
     height, width = frame_size(paths[frames[0]])

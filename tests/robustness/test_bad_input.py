@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sam2flow.frames import extract_batches
+from sam2flow.frames import extract_batches, frame_file
 
 from conftest import sam2flow, write_video
 
@@ -51,6 +51,13 @@ def world(tmp_path_factory):
     rows = ["scorer,s,s,s", "bodyparts,snout,snout,snout", "coords,x,y,likelihood"]
     rows += [f"{f},{5000 + f},{60},0.9" for f in range(24)]  # x far outside the 160 px frame
     dlc.write_text("\n".join(rows) + "\n")
+    for name in ("gap", "extra", "corrupt"):  # copies of the extraction, each damaged
+        shutil.copytree(root / "frames", root / name)
+    (root / "gap" / "0000" / frame_file(5)).unlink()
+    shutil.copy(root / "frames" / "0001" / frame_file(12), root / "extra" / "0000" / frame_file(30))
+    jpeg = root / "corrupt" / "0000" / frame_file(6)
+    jpeg.write_bytes(jpeg.read_bytes()[:300])
+    (root / "record.json").write_text("{}")
     nodlc = root / "no_y.csv"
     nodlc.write_text("scorer,s,s\nbodyparts,snout,snout\ncoords,x,likelihood\n0,1,0.9\n")
     return root
@@ -292,6 +299,67 @@ CASES = [
         ["batch record is damaged", "text.mp4"],
     ),
     (
+        "batch-frame-missing",
+        [
+            "segment",
+            "--frames",
+            "{root}/gap/0000",
+            "--out",
+            "{scratch}/o",
+            "--point",
+            "40,60",
+            *FAST,
+        ],
+        2,
+        ["frame 5 is missing", "lists frames 0-11", "gap/0000"],
+    ),
+    (
+        "batch-frame-extra",
+        [
+            "segment",
+            "--frames",
+            "{root}/extra/0000",
+            "--out",
+            "{scratch}/o",
+            "--point",
+            "40,60",
+            *FAST,
+        ],
+        2,
+        ["frame 30 does not belong", "extra/0000"],
+    ),
+    (
+        "batch-frame-corrupt",
+        [
+            "segment",
+            "--frames",
+            "{root}/corrupt/0000",
+            "--out",
+            "{scratch}/o",
+            "--point",
+            "40,60",
+            *FAST,
+        ],
+        2,
+        ["cannot read frame", "corrupt/0000/" + frame_file(6)],
+    ),
+    ("dlc-no-y", seg("--prompts", "{root}/no_y.csv"), 2, ["no_y.csv", "y"]),
+    ("max-gpu-negative", seg("--point", "40,60", "--max-gpu-memory-gb", "-1"), 2, ["-1"]),
+    ("decoder-unknown", seg("--point", "40,60", "--frame-decoder", "magic"), 2, ["magic"]),
+    ("prompt-frame-text", seg("--point", "40,60", "--prompt-frame", "x"), 2, ["'x'"]),
+    (
+        "extract-batch-text",
+        ["extract", "--video", "{root}/v.mp4", "--out", "{scratch}/f", "--batch-size", "many"],
+        2,
+        ["'many'"],
+    ),
+    (
+        "summary-not-a-record",
+        ["summary", "--records", "{root}/record.json", "--out", "{scratch}/s"],
+        2,
+        ["batch record is damaged", "record.json", "status"],
+    ),
+    (
         "summary-missing",
         ["summary", "--records", "{root}/none.json", "--out", "{scratch}/s"],
         2,
@@ -341,5 +409,5 @@ def test_a_bad_input_from_the_installed_command_is_one_line_without_traceback(wo
     ]
 
 
-def test_the_matrix_covers_at_least_35_cases():
-    assert len(CASES) >= 35
+def test_the_matrix_covers_at_least_45_cases():
+    assert len(CASES) >= 45

@@ -110,3 +110,32 @@ def test_manifest_counts_what_was_decoded(tmp_path):
     video = write_video(tmp_path / "v.mp4", frames=7)
     extract_batches(video, tmp_path / "out", batch_size=3)
     assert read_manifest(tmp_path / "out").frames == 7
+
+
+@needs_ffmpeg
+def test_a_video_shorter_than_its_container_declares_is_kept_with_a_warning(tmp_path, caplog):
+    """Cut a 300-frame MP4 (index at the front) short: every decodable frame is extracted,
+    and the shortfall is a warning, in the manifest and (through it) in each batch record."""
+    full = tmp_path / "full.mp4"
+    ffmpeg(
+        "-f",
+        "lavfi",
+        "-i",
+        "testsrc=size=320x240:rate=30",
+        "-frames:v",
+        300,
+        "-c:v",
+        "libx264",
+        "-movflags",
+        "+faststart",
+        full,
+    )
+    cut = tmp_path / "cut.mp4"
+    data = full.read_bytes()
+    cut.write_bytes(data[: len(data) * 6 // 10])
+    result = extract_batches(cut, tmp_path / "frames", batch_size=100)
+    assert 0 < result.frames < 300 and result.declared_frames == 300
+    assert read_manifest(tmp_path / "frames").declared_frames == 300
+    warning = f"{result.frames} frames decoded but the container declares 300"
+    assert any(warning in r.getMessage() and "cut.mp4" in r.getMessage() for r in caplog.records)
+    assert extract_batches(full, tmp_path / "full").shortfall() is None

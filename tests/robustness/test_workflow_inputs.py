@@ -78,16 +78,50 @@ def test_config_violations_name_the_key(project, override, key):
     (project.path / "config" / "config.yaml").write_text(yaml.safe_dump(base))
     project.sheet([{"video": "v", "path": "v.mp4", "points": "1,1"}])
     out = project.snakemake("-n", check=False)
-    assert out.returncode != 0
-    assert "Error validating config file" in out.log and key in out.log
+    line = one_line_error(out)
+    assert line.startswith("sam2flow: error: config key ") and key in line
     if key == "name":  # the message lists the known models
-        assert "sam2.1_hiera_tiny" in out.log and "sam2_hiera_large" in out.log
+        assert "sam2.1_hiera_tiny" in line and "sam2_hiera_large" in line
 
 
-def test_sample_sheet_violation_names_the_column(project):
-    project.sheet([{"video": "bad name!", "path": "v.mp4"}])
+def one_line_error(out) -> str:
+    """A failed run's one error line (no traceback); returns it."""
+    assert out.returncode != 0
+    assert "Traceback" not in out.log and 'File "' not in out.log, out.log[-3000:]
+    lines = [line for line in out.log.splitlines() if "error" in line.lower()]
+    assert len(lines) == 1, out.log[-3000:]
+    return lines[0]
+
+
+SHEETS = [
+    ("name-not-allowed", "video\tpath\nbad name!\tv.mp4\n", ["row 2", "video", "does not match"]),
+    ("name-repeated", "video\tpath\nv\ta.mp4\nv\tb.mp4\n", ["'v' appears more than once"]),
+    ("no-video-column", "name\tpath\nv\ta.mp4\n", ["lacks column(s) video"]),
+    ("unknown-column", "video\tpath\tpoint\nv\ta.mp4\t1,1\n", ["unknown column(s) point"]),
+    ("empty-path", "video\tpath\tpoints\nv\t\t1,1\n", ["row 2 has an empty video name or path"]),
+    ("points-garbage", "video\tpath\tpoints\nv\ta.mp4\tx,y\n", ["row 2", "points"]),
+    ("box-three-numbers", "video\tpath\tbox\nv\ta.mp4\t1,2,3\n", ["row 2", "box"]),
+    (
+        "prompt-frame-negative",
+        "video\tpath\tpoints\tprompt_frame\nv\ta.mp4\t1,1\t-4\n",
+        ["row 2", "prompt_frame"],
+    ),
+    ("sheet-missing", None, ["sample sheet not found"]),
+]
+
+
+@pytest.mark.parametrize("text,words", [c[1:] for c in SHEETS], ids=[c[0] for c in SHEETS])
+def test_a_bad_sample_sheet_is_one_line_naming_it(project, text, words):
+    sheet = project.path / "config" / "videos.tsv"
+    if text is None:
+        project.config["videos"] = "config/nowhere.tsv"
+    else:
+        sheet.write_text(text)
     out = project.snakemake("-n", check=False)
-    assert out.returncode != 0 and "video" in out.log and "does not match" in out.log
+    line = one_line_error(out)
+    assert ("nowhere.tsv" if text is None else "videos.tsv") in line
+    for word in words:
+        assert word in line, (word, line)
 
 
 def test_summary_accounts_for_every_frame(project, tmp_path):

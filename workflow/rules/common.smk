@@ -7,7 +7,9 @@ from pathlib import Path
 import pandas as pd
 from snakemake.io import ancient
 
+from sam2flow.errors import or_exit
 from sam2flow.samplesheet import read_sample_sheet
+from sam2flow.schema import check_sheet_rows
 
 ENV = "../../envs/sam2flow.yaml"
 DEMO_VIDEO = "resources/demo/demo.mp4"
@@ -15,8 +17,13 @@ DEMO_PREDICTIONS = "resources/demo/demo_predictions.csv"
 # --config rerun_skipped=true arrives as a string; the config file gives a boolean.
 RERUN_SKIPPED = str(config["rerun_skipped"]).lower() == "true"
 
-videos = read_sample_sheet(config["videos"])
-validate(videos, "../schemas/videos.schema.yaml")
+videos = or_exit(read_sample_sheet, config["videos"])
+or_exit(
+    check_sheet_rows,
+    videos.to_dict("records"),
+    Path(workflow.basedir, "workflow/schemas/videos.schema.yaml"),
+    config["videos"],
+)
 
 
 wildcard_constraints:
