@@ -197,6 +197,24 @@ def load_masks(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return data["frames"], data["object_ids"], bits.reshape(n, k, h, w).astype(bool)
 
 
+def check_one_video(batch_dirs: list[Path]) -> None:
+    """Batches to merge must come from one video (their records name it, where present)."""
+    videos = {}
+    for d in batch_dirs:
+        try:
+            videos.setdefault(json.loads((d / "memory.json").read_text()).get("video") or "", d)
+        except (OSError, ValueError, AttributeError):
+            continue  # a batch without a readable record: its masks still merge
+    named = {v: d for v, d in videos.items() if v}
+    if len(named) > 1:
+        (a, da), (b, db) = list(named.items())[:2]
+        raise UserError(
+            f"batches of different videos: {da} ({a}) and {db} ({b})",
+            db,
+            "merge the batches of one video only",
+        )
+
+
 def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFrame:
     """Merge a video's batches into ``masks.npz`` (global order) and ``tracks.csv``.
 
@@ -213,6 +231,7 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
             raise UserError(
                 f"cannot read batch masks ({exc})", d / "masks.npz", "segment that batch again"
             ) from exc
+    check_one_video([m[1] for m in metas])
     metas.sort()
     for (_, d, _), (next_first, e, _) in zip(metas[:-1], metas[1:], strict=True):
         if next_first <= ends[d]:
@@ -228,8 +247,14 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
                 e,
                 "give every batch of the video",
             )
-    if len({m[2][2:] for m in metas}) != 1:
-        raise ValueError(f"batches of one video differ in frame size: {metas}")
+    sizes = {m[2][2:]: m[1] for m in metas}
+    if len(sizes) != 1:
+        (a, da), (b, db) = list(sizes.items())[:2]
+        raise UserError(
+            f"batches {da} and {db} differ in frame size ({a[1]}x{a[0]} and {b[1]}x{b[0]})",
+            db,
+            "merge the batches of one video only",
+        )
     # Batches may differ in objects (DLC individuals seen): slots for the union of ids;
     # an object absent from a batch is no_prompt there.
     object_ids = sorted(ids)

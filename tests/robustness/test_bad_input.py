@@ -8,6 +8,7 @@ finished extraction; after the command, both are byte for byte as before.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -58,6 +59,10 @@ def world(tmp_path_factory):
     jpeg = root / "corrupt" / "0000" / frame_file(6)
     jpeg.write_bytes(jpeg.read_bytes()[:300])
     (root / "record.json").write_text("{}")
+    for name in ("va", "vb"):  # one batch's outputs, as if from two videos
+        shutil.copytree(root / "out" / "0000", root / name)
+        record = json.loads((root / name / "memory.json").read_text())
+        (root / name / "memory.json").write_text(json.dumps(dict(record, video=name)))
     nodlc = root / "no_y.csv"
     nodlc.write_text("scorer,s,s\nbodyparts,snout,snout\ncoords,x,likelihood\n0,1,0.9\n")
     return root
@@ -285,6 +290,12 @@ CASES = [
         ["merge", "--batches", "{out}/0000", "{out}/0000", "--out", "{scratch}/m"],
         2,
         ["overlap", "0000"],
+    ),
+    (
+        "merge-two-videos",
+        ["merge", "--batches", "{root}/va", "{root}/vb", "--out", "{scratch}/m"],
+        2,
+        ["batches of different videos", "va", "vb"],
     ),
     (
         "merge-missing",
