@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import zipfile
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -197,6 +198,29 @@ def load_masks(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         return data["frames"], data["object_ids"], bits.reshape(n, k, h, w).astype(bool)
 
 
+def iter_packed(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
+    """``(frame, packed masks of its objects)`` of a ``masks.npz``, in order, read from the
+    archive one frame at a time: memory does not grow with the video's length."""
+    with zipfile.ZipFile(path) as zf:
+        with zf.open("frames.npy") as f:
+            frames = np.lib.format.read_array(f)
+        with zf.open("masks.npy") as f:
+            version = np.lib.format.read_magic(f)
+            shape, fortran, dtype = (
+                np.lib.format.read_array_header_1_0(f)
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0(f)
+            )
+            if fortran or dtype != np.uint8 or len(shape) != 3 or shape[0] != len(frames):
+                raise UserError(f"masks array {shape} {dtype} is not sam2flow's", path)
+            row = shape[1] * shape[2]
+            for frame in frames:
+                data = f.read(row)
+                if len(data) != row:
+                    raise UserError("masks archive is truncated", path, "merge the video again")
+                yield int(frame), np.frombuffer(data, np.uint8).reshape(shape[1], shape[2])
+
+
 def check_one_video(batch_dirs: list[Path]) -> None:
     """Batches to merge must come from one video (their records name it, where present)."""
     videos = {}
@@ -337,12 +361,12 @@ def render_overlay(
     """Draw the masks over the video (``overlay``) and a grid of frames (``sheet``)."""
     from .frames import open_video
 
-    with np.load(masks_npz) as data:
+    with np.load(masks_npz) as data:  # the small arrays only: masks are streamed below
         n, k, h, w = (int(v) for v in data["shape"])
         frames = data["frames"]
-        packed = data["masks"]
-    row_of = {int(f): i for i, f in enumerate(frames)}
     picks = set(np.linspace(frames[0], frames[-1], num=min(tiles, n)).round().astype(int).tolist())
+    masks = iter_packed(masks_npz)
+    next_mask = next(masks, None)
     cap = open_video(video)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     tiles_img = []
@@ -355,10 +379,10 @@ def render_overlay(
                 break
             if img.shape[:2] != (h, w):
                 img = cv2.resize(img, (w, h))
-            i = row_of.get(frame)
-            if i is not None:
-                m = np.unpackbits(packed[i], axis=-1, count=h * w).reshape(k, h, w).astype(bool)
-                img = draw_masks(img, m)
+            if next_mask is not None and next_mask[0] == frame:
+                m = np.unpackbits(next_mask[1], axis=-1, count=h * w).reshape(k, h, w)
+                img = draw_masks(img, m.astype(bool))
+                next_mask = next(masks, None)
             cv2.putText(img, str(frame), (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
             writer.write(img)
             if frame in picks:
