@@ -202,6 +202,23 @@ def build_parser() -> argparse.ArgumentParser:
     _model_args(p)
     _memory_args(p)
 
+    p = _subcommand(sub, "init", "write a sample sheet for your videos and say what to run")
+    p.add_argument("videos", nargs="+", help="video files, folders of videos or glob patterns")
+    p.add_argument(
+        "--dlc",
+        action="append",
+        default=[],
+        help="folder of DeepLabCut outputs (repeatable; the videos' own folders are searched too)",
+    )
+    p.add_argument("--sheet", default="config/videos.tsv", help="sample sheet to write")
+    p.add_argument("--config", default="config/config.yaml", help="the workflow's config")
+    p.add_argument(
+        "--local-config",
+        default="config/local.yaml",
+        help="config written for this machine, read after --config",
+    )
+    p.add_argument("--force", action="store_true", help="replace an existing sheet and config")
+
     p = _subcommand(sub, "demo-data", "write the synthetic demo video and its DLC file")
     p.add_argument("--out", default="demo", help="folder for demo.mp4 and its predictions")
     p.add_argument("--frames", type=int, default=120, help="frames of the demo video")
@@ -259,6 +276,68 @@ def _extract(args) -> int:
 
     result = extract_batches(args.video, args.out, args.batch_size, args.quality)
     print(f"{result.frames} frames in {len(result.batches)} batches -> {args.out}")
+    return 0
+
+
+def _init(args) -> int:
+    import os
+    import shutil
+
+    import yaml
+
+    from .atomic import write_text
+    from .models import MODELS
+    from .samplesheet import find_videos, sheet_for
+
+    videos = find_videos(args.videos)
+    if not videos:
+        raise UserError("no video files found", " ".join(args.videos), "give videos or folders")
+    folders = {v.parent for v in videos} | {Path(d) for d in args.dlc}
+    dlc = sorted({p.resolve() for d in folders for p in Path(d).glob("*DLC_*") if p.is_file()})
+    table, notes = sheet_for(videos, dlc)
+    sheet, local = Path(args.sheet), Path(args.local_config)
+    for path in (sheet, local):
+        if path.exists() and not args.force:
+            raise UserError("file exists", path, "pass --force to replace it")
+    write_text(sheet, table.to_csv(sep="\t", index=False))
+    for row in table.itertuples():
+        print(f"{row.video}: {row.path}" + (f"\n  prompts: {row.prompts}" if row.prompts else ""))
+    for note in notes:
+        print(f"warning: {note}")
+    print(f"wrote {sheet} ({len(table)} videos)")
+
+    import torch
+
+    if torch.cuda.is_available():
+        props = torch.cuda.get_device_properties(0)
+        print(f"GPU: {props.name}, {props.total_memory / 2**30:.1f} GiB")
+    else:
+        print("GPU: none here (the CPU works, slowly; a cluster's GPU nodes are faster)")
+    config = Path(args.config)
+    model = (yaml.safe_load(config.read_text()) or {}).get("model", {}) if config.is_file() else {}
+    spec = MODELS.get(model.get("name") or "sam2.1_hiera_tiny", MODELS["sam2.1_hiera_tiny"])
+    checkpoint = (
+        Path(model["checkpoint"])
+        if model.get("checkpoint") not in (None, "auto")
+        else Path(model.get("checkpoint_dir") or "resources/checkpoints") / spec.filename
+    )
+    settings: dict = {"videos": str(sheet)}
+    if checkpoint.is_file():
+        print(f"checkpoint: {checkpoint}")
+    else:
+        print(f"checkpoint: none at {checkpoint}; download {spec.url} there")
+        print("  (on a machine with internet: compute nodes are often offline), then delete")
+        print(f"  the model lines of {local}. Until then it runs untrained weights at 256 px:")
+        print("  the pipeline works end to end, but the masks are meaningless.")
+        settings["model"] = {"weights": "random", "image_size": 256}
+    write_text(local, yaml.safe_dump(settings, sort_keys=False))
+    print(f"wrote {local}")
+    files = f"--configfile {config} {local}"
+    print(f"next: snakemake --cores {os.cpu_count() or 1} {files}")
+    if shutil.which("sbatch"):
+        print("SLURM: found; fill in partition and account in profiles/slurm/config.yaml, then")
+        print(f"next (SLURM): snakemake --profile profiles/slurm {files}")
+    print("(run these from the repository, with its environment: source .venv/bin/activate)")
     return 0
 
 
@@ -394,6 +473,7 @@ def _memory(args) -> int:
 
 
 _COMMANDS = {
+    "init": _init,
     "extract": _extract,
     "segment": _segment,
     "demo-data": _demo_data,

@@ -6,6 +6,8 @@ Snakemake builds any job.
 
 from __future__ import annotations
 
+import glob
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -58,3 +60,86 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
             "give each video a unique name",
         )
     return table.set_index("video", drop=False)
+
+
+#: Video file types ``sam2flow init`` picks up from a folder.
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".mpg", ".mpeg", ".wmv")
+
+
+def find_videos(inputs: list[str | Path]) -> list[Path]:
+    """Video files among ``inputs``: files, folders (their videos) or glob patterns."""
+    found: list[Path] = []
+    for item in map(str, inputs):
+        path = Path(item)
+        if path.is_dir():
+            found += sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+        elif path.is_file():
+            found.append(path)
+        else:
+            matches = sorted(map(Path, glob.glob(item)))
+            if not matches:
+                raise UserError("no such video, folder or pattern", item, "check the path")
+            found += [p for p in matches if p.is_file()]
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def dlc_match(video: Path, candidates: list[Path]) -> tuple[Path | None, list[Path]]:
+    """The DeepLabCut output for ``video`` (DeepLabCut names it ``<video stem>DLC_...``),
+    and the other candidates passed over. CSV is preferred (no PyTables needed), then a
+    ``_filtered`` file (DeepLabCut's smoothed predictions), then the newest.
+
+    >>> files = [Path("m3v1mp4DLC_resnet50_x_1.h5"), Path("m3v1mp4DLC_resnet50_x_1.csv")]
+    >>> dlc_match(Path("m3v1mp4.mp4"), files)[0].name
+    'm3v1mp4DLC_resnet50_x_1.csv'
+    >>> dlc_match(Path("bedroom.mp4"), files)
+    (None, [])
+    """
+    mine = [
+        p
+        for p in candidates
+        if p.name.startswith(f"{video.stem}DLC_") and p.suffix.lower() in (".csv", ".h5")
+    ]
+    if not mine:
+        return None, []
+
+    def rank(p: Path):
+        mtime = p.stat().st_mtime if p.exists() else 0.0
+        return (p.suffix.lower() == ".csv", "_filtered" in p.stem, mtime)
+
+    mine.sort(key=rank, reverse=True)
+    return mine[0], mine[1:]
+
+
+def video_name(path: Path, taken: set[str]) -> str:
+    """A sample-sheet name for ``path`` (letters, digits, ``_ . -``), unique in ``taken``."""
+    base = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip("_.-") or "video"
+    name, n = base, 2
+    while name in taken:
+        name, n = f"{base}_{n}", n + 1
+    taken.add(name)
+    return name
+
+
+def sheet_for(videos: list[Path], dlc_files: list[Path]) -> tuple[pd.DataFrame, list[str]]:
+    """Sample-sheet rows for ``videos`` with their DeepLabCut files, and warnings: videos
+    without one, files without a video, and files passed over."""
+    rows, notes, used, taken = [], [], set(), set()
+    for video in videos:
+        chosen, others = dlc_match(video, dlc_files)
+        used.update([chosen, *others])
+        rows.append({"video": video_name(video, taken), "path": str(video), "prompts": ""})
+        if chosen is None:
+            notes.append(
+                f"{video.name}: no DeepLabCut file named {video.stem}DLC_*.csv/.h5; its batches "
+                "stay no_prompt until you give points, a box or a mask in the sheet"
+            )
+            continue
+        rows[-1]["prompts"] = str(chosen)
+        others = [o for o in others if o.stem != chosen.stem]  # not its .h5/.csv twin
+        if others:
+            notes.append(
+                f"{video.name}: using {chosen.name}, not {', '.join(o.name for o in others)}"
+            )
+    for extra in sorted(set(dlc_files) - used):
+        notes.append(f"{extra.name}: a DeepLabCut file without a matching video")
+    return pd.DataFrame(rows, columns=["video", "path", "prompts"]), notes

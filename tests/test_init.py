@@ -1,0 +1,103 @@
+"""``sam2flow init``: a sample sheet from a folder of videos and DeepLabCut outputs, and a
+printed next command that runs."""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from sam2flow.outputs import load_masks
+
+from conftest import ROOT, SNAKEMAKE, Project, sam2flow, shared_file
+
+SCORER = "DLC_resnet50_openfieldOct30shuffle1_1030000"
+
+
+def files(folder) -> list:
+    return ["--sheet", folder / "s.tsv", "--local-config", folder / "l.yaml"]
+
+
+def test_dlc_outputs_are_matched_by_their_names(tmp_path):
+    for name in ["a b.mp4", "mouse1.avi", f"mouse1{SCORER}.h5", f"mouse1{SCORER}.csv"]:
+        (tmp_path / name).touch()
+    (tmp_path / f"ratDLC_{SCORER}.csv").touch()
+    out = sam2flow("init", tmp_path, *files(tmp_path), "--config", "none.yaml")
+    sheet = pd.read_csv(tmp_path / "s.tsv", sep="\t", dtype=str).fillna("")
+    assert sheet["video"].tolist() == ["a_b", "mouse1"]  # a name the workflow accepts
+    assert sheet["prompts"].tolist() == ["", str(tmp_path / f"mouse1{SCORER}.csv")]
+    assert "a b.mp4: no DeepLabCut file" in out.stdout
+    assert f"ratDLC_{SCORER}.csv: a DeepLabCut file without a matching video" in out.stdout
+    assert "mouse1.avi: using" not in out.stdout  # its .h5 twin is not a competitor
+
+
+def test_an_existing_sheet_is_kept_unless_forced(tmp_path):
+    (tmp_path / "v.mp4").touch()
+    (tmp_path / "s.tsv").write_text("mine")
+    out = sam2flow("init", tmp_path, *files(tmp_path), check=False)
+    assert out.returncode == 2 and "file exists: " + str(tmp_path / "s.tsv") in out.stderr
+    assert (tmp_path / "s.tsv").read_text() == "mine" and not (tmp_path / "l.yaml").exists()
+    sam2flow("init", tmp_path, *files(tmp_path), "--force")
+    assert (tmp_path / "s.tsv").read_text().startswith("video\tpath\tprompts")
+
+
+def dlc_predictions(folder, stem: str, frames: int) -> None:
+    """A DeepLabCut prediction file pair (CSV and its HDF5 twin) named as DeepLabCut names
+    them, with the first labelled pose of the shared label file on every frame."""
+    labels = pd.read_csv(shared_file("CollectedData_Pranav.csv"), header=[0, 1, 2], index_col=0)
+    pose = labels.iloc[0].to_numpy(dtype=float).reshape(-1, 2)
+    parts = labels.columns.get_level_values(1)[::2]
+    columns = pd.MultiIndex.from_tuples(
+        [(SCORER, b, c) for b in parts for c in ("x", "y", "likelihood")],
+        names=["scorer", "bodyparts", "coords"],
+    )
+    row = np.concatenate([np.append(xy, 0.95) for xy in pose])
+    table = pd.DataFrame(np.tile(row, (frames, 1)), columns=columns)
+    table.to_csv(folder / f"{stem}{SCORER}.csv")
+    table.to_hdf(folder / f"{stem}{SCORER}.h5", key="df_with_missing")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_init_on_real_videos_then_the_printed_command_runs_to_the_end(tmp_path):
+    """bedroom.mp4 (no DeepLabCut file) and the first 60 frames of m3v1mp4.mp4 with a
+    prediction pair named like DeepLabCut's; the printed random-weights command runs."""
+    folder = tmp_path / "videos"
+    folder.mkdir()
+    (folder / "bedroom.mp4").symlink_to(shared_file("bedroom.mp4"))
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", shared_file("m3v1mp4.mp4"), "-frames:v", "60"]
+        + ["-c:v", "libx264", str(folder / "m3v1mp4.mp4")],
+        check=True,
+    )
+    dlc_predictions(folder, "m3v1mp4", 60)
+    project = Project(tmp_path / "project")
+    sheet = project.path / "config" / "videos.tsv"
+    config = project.path / "config" / "config.yaml"
+    local = project.path / "config" / "local.yaml"
+    out = sam2flow("init", folder, "--sheet", sheet, "--config", config, "--local-config", local)
+    rows = pd.read_csv(sheet, sep="\t", dtype=str).fillna("").set_index("video")
+    assert rows.loc["m3v1mp4", "prompts"] == str(folder / f"m3v1mp4{SCORER}.csv")
+    assert rows.loc["bedroom", "prompts"] == ""
+    assert "warning: bedroom.mp4: no DeepLabCut file" in out.stdout
+    command = [line for line in out.stdout.splitlines() if line.startswith("next: snakemake")]
+    assert len(command) == 1, out.stdout
+    assert yaml.safe_load(local.read_text())["model"] == {"weights": "random", "image_size": 256}
+    args = shlex.split(command[0].removeprefix("next: "))[1:]
+    run = subprocess.run(
+        [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(project.path), *args],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
+    results = project.path / "results"
+    frames, objects, _ = load_masks(results / "m3v1mp4" / "masks.npz")
+    assert frames.tolist() == list(range(60)) and objects.tolist() == [1]
+    summary = pd.read_csv(results / "memory_summary.csv").set_index("video")
+    assert summary.loc["m3v1mp4", "no_prompt"] == 0
+    assert summary.loc["bedroom", "no_prompt"] == 200
