@@ -210,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="folder of DeepLabCut outputs (repeatable; the videos' own folders are searched too)",
     )
-    p.add_argument("--sheet", default="config/videos.tsv", help="sample sheet to write")
+    p.add_argument("--sheet", default="config/local_videos.tsv", help="sample sheet to write")
     p.add_argument("--config", default="config/config.yaml", help="the workflow's config")
     p.add_argument(
         "--local-config",

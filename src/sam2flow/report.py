@@ -14,6 +14,7 @@ import pandas as pd
 from .atomic import atomic_path, write_text
 from .outputs import FRAME_STATUSES
 from .record import read_record
+from .reruns import parse_rerun
 
 log = logging.getLogger(__name__)
 
@@ -101,12 +102,14 @@ def skipped_table(records: list[dict]) -> pd.DataFrame:
             "last_frame": hi,
             "frames": hi - lo + 1,
             "reason": why,
+            "reruns": parse_rerun(r.get("rerun_strategy", ""))[1],
         }
         for r in records
         for (lo, hi), why in zip(r["skipped_ranges"], skip_reasons(r), strict=True)
     ]
     return pd.DataFrame(
-        rows, columns=["video", "batch", "first_frame", "last_frame", "frames", "reason"]
+        rows,
+        columns=["video", "batch", "first_frame", "last_frame", "frames", "reason", "reruns"],
     )
 
 

@@ -67,6 +67,13 @@ def test_recovered_and_skipped_batches_then_rerun_only_the_skipped(project, tmp_
     skipped = pd.read_csv(project.path / "results" / "skipped.tsv", sep="\t")
     assert skipped[["video", "first_frame", "last_frame"]].values.tolist() == [["b", 0, 29]]
 
+    # A rerun on the same small "GPU": still skipped, and rerun again when asked again.
+    still = project.snakemake(
+        "--config", "rerun_skipped=true", env={"SAM2FLOW_INJECT_OOM": "above=5"}
+    )
+    assert jobs_run(still.log, "segment_batch") == ["video=b, batch=0000"]
+    skipped = pd.read_csv(project.path / "results" / "skipped.tsv", sep="\t")
+    assert skipped[["video", "reruns"]].values.tolist() == [["b", 1]]
     rerun = project.snakemake("--config", "rerun_skipped=true")
     assert jobs_run(rerun.log, "segment_batch") == ["video=b, batch=0000"]
     assert jobs_run(rerun.log, "extract_frames") == ["video=b"]
@@ -77,7 +84,7 @@ def test_recovered_and_skipped_batches_then_rerun_only_the_skipped(project, tmp_
     )
     assert pd.read_csv(project.path / "results" / "skipped.tsv", sep="\t").empty
     record = json.loads((project.path / "results/b/batches/0000/memory.json").read_text())
-    assert record["rerun_strategy"] == "offload"
+    assert record["rerun_strategy"] == "offload#2"  # its second rerun
     # Offload from min_chunk (25); 30 frames make no second chunk of 25 or more: one chunk.
     assert [(a["level"], a["chunk_size"]) for a in record["attempts"]] == [("offload", 30)]
     # A later plain run has nothing left to do.

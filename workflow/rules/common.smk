@@ -138,12 +138,10 @@ def video_prompt_options(video):
 
 @functools.cache
 def skipped_batches():
-    """(video, batch) pairs listed in results/skipped.tsv by the last summary."""
-    path = Path("results/skipped.tsv")
-    if not path.is_file():
-        return set()
-    table = pd.read_csv(path, sep="\t", dtype=str)
-    return set(zip(table["video"], table["batch"]))
+    """(video, batch) -> reruns so far, of the batches in results/skipped.tsv."""
+    from sam2flow.reruns import listed_skipped
+
+    return listed_skipped("results/skipped.tsv")
 
 
 @functools.cache
@@ -170,20 +168,16 @@ def previous_batch(wildcards):
 
 
 def rerun_strategy(wildcards):
-    """How to redo this batch: '' normally; the configured strategy for a skipped batch
-    when rerun_skipped is set. It is a parameter, so a change reruns exactly those jobs.
+    """How to redo this batch (sam2flow.reruns): a parameter, so a change reruns the job."""
+    from sam2flow.reruns import rerun_value
 
-    Snakemake evaluates it again when the job starts, after the job's old outputs are
-    gone, so "skipped" is also read from results/skipped.tsv; once rerun, the batch keeps
-    its strategy in memory.json and later plain runs leave it alone."""
     record = Path(f"results/{wildcards.video}/batches/{wildcards.batch}/memory.json")
-    data = json.loads(record.read_text()) if record.is_file() else {}
-    if data.get("rerun_strategy"):
-        return data["rerun_strategy"]
-    skipped = data.get("status") == "skipped" or (
-        (wildcards.video, wildcards.batch) in skipped_batches()
+    return rerun_value(
+        json.loads(record.read_text()) if record.is_file() else None,
+        skipped_batches().get((wildcards.video, wildcards.batch)),
+        RERUN_SKIPPED,
+        config["memory"]["rerun_strategy"],
     )
-    return config["memory"]["rerun_strategy"] if RERUN_SKIPPED and skipped else ""
 
 
 def write_partial_summary():

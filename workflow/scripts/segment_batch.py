@@ -4,6 +4,7 @@ from pathlib import Path
 
 from sam2flow.logs import run_script
 from sam2flow.memory import GuardConfig
+from sam2flow.reruns import parse_rerun
 from sam2flow.segment import segment_folder
 
 run_script(
@@ -13,7 +14,9 @@ run_script(
         Path(snakemake.output.record).parent,
         prompt=dict(snakemake.params.prompt, carry_from=snakemake.input.get("carry") or None),
         model=snakemake.params.model,
-        memory=GuardConfig.from_options(snakemake.params.memory, snakemake.params.rerun),
+        memory=GuardConfig.from_options(
+            snakemake.params.memory, parse_rerun(snakemake.params.rerun)[0]
+        ),
         video=snakemake.wildcards.video,
         batch=snakemake.wildcards.batch,
         record_extra={"rerun_strategy": snakemake.params.rerun},

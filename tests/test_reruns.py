@@ -1,0 +1,35 @@
+"""Which batches a run redoes: the segment_batch parameter, over a sequence of runs."""
+
+from sam2flow.report import skipped_table
+from sam2flow.reruns import listed_skipped, parse_rerun, rerun_value
+
+
+def test_a_batch_still_skipped_gets_a_new_value_at_each_rerun_and_keeps_it_otherwise():
+    record = {"status": "skipped"}
+    values = []
+    for _ in range(3):  # three rerun_skipped runs that all end skipped again
+        value = rerun_value(record, None, True, "offload")
+        values.append(value)
+        record = {"status": "skipped", "rerun_strategy": value}
+    assert values == ["offload#1", "offload#2", "offload#3"]
+    assert rerun_value(record, 3, False, "offload") == "offload#3"  # a plain run: unchanged
+    ok = {"status": "ok", "rerun_strategy": "offload#3"}
+    assert rerun_value(ok, None, True, "offload") == "offload#3"  # done: never again
+
+
+def test_the_value_at_job_start_equals_the_value_when_the_dag_was_built(tmp_path):
+    """At job start the record is gone; skipped.tsv gives the same round."""
+    record = {"video": "v", "batch": "0003", "status": "skipped", "rerun_strategy": "chunked#2"}
+    record |= {"skipped_ranges": [[0, 9]], "skip_reasons": ["oom"]}
+    skipped_table([record]).to_csv(tmp_path / "skipped.tsv", sep="\t", index=False)
+    listed = listed_skipped(tmp_path / "skipped.tsv")
+    assert listed == {("v", "0003"): 2}
+    at_dag = rerun_value(record, listed[("v", "0003")], True, "chunked")
+    at_start = rerun_value(None, listed[("v", "0003")], True, "chunked")
+    assert at_dag == at_start == "chunked#3" and parse_rerun(at_start) == ("chunked", 3)
+
+
+def test_a_skipped_tsv_from_before_reruns_counts_none(tmp_path):
+    (tmp_path / "skipped.tsv").write_text("video\tbatch\tfirst_frame\nv\t0000\t0\n")
+    assert listed_skipped(tmp_path / "skipped.tsv") == {("v", "0000"): 0}
+    assert listed_skipped(tmp_path / "none.tsv") == {}
