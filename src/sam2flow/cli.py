@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--out", required=True, help="folder for memory_summary.csv, .html and skipped.tsv"
     )
+    p.add_argument(
+        "--videos", nargs="*", default=None, help="every video of the run (missing: failed)"
+    )
 
     p = _subcommand(sub, "memory", "memory status and planning")
     msub = p.add_subparsers(dest="memory_command", required=True)
@@ -428,6 +431,7 @@ def _summary(args) -> int:
         out / "memory_summary.csv",
         out / "memory_report.html",
         out / "skipped.tsv",
+        videos=args.videos,
     )
     print(f"{len(summary)} batches -> {args.out}")
     return 0

@@ -22,11 +22,10 @@ import torch
 
 from .atomic import atomic_path, write_text
 from .errors import UserError
-from .record import check_record
+from .record import FRAME_STATUSES, check_record
 
 log = logging.getLogger(__name__)
 
-FRAME_STATUSES = ("ok", "skipped_oom", "no_prompt", "empty")
 COLUMNS = ["frame", "object", "status", "area", "cx", "cy", "x0", "y0", "x1", "y1", "score"]
 _PENDING = ""
 

@@ -10,9 +10,13 @@ import functools
 import json
 from pathlib import Path
 
+import fastjsonschema
 import jsonschema
 
 from .errors import UserError
+
+#: A frame slot's status: segmented, skipped (out of memory), never prompted, empty mask.
+FRAME_STATUSES = ("ok", "skipped_oom", "no_prompt", "empty")
 
 _INT = {"type": "integer", "minimum": 0}
 _INT_OR_NULL = {"type": ["integer", "null"], "minimum": 0}
@@ -106,7 +110,7 @@ SCHEMA = {
         "frames_per_second": {"type": ["number", "null"]},
         "frame_status": {
             "type": "object",
-            "propertyNames": {"enum": ["ok", "skipped_oom", "no_prompt", "empty"]},
+            "propertyNames": {"enum": list(FRAME_STATUSES)},
             "additionalProperties": {"type": "integer", "minimum": 0},
         },
         "sizing": {
@@ -124,10 +128,18 @@ SCHEMA = {
         "prompt_source": {"type": "string"},
         "warning": {"type": "string"},
         "video_warning": {"type": "string"},
+        "host_peak_rss_bytes": _INT,
         "rerun_strategy": {"type": "string"},
     },
     "additionalProperties": False,
 }
+
+
+@functools.cache
+def _compiled():
+    """The schema compiled to Python (~40x faster than ``jsonschema``: a summary of 10,000
+    records checks each); ``jsonschema`` words the message when a record fails."""
+    return fastjsonschema.compile(SCHEMA)
 
 
 @functools.cache
@@ -138,10 +150,13 @@ def _validator():
 
 def record_problem(record: dict) -> str | None:
     """The first way ``record`` breaks ``SCHEMA`` or its own arithmetic; ``None`` if none."""
-    error = jsonschema.exceptions.best_match(_validator().iter_errors(record))
-    if error is not None:
-        where = "/".join(str(p) for p in error.absolute_path) or "record"
-        return f"{where}: {error.message}"
+    try:
+        _compiled()(record)
+    except fastjsonschema.JsonSchemaValueException:  # the fast check failed: say why
+        error = jsonschema.exceptions.best_match(_validator().iter_errors(record))
+        if error is not None:
+            where = "/".join(str(p) for p in error.absolute_path) or "record"
+            return f"{where}: {error.message}"
     frames = record["last_frame"] - record["first_frame"] + 1
     if record["frames_total"] != frames:
         return f"frames_total {record['frames_total']} but frames {frames}"

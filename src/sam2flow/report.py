@@ -4,7 +4,6 @@ the list of skipped batches and frame ranges."""
 from __future__ import annotations
 
 import base64
-import html
 import io
 import logging
 from pathlib import Path
@@ -12,8 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from .atomic import atomic_path, write_text
-from .outputs import FRAME_STATUSES
-from .record import read_record
+from .record import FRAME_STATUSES, read_record
 from .reruns import parse_rerun
 
 log = logging.getLogger(__name__)
@@ -33,7 +31,10 @@ SUMMARY_COLUMNS = [
     "peak_reserved_bytes",
     "nvml_used_bytes",
     "memory_cap_bytes",
+    "host_peak_rss_bytes",
+    "device_total_bytes",
     "status_level",
+    "seconds",
     "frames_per_second",
     *FRAME_STATUSES,
     "device",
@@ -52,6 +53,7 @@ def _max(values) -> int | None:
 def summary_row(record: dict) -> dict:
     """One summary row from a batch's ``memory.json`` record."""
     attempts = record.get("attempts", [])
+    snapshots = record.get("snapshots", [])
     counts = record.get("frame_status", {})
     row = {
         "video": record.get("video"),
@@ -68,8 +70,12 @@ def summary_row(record: dict) -> dict:
         "peak_reserved_bytes": _max(a.get("peak_reserved_bytes") for a in attempts),
         "nvml_used_bytes": _max(a.get("nvml_used_bytes") for a in attempts),
         "memory_cap_bytes": record.get("memory_cap_bytes"),
+        "host_peak_rss_bytes": record.get("host_peak_rss_bytes")
+        or _max(snap.get("host_rss") for snap in snapshots),
+        "device_total_bytes": _max(snap.get("total") for snap in snapshots),
         "status_level": record.get("status_level"),
-        "frames_per_second": record.get("frames_per_second"),
+        "seconds": record.get("seconds"),
+        "frames_per_second": record.get("frames_per_second") if attempts else None,
         "device": record.get("device"),
         "model": record.get("model"),
         "weights": record.get("weights"),
@@ -81,10 +87,37 @@ def summary_row(record: dict) -> dict:
     return row
 
 
-def read_records(paths: list[str | Path]) -> list[dict]:
-    """Read ``memory.json`` files; ordered by video and first frame."""
-    records = [read_record(p) for p in paths]
-    return sorted(records, key=lambda r: (str(r.get("video")), r.get("first_frame") or 0))
+def summary_table(records: list[dict]) -> pd.DataFrame:
+    """A row per batch record."""
+    return summary_table_from_rows([summary_row(r) for r in records])
+
+
+def summary_table_from_rows(rows: list[dict]) -> pd.DataFrame:
+    """Summary rows as a table; byte counts as integers (empty where the device has none)."""
+    summary = pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+    for column in SUMMARY_COLUMNS:
+        if column.endswith("_bytes"):
+            summary[column] = summary[column].astype("Int64")
+    return summary
+
+
+def read_tables(paths: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The summary and the skipped table of ``memory.json`` files, ordered by video and
+    first frame. Records are read one at a time and dropped: memory follows the rows
+    kept, not the records' snapshots."""
+    rows, skipped = [], []
+    for path in paths:
+        record = read_record(path)
+        rows.append(summary_row(record))
+        skipped += skipped_rows(record)
+    summary = _sorted(summary_table_from_rows(rows))
+    return summary, _sorted(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS))
+
+
+def _sorted(table: pd.DataFrame) -> pd.DataFrame:
+    if table.empty:
+        return table
+    return table.sort_values(["video", "first_frame"], kind="stable").reset_index(drop=True)
 
 
 def skip_reasons(record: dict) -> list:
@@ -92,96 +125,280 @@ def skip_reasons(record: dict) -> list:
     return record.get("skip_reasons", [record.get("skip_reason")] * len(record["skipped_ranges"]))
 
 
-def skipped_table(records: list[dict]) -> pd.DataFrame:
-    """A row per skipped frame range: video, batch, first and last frame, reason."""
-    rows = [
+SKIPPED_COLUMNS = ["video", "batch", "first_frame", "last_frame", "frames", "reason", "reruns"]
+
+
+def skipped_rows(record: dict) -> list[dict]:
+    """A row per skipped frame range of one record: video, batch, frames, reason, reruns."""
+    return [
         {
-            "video": r.get("video"),
-            "batch": r.get("batch"),
+            "video": record.get("video"),
+            "batch": record.get("batch"),
             "first_frame": lo,
             "last_frame": hi,
             "frames": hi - lo + 1,
             "reason": why,
-            "reruns": parse_rerun(r.get("rerun_strategy", ""))[1],
+            "reruns": parse_rerun(record.get("rerun_strategy", ""))[1],
         }
-        for r in records
-        for (lo, hi), why in zip(r["skipped_ranges"], skip_reasons(r), strict=True)
+        for (lo, hi), why in zip(record["skipped_ranges"], skip_reasons(record), strict=True)
     ]
-    return pd.DataFrame(
-        rows,
-        columns=["video", "batch", "first_frame", "last_frame", "frames", "reason", "reruns"],
+
+
+def skipped_table(records: list[dict]) -> pd.DataFrame:
+    """A row per skipped frame range of ``records``."""
+    return pd.DataFrame([row for r in records for row in skipped_rows(r)], columns=SKIPPED_COLUMNS)
+
+
+def video_overview(summary: pd.DataFrame, videos: list[str] | None = None) -> pd.DataFrame:
+    """One row per video (those of ``videos`` without any record included, as failed):
+    batches by status, frame slots by status, peak memory against its limit, time and
+    throughput; problems first (skipped frames, then recovered batches, then no-prompt)."""
+    rows = []
+    for video, group in summary.groupby("video", sort=True):
+        gpu = group["peak_allocated_bytes"].notna().any()
+        peak = group["peak_allocated_bytes" if gpu else "host_peak_rss_bytes"].max()
+        limit = group["memory_cap_bytes"].max() if gpu else None
+        if limit is None or pd.isna(limit):
+            limit = group["device_total_bytes"].max()
+        seconds = group["seconds"].sum()
+        rows.append(
+            {
+                "video": video,
+                "state": video_state(group),
+                "batches": len(group),
+                **{f"batches_{k}": int((group["status"] == k).sum()) for k in BATCH_STATUSES},
+                "frames": int(group["frames"].sum()),
+                **{k: int(group[k].sum()) for k in FRAME_STATUSES},
+                "memory": "GPU (torch peak allocated)" if gpu else "host (peak RSS)",
+                "peak_bytes": None if pd.isna(peak) else int(peak),
+                "limit_bytes": None if pd.isna(limit) else int(limit),
+                "seconds": float(seconds),
+                "frames_per_second": float(group["frames"].sum() / seconds) if seconds else None,
+            }
+        )
+    for video in sorted(set(videos or []) - set(summary["video"])):
+        rows.append(
+            {
+                "video": video,
+                "state": "failed",
+                "batches": 0,
+                "frames": 0,
+                "memory": f"no batch record: see logs/*/{video}*",
+            }
+        )
+    table = pd.DataFrame(rows, columns=OVERVIEW_COLUMNS)
+    rank = (
+        table["state"].map(STATE_ORDER) * 1e12
+        - table["skipped_oom"].fillna(0)
+        - table["no_prompt"].fillna(0) / 1e6
     )
+    return table.loc[rank.sort_values(kind="stable").index].reset_index(drop=True)
 
 
-def _figure_html(fig) -> str:
+BATCH_STATUSES = ("ok", "recovered", "skipped")
+#: A video's state in the overview, problems first.
+STATE_ORDER = {"failed": 0, "skipped frames": 1, "never prompted": 2, "recovered": 3, "done": 4}
+
+
+def video_state(batches: pd.DataFrame) -> str:
+    """What a reader must know first about a video, from its batches' summary rows."""
+    if batches["skipped_oom"].sum():
+        return "skipped frames"
+    if batches["no_prompt"].sum() == (batches["frames"] * batches["objects"]).sum():
+        return "never prompted"
+    return "recovered" if (batches["status"] == "recovered").any() else "done"
+
+
+OVERVIEW_COLUMNS = [
+    "video",
+    "state",
+    "batches",
+    *[f"batches_{k}" for k in BATCH_STATUSES],
+    "frames",
+    *FRAME_STATUSES,
+    "memory",
+    "peak_bytes",
+    "limit_bytes",
+    "seconds",
+    "frames_per_second",
+]
+#: Up to this many batches the plots show one bar per batch; beyond, distributions.
+FEW_BATCHES = 40
+#: The HTML lists at most this many batches and skipped ranges (the CSV and TSV hold all).
+HTML_ROWS = 300
+
+
+def human_bytes(value) -> str:
+    """``1536`` -> ``'1.5 KiB'``; empty for a missing value.
+
+    >>> human_bytes(3 * 2**30), human_bytes(None)
+    ('3.0 GiB', '')
+    """
+    if value is None or pd.isna(value):
+        return ""
+    value = float(value)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if abs(value) < 1024 or unit == "GiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return ""
+
+
+def in_words(counts: dict[str, int], noun: str) -> str:
+    """``{"ok": 3, "skipped": 1}``, ``"batches"`` -> ``'4 batches: 3 ok, 1 skipped'``."""
+    total = sum(counts.values())
+    parts = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in counts.items() if n)
+    return f"{total:,} {noun}" + (f": {parts}" if parts else "")
+
+
+def _png(fig) -> str:
     buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    data = base64.b64encode(buf.getvalue()).decode()
-    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+    fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+    return base64.b64encode(buf.getvalue()).decode()
 
 
-def _plots(summary: pd.DataFrame) -> list[str]:
+def memory_figure(summary: pd.DataFrame):
+    """Peak memory per batch (few batches) or its distribution per video (many), on the
+    GPU against the cap, on the CPU/MPS against the machine's memory."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    mib = 1024**2
-    labels = (summary["video"].astype(str) + "/" + summary["batch"].astype(str)).tolist()
-    x = range(len(summary))
-    out = []
-    fig, ax = plt.subplots(figsize=(8, 3))
-    peak = summary["peak_allocated_bytes"].astype(float) / mib
-    ax.bar(x, peak.fillna(0), color="#4c72b0", label="peak allocated")
-    cap = summary["memory_cap_bytes"].astype(float) / mib
-    if cap.notna().any():
-        ax.plot(list(x), cap, "r--", label="cap")
-    ax.set_ylabel("MiB")
-    ax.set_title("Peak GPU memory per batch (torch; empty on the CPU)")
-    ax.set_xticks(list(x), labels, rotation=90, fontsize=7)
-    ax.legend()
-    out.append(_figure_html(fig))
-    plt.close(fig)
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 3))
-    a1.bar(x, summary["attempts"], color="#dd8452")
-    a1.set_title("Attempts per batch")
-    a1.set_xticks(list(x), labels, rotation=90, fontsize=7)
+    gib = 2**30
+    gpu = summary["peak_allocated_bytes"].notna().any()
+    peak = summary["peak_allocated_bytes" if gpu else "host_peak_rss_bytes"].astype(float) / gib
+    limit = summary["memory_cap_bytes" if gpu else "device_total_bytes"].astype(float) / gib
+    what = "GPU memory (torch peak allocated)" if gpu else "host memory (peak RSS)"
+    fig, ax = plt.subplots(figsize=(8, 3.2))
+    if len(summary) <= FEW_BATCHES:
+        labels = (summary["video"].astype(str) + "/" + summary["batch"].astype(str)).tolist()
+        ax.bar(range(len(summary)), peak.fillna(0), color="#4c72b0", label="peak")
+        ax.set_xticks(range(len(summary)), labels, rotation=90, fontsize=7)
+    else:
+        groups = [(v, peak[summary["video"] == v].dropna()) for v in summary["video"].unique()]
+        groups = [(v, g) for v, g in groups if len(g)][:30]
+        ax.boxplot([g for _, g in groups], orientation="horizontal", showfliers=True)
+        ax.set_yticks(range(1, len(groups) + 1), [v for v, _ in groups], fontsize=7)
+        ax.set_xlabel("GiB")
+    if limit.notna().any():
+        line = float(limit.max())
+        draw = ax.axhline if len(summary) <= FEW_BATCHES else ax.axvline
+        draw(line, color="r", linestyle="--", label="cap" if gpu else "machine total")
+        ax.legend(fontsize=7)
+    ax.set_title(f"Peak {what} per batch")
+    if len(summary) <= FEW_BATCHES:
+        ax.set_ylabel("GiB")
+    return fig
+
+
+def throughput_figure(summary: pd.DataFrame):
+    """Frames/s of each batch that ran (bars when few, a histogram when many)."""
+    import matplotlib.pyplot as plt
+
+    fps = summary["frames_per_second"].astype(float)
+    fig, ax = plt.subplots(figsize=(8, 2.8))
+    if len(summary) <= FEW_BATCHES:
+        labels = (summary["video"].astype(str) + "/" + summary["batch"].astype(str)).tolist()
+        ax.bar(range(len(summary)), fps.fillna(0), color="#55a868")
+        ax.set_xticks(range(len(summary)), labels, rotation=90, fontsize=7)
+    else:
+        ax.hist(fps.dropna(), bins=40, color="#55a868")
+        ax.set_xlabel("frames/s")
+        ax.set_ylabel("batches")
+    ax.set_title("Throughput of batches that ran (frames/s)")
+    return fig
+
+
+def ladder_figure(summary: pd.DataFrame):
+    """How far down the recovery ladder batches went, and frame slots by status."""
+    import matplotlib.pyplot as plt
+
+    reached = {"whole": 0, "chunked": 0, "offload": 0, "cpu": 0, "skipped": 0}
+    for levels, status in zip(summary["levels"], summary["status"], strict=True):
+        if status == "skipped":
+            reached["skipped"] += 1
+        elif levels:
+            reached[str(levels).split(" > ")[-1]] += 1
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 2.8))
+    a1.bar(list(reached), list(reached.values()), color="#dd8452")
+    a1.set_title("Batches by the last level they needed")
     counts = summary[list(FRAME_STATUSES)].sum()
-    a2.bar(counts.index, counts.values, color=["#55a868", "#c44e52", "#8172b2", "#937860"])
-    a2.set_title("Frames by status")
-    out.append(_figure_html(fig))
-    plt.close(fig)
-    fig, ax = plt.subplots(figsize=(8, 3))
-    ax.bar(x, summary["frames_per_second"].astype(float).fillna(0), color="#55a868")
-    ax.set_title("Throughput (frames/s)")
-    ax.set_xticks(list(x), labels, rotation=90, fontsize=7)
-    out.append(_figure_html(fig))
-    plt.close(fig)
-    return out
+    a2.bar([k.replace("_", " ") for k in counts.index], counts.values, color="#8172b2")
+    a2.set_title("Frame slots by status")
+    fig.tight_layout()
+    return fig
 
 
-def render_html(summary: pd.DataFrame, skipped: pd.DataFrame, records: list[dict]) -> str:
-    """The memory report page: warnings, totals, plots, the summary and the skipped list."""
-    warn = ""
-    if any(r.get("weights") == "random" for r in records):
-        warn = (
-            '<p style="background:#fdd;padding:8px;font-weight:bold">RANDOM WEIGHTS: these '
-            "masks come from an untrained model (tests or the offline demo). Configure a "
-            "checkpoint for real work.</p>"
-        )
-    totals = summary[list(FRAME_STATUSES)].sum().to_dict() if len(summary) else {}
-    by_status = summary["status"].value_counts().to_dict() if len(summary) else {}
-    plots = "".join(_plots(summary)) if len(summary) else ""
-    return (
-        "<!doctype html><html><head><meta charset='utf-8'><title>sam2flow memory report</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;font-size:12px}"
-        "td,th{border:1px solid #ccc;padding:2px 6px}</style></head><body>"
-        "<h1>sam2flow memory report</h1>"
-        f"{warn}<p>Batches: {html.escape(str(by_status))}. "
-        f"Frame slots: {html.escape(str(totals))}.</p>"
-        f"{plots}<h2>Batches</h2>{summary.to_html(index=False, na_rep='')}"
-        f"<h2>Skipped</h2>{skipped.to_html(index=False) if len(skipped) else '<p>None.</p>'}"
-        "</body></html>"
+_TEMPLATE = """<!doctype html><html><head><meta charset="utf-8">
+<title>sam2flow memory report</title>
+<style>body{font-family:sans-serif;margin:2em;max-width:1100px}
+table{border-collapse:collapse;font-size:12px;display:block;overflow-x:auto}
+td,th{border:1px solid #ccc;padding:2px 6px;white-space:nowrap}
+td.num{text-align:right}.warn{background:#fdd;padding:8px;font-weight:bold}
+.bad{background:#fee}</style></head><body>
+<h1>sam2flow memory report</h1>
+{% if random %}<p class="warn">RANDOM WEIGHTS: these masks come from an untrained model
+(tests or the offline demo). Configure a checkpoint for real work.</p>{% endif %}
+<p>{{ videos_line }}.<br>{{ batches_line }}.<br>{{ frames_line }}.</p>
+<h2>Videos</h2>{{ overview }}
+{% for image in images %}<img alt="plot" src="data:image/png;base64,{{ image }}"><br>
+{% endfor %}
+<h2>Batches that needed more than one attempt or skipped frames</h2>
+{% if detail %}{{ detail }}{% else %}<p>Every batch ran whole.</p>{% endif %}
+<h2>Skipped frame ranges</h2>
+{% if skipped %}{{ skipped }}{% else %}<p>No frame was skipped.</p>{% endif %}
+<p>Every batch: <code>memory_summary.csv</code>; every skipped range:
+<code>skipped.tsv</code>.</p></body></html>
+"""
+
+
+def _table(frame: pd.DataFrame, byte_columns=(), limit: int = HTML_ROWS) -> str:
+    """An HTML table with human units, empty cells for missing values, at most ``limit``
+    rows (the rest are counted)."""
+    shown = frame.head(limit).copy()
+    for col in byte_columns:
+        shown[col] = shown[col].map(human_bytes)
+    for col in shown.columns:
+        if shown[col].dtype.kind == "f":
+            shown[col] = shown[col].map(lambda v: "" if pd.isna(v) else f"{v:,.3g}")
+    shown = shown.astype(object).where(shown.notna(), "")
+    more = len(frame) - len(shown)
+    note = f"<p>... and {more:,} more rows in the CSV.</p>" if more > 0 else ""
+    return shown.to_html(index=False, na_rep="", escape=True) + note
+
+
+def render_html(
+    summary: pd.DataFrame,
+    skipped: pd.DataFrame,
+    videos: list[str] | None = None,
+) -> str:
+    """The memory report page: overview first, then plots, then detail on demand."""
+    import jinja2
+
+    overview = video_overview(summary, videos)
+    batch_counts = {k: int((summary["status"] == k).sum()) for k in BATCH_STATUSES}
+    frame_counts = {k: int(summary[k].sum()) for k in FRAME_STATUSES}
+    states = {k: int((overview["state"] == k).sum()) for k in STATE_ORDER}
+    images = []
+    if len(summary):
+        import matplotlib.pyplot as plt
+
+        for make in (memory_figure, throughput_figure, ladder_figure):
+            fig = make(summary)
+            images.append(_png(fig))
+            plt.close(fig)
+    detail = summary[(summary["attempts"] > 1) | (summary["skipped_oom"] > 0)]
+    byte_cols = [c for c in SUMMARY_COLUMNS if c.endswith("_bytes")]
+    return jinja2.Template(_TEMPLATE, autoescape=False).render(
+        random=bool((summary["weights"] == "random").any()),
+        videos_line=in_words(states, "videos"),
+        batches_line=in_words(batch_counts, "batches"),
+        frames_line=in_words(frame_counts, "frame slots (frames x objects)"),
+        overview=_table(overview, ["peak_bytes", "limit_bytes"]),
+        images=images,
+        detail=_table(detail, byte_cols) if len(detail) else "",
+        skipped=_table(skipped) if len(skipped) else "",
     )
 
 
@@ -190,15 +407,15 @@ def write_summary(
     csv_path: str | Path,
     html_path: str | Path,
     skipped_path: str | Path,
+    videos: list[str] | None = None,
 ) -> pd.DataFrame:
-    """Write the summary CSV, the HTML report and the skipped list; return the summary."""
-    records = read_records(record_paths)
-    summary = pd.DataFrame([summary_row(r) for r in records], columns=SUMMARY_COLUMNS)
-    skipped = skipped_table(records)
+    """Write the summary CSV, the HTML report and the skipped list; return the summary.
+    ``videos``: every video of the run, so that one with no batch record shows as failed."""
+    summary, skipped = read_tables(record_paths)
     with atomic_path(csv_path) as tmp:
         summary.to_csv(tmp, index=False)
     with atomic_path(skipped_path) as tmp:
         skipped.to_csv(tmp, sep="\t", index=False)
-    write_text(html_path, render_html(summary, skipped, records))
+    write_text(html_path, render_html(summary, skipped, videos))
     log.info("%d batches, %d skipped ranges", len(summary), len(skipped))
     return summary

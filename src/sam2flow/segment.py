@@ -329,6 +329,7 @@ def segment_batch(
         image_size=model.image_size,
         seconds=round(seconds, 3),
         frames_per_second=round(len(frames) / seconds, 3) if seconds > 0 else None,
+        host_peak_rss_bytes=peak_rss_bytes(),
     )
     if model.weights == "random":
         record["warning"] = RANDOM_WEIGHTS_WARNING
@@ -344,6 +345,15 @@ def segment_batch(
         record["frames_per_second"] or 0,
     )
     return record
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory so far (what a job's ``mem_mb`` must cover)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def prompt_reaches(prompt: BatchPrompt, frames: list[int]) -> bool:

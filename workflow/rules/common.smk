@@ -192,6 +192,7 @@ def write_partial_summary():
             "results/memory_summary.csv",
             "results/memory_report.html",
             "results/skipped.tsv",
+            videos=list(videos.index),
         )
         logger.warning(
             f"partial memory summary of {len(records)} finished batches written"

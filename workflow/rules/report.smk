@@ -50,6 +50,8 @@ rule memory_summary:
             caption="../report/skipped.rst",
             category="Memory",
         ),
+    params:
+        videos=list(videos.index),
     log:
         "logs/memory_summary.log",
     conda:

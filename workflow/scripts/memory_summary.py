@@ -10,5 +10,6 @@ run_script(
         snakemake.output.csv,
         snakemake.output.html,
         snakemake.output.skipped,
+        videos=snakemake.params.videos,
     ),
 )
