@@ -40,12 +40,14 @@ def segment_submissions(log: str) -> dict[int, str]:
 
 def test_demo_through_the_slurm_profile_matches_a_local_run(slurm, project, tmp_path):
     project.use_demo(frames=30, batch_size=15)
-    project.config["resources"]["segment_batch"]["gpu"] = 1
+    # The config is the one source of resources: these values reach the submitted jobs.
+    project.config["resources"]["segment_batch"].update(gpu=1, mem_mb=1500, runtime=12)
     run = project.snakemake(*SLURM_ARGS)
     records = segment_submissions(run.log)
     assert len(records) == 2, run.log[-3000:]
     for record in records.values():
         assert re.search(r"(TresPerNode|TresPerJob)=\S*gpu:1", record), record
+        assert "MinMemoryNode=1500M" in record and "TimeLimit=00:12:00" in record, record
 
     local = Project(tmp_path / "local")
     local.use_demo(frames=30, batch_size=15)
@@ -65,7 +67,8 @@ def test_failed_first_attempt_is_retried_with_more_memory(slurm, project, tmp_pa
     project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
     # Attempt 1 gets 600 MB, below what the batch needs (~1 GB): it fails at once and
     # Snakemake resubmits it with attempt 2's 1200 MB.
-    run = project.snakemake(*SLURM_ARGS, "--set-resources", "segment_batch:mem_mb=600*attempt")
+    project.config["resources"]["segment_batch"]["mem_mb"] = 600  # x attempt
+    run = project.snakemake(*SLURM_ARGS)
     records = segment_submissions(run.log)
     memories = sorted(int(re.search(r"MinMemoryNode=(\d+)M", r).group(1)) for r in records.values())
     assert memories == [600, 1200], run.log[-3000:]

@@ -14,6 +14,9 @@ checkpoint extract_frames:
         "logs/extract_frames/{video}.log",
     conda:
         ENV
+    resources:
+        mem_mb=scaled("extract_frames", "mem_mb"),
+        runtime=scaled("extract_frames", "runtime"),
     params:
         video=video_path,
         batch_size=config["batch_size"],

@@ -25,6 +25,9 @@ rule merge_video:
         "logs/merge_video/{video}.log",
     conda:
         ENV
+    resources:
+        mem_mb=scaled("merge_video", "mem_mb"),
+        runtime=scaled("merge_video", "runtime"),
     params:
         video=video_path,
     script:
