@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tracemalloc
 
+import av
 import cv2
 import numpy as np
 import torch
@@ -90,6 +91,9 @@ def test_the_overlay_draws_each_frames_own_mask_on_that_frame(tmp_path):
         assert abs(int(np.argmax(change)) - (x + 1.5)) <= 4, (drawn, np.argmax(change))
         drawn += 1
     assert drawn == 20
+    with av.open(str(tmp_path / "o.mp4")) as played:  # what browsers and the report play
+        stream = played.streams.video[0]
+        assert (stream.codec_context.name, stream.format.name) == ("h264", "yuv420p")
     assert cv2.imread(str(tmp_path / "sheet.png")) is not None
 
 

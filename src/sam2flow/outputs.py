@@ -350,6 +350,45 @@ def draw_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.n
     return out
 
 
+class H264Writer:
+    """An MP4 of H.264 frames (yuv420p, what browsers and Snakemake's report play) through
+    PyAV's bundled FFmpeg; odd frame sizes are padded by one pixel, as yuv420p needs."""
+
+    def __init__(self, path: str | Path, fps: float, width: int, height: int) -> None:
+        from fractions import Fraction
+
+        import av
+
+        self.container = av.open(str(path), "w", format="mp4")
+        self.stream = self.container.add_stream(
+            "libx264", rate=Fraction(fps).limit_denominator(1001)
+        )
+        self.stream.width, self.stream.height = width + width % 2, height + height % 2
+        self.stream.pix_fmt = "yuv420p"
+        self.stream.options = {"crf": "23", "preset": "veryfast"}
+        self.pad = (height % 2, width % 2)
+
+    def write(self, bgr: np.ndarray) -> None:
+        import av
+
+        if any(self.pad):
+            bgr = cv2.copyMakeBorder(bgr, 0, self.pad[0], 0, self.pad[1], cv2.BORDER_REPLICATE)
+        frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+        for packet in self.stream.encode(frame):
+            self.container.mux(packet)
+
+    def __enter__(self) -> H264Writer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        try:
+            if exc[0] is None:
+                for packet in self.stream.encode():  # flush the encoder
+                    self.container.mux(packet)
+        finally:
+            self.container.close()
+
+
 def render_overlay(
     video: str | Path,
     masks_npz: str | Path,
@@ -369,8 +408,7 @@ def render_overlay(
     cap = open_video(video)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     tiles_img = []
-    with atomic_path(overlay) as tmp:
-        writer = cv2.VideoWriter(str(tmp) + ".mp4", cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    with atomic_path(overlay) as tmp, H264Writer(tmp, fps, w, h) as writer:
         frame = 0
         while True:
             ok, img = cap.read()
@@ -387,9 +425,7 @@ def render_overlay(
             if frame in picks:
                 tiles_img.append(cv2.resize(img, (320, int(320 * h / w))))
             frame += 1
-        writer.release()
         cap.release()
-        Path(str(tmp) + ".mp4").replace(tmp)
     cols = 4
     rows = math.ceil(len(tiles_img) / cols) or 1
     th, tw = tiles_img[0].shape[:2] if tiles_img else (240, 320)
