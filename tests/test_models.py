@@ -1,10 +1,5 @@
 """Models: registry, checkpoint download (local HTTP server), verification and loading."""
 
-import hashlib
-import http.server
-import threading
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,59 +7,7 @@ import torch
 from sam2flow.errors import UserError
 from sam2flow.models import MODELS, build_model, download, load_state_dict, model_spec
 
-from conftest import stock_sam2
-
-
-class RangeHandler(http.server.SimpleHTTPRequestHandler):
-    """Serves files with HTTP Range support; remembers the Range headers it saw."""
-
-    ranges: list = []
-
-    def log_message(self, *args):
-        pass
-
-    def do_GET(self):  # noqa: N802 (http.server's naming)
-        path = Path(self.translate_path(self.path))
-        if not path.is_file():
-            self.send_error(404)
-            return
-        data = path.read_bytes()
-        start = 0
-        header = self.headers.get("Range")
-        RangeHandler.ranges.append(header)
-        if header:
-            start = int(header.split("=")[1].split("-")[0])
-            self.send_response(206)
-        else:
-            self.send_response(200)
-        self.send_header("Content-Length", str(len(data) - start))
-        self.end_headers()
-        self.wfile.write(data[start:])
-
-
-@pytest.fixture(scope="module")
-def checkpoint_server(tmp_path_factory, tiny_model):
-    """A local server holding a SAM 2-format checkpoint made from a random model."""
-    root = tmp_path_factory.mktemp("server")
-    path = root / "sam2.1_hiera_tiny.pt"
-    # Weights unlike the seeded random build: loading the file must show in the masks.
-    noise = torch.Generator().manual_seed(1)
-    state = {
-        k: v + 0.05 * torch.randn(v.shape, generator=noise) if v.is_floating_point() else v
-        for k, v in tiny_model.predictor.state_dict().items()
-    }
-    torch.save({"model": state}, path)
-    (root / "not_a_checkpoint.pt").write_bytes(b"hello")
-    sha = hashlib.sha256(path.read_bytes()).hexdigest()
-
-    def handler(*args, **kwargs):
-        return RangeHandler(*args, directory=str(root), **kwargs)
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", path, sha
-    server.shutdown()
+from conftest import RangeHandler, stock_sam2
 
 
 def test_registry_has_sam2_and_sam21_in_four_sizes():

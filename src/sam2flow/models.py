@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from filelock import FileLock
 
 from .errors import UserError
 from .memory.devices import resolve_device
@@ -89,11 +90,20 @@ def sha256_of(path: str | Path) -> str:
 def download(url: str, dest: str | Path, sha256: str | None = None, timeout: float = 60) -> Path:
     """Download ``url`` to ``dest``: resumes a partial ``.part`` file, verifies, renames.
 
-    The final file only appears once complete and verified. A failure is a ``UserError``
-    naming the URL and where to put the file by hand.
+    The final file only appears once complete and verified; concurrent callers share one
+    download (a file lock). A failure is a ``UserError`` naming the URL and where to put
+    the file by hand.
     """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    # One writer of the .part file: a second process waits, then finds the file done.
+    with FileLock(dest.with_name(dest.name + ".lock")):
+        if dest.is_file():
+            return dest
+        return _download(url, dest, sha256, timeout)
+
+
+def _download(url: str, dest: Path, sha256: str | None, timeout: float) -> Path:
     part = dest.with_name(dest.name + ".part")
     manual = f"download it by hand from {url} and save it as {dest}"
     have = part.stat().st_size if part.exists() else 0
@@ -143,6 +153,24 @@ def resolve_checkpoint(
             "checkpoint file not found", path, "give an existing .pt file or a model name"
         )
     return path
+
+
+def registry_checkpoint(model: dict) -> Path | None:
+    """Where the workflow's ``fetch_checkpoint`` rule puts the checkpoint of config
+    ``model``, or ``None`` when there is nothing to fetch (random weights, ``auto``, or a
+    checkpoint given as a path).
+
+    >>> registry_checkpoint({"name": "sam2.1_hiera_tiny", "weights": "checkpoint",
+    ...                      "checkpoint": "auto", "checkpoint_dir": "ckpt"})
+    PosixPath('ckpt/sam2.1_hiera_tiny.pt')
+    >>> registry_checkpoint({"name": "sam2.1_hiera_tiny", "weights": "random"}) is None
+    True
+    """
+    text = str(model.get("checkpoint") or "auto")
+    if model.get("weights", "checkpoint") != "checkpoint" or text not in ("auto", *MODELS):
+        return None
+    spec = model_spec(model["name"] if text == "auto" else text)
+    return Path(model.get("checkpoint_dir") or "resources/checkpoints") / spec.filename
 
 
 def load_state_dict(path: str | Path) -> dict:

@@ -9,7 +9,7 @@ import pytest
 
 from sam2flow.outputs import load_masks
 
-from conftest import jobs_run, shared_file, write_video
+from conftest import RangeHandler, jobs_run, shared_file, write_video
 
 
 def test_demo_runs_end_to_end(project):
@@ -176,3 +176,42 @@ def test_lint_and_format_are_clean():
     assert lint.returncode == 0 and "Congratulations" in lint.stdout + lint.stderr, (
         lint.stdout + lint.stderr
     )
+
+
+def checkpoint_model(url: str, sha: str | None = None) -> dict:
+    return {
+        "weights": "checkpoint",
+        "checkpoint": "auto",
+        "checkpoint_url": url,
+        "checkpoint_sha256": sha,
+        "image_size": 256,
+        "device": "cpu",
+    }
+
+
+def test_the_checkpoint_is_fetched_once_for_every_batch(project, tmp_path, checkpoint_server):
+    url, original, sha = checkpoint_server
+    video = write_video(tmp_path / "v.mp4", frames=30)
+    project.config["batch_size"] = 10  # three segment_batch jobs share one download
+    project.config["model"] = checkpoint_model(f"{url}/sam2.1_hiera_tiny.pt", sha)
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    RangeHandler.ranges.clear()
+    run = project.snakemake()
+    assert jobs_run(run.log, "fetch_checkpoint") == [""]
+    assert len(jobs_run(run.log, "segment_batch")) == 3
+    assert len(RangeHandler.ranges) == 1, "one GET for the whole run"
+    fetched = project.path / "resources" / "checkpoints" / "sam2.1_hiera_tiny.pt"
+    assert fetched.read_bytes() == original.read_bytes()
+    for batch in ("0000", "0001", "0002"):
+        record = json.loads((project.path / f"results/v/batches/{batch}/memory.json").read_text())
+        assert record["weights"].endswith("resources/checkpoints/sam2.1_hiera_tiny.pt")
+
+
+def test_offline_the_checkpoint_job_fails_alone_and_at_once(project, tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=20)
+    project.config["model"] = checkpoint_model("http://127.0.0.1:9/sam2.1_hiera_tiny.pt")
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    run = project.snakemake(check=False)
+    assert run.returncode != 0 and jobs_run(run.log, "segment_batch") == []
+    log = (project.path / "logs" / "fetch_checkpoint.log").read_text()
+    assert "cannot download checkpoint http://127.0.0.1:9/sam2.1_hiera_tiny.pt" in log

@@ -8,6 +8,7 @@ import pandas as pd
 from snakemake.io import ancient
 
 from sam2flow.errors import or_exit
+from sam2flow.models import registry_checkpoint
 from sam2flow.samplesheet import read_sample_sheet
 from sam2flow.schema import check_sheet_rows
 
@@ -17,6 +18,7 @@ DEMO_PREDICTIONS = "resources/demo/demo_predictions.csv"
 # --config rerun_skipped=true arrives as a string; the config file gives a boolean.
 RERUN_SKIPPED = str(config["rerun_skipped"]).lower() == "true"
 
+CHECKPOINT = or_exit(registry_checkpoint, config["model"])
 videos = or_exit(read_sample_sheet, config["videos"])
 or_exit(
     check_sheet_rows,
@@ -108,9 +110,13 @@ def all_records(wildcards):
 
 
 def all_targets(wildcards):
-    return [f"results/{video}/masks.npz" for video in videos.index] + [
-        "results/memory_summary.csv"
-    ]
+    """Every video's masks and the summary; the checkpoint first, so that an offline
+    machine fails that one job at once instead of after extraction."""
+    return (
+        [str(CHECKPOINT)] * bool(CHECKPOINT)
+        + [f"results/{video}/masks.npz" for video in videos.index]
+        + ["results/memory_summary.csv"]
+    )
 
 
 def prompt_options(wildcards):
@@ -197,6 +203,12 @@ def write_partial_summary():
         logger.warning(
             f"partial memory summary of {len(records)} finished batches written"
         )
+
+
+def checkpoint_input(wildcards):
+    """The fetched checkpoint, when the model loads one from the registry. ancient(): a
+    checkpoint fetched after a batch ran does not make the batch run again."""
+    return ancient(str(CHECKPOINT)) if CHECKPOINT else []
 
 
 def scaled(key, name):

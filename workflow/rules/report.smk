@@ -53,11 +53,11 @@ rule memory_summary:
             caption="../report/skipped.rst",
             category="Memory",
         ),
-    params:
-        videos=list(videos.index),
     log:
         "logs/memory_summary.log",
     conda:
         ENV
+    params:
+        videos=list(videos.index),
     script:
         "../scripts/memory_summary.py"

@@ -6,6 +6,7 @@ rule segment_batch:
         frames=frames_dir,
         prompts=prompts_input,
         carry=previous_batch,
+        checkpoint=checkpoint_input,
     output:
         masks="results/{video}/batches/{batch}/masks.npz",
         table="results/{video}/batches/{batch}/frames.csv",
@@ -29,3 +30,21 @@ rule segment_batch:
         decoder=config["frame_decoder"],
     script:
         "../scripts/segment_batch.py"
+
+
+if CHECKPOINT:
+
+    # The checkpoint is fetched once, on the machine that runs Snakemake (login nodes have
+    # the internet that compute nodes often lack), before any GPU job starts.
+    rule fetch_checkpoint:
+        output:
+            CHECKPOINT,
+        log:
+            "logs/fetch_checkpoint.log",
+        localrule: True
+        conda:
+            ENV
+        params:
+            model=config["model"],
+        script:
+            "../scripts/fetch_checkpoint.py"
