@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from .errors import UserError
 from .frames import (
     MANIFEST,
     FrameSource,
@@ -400,6 +401,7 @@ def segment_folder(
     record_extra: dict | None = None,
     mem_mb: int | None = None,
     decoder: str = "sam2",
+    fail_on_skip: bool = False,
 ) -> dict:
     """Everything ``sam2flow segment`` and the ``segment_batch`` rule do, in one call.
 
@@ -409,6 +411,8 @@ def segment_folder(
     the job was given; below the estimated need it fails at once (``MemoryError``) so that
     a retry can ask for more. ``decoder``: how JPEGs become model input
     (``frames.DECODERS``; ``sam2`` gives stock SAM 2's masks bit for bit).
+    ``fail_on_skip``: raise ``BatchSkipped`` after writing the outputs of a batch that
+    skipped frames, so that a workflow's retry runs with more resources.
     """
     enable_expandable_segments()  # before the model initialises CUDA
     frames_dir = Path(frames_dir)
@@ -448,4 +452,17 @@ def segment_folder(
         check_host_memory(need, mem_mb, f"batch {batch or frames_dir}")
     guard = MemoryGuard(memory, loaded.device)
     job = BatchJob(frames_dir, Path(out_dir), batch_prompt, video, batch, decoder)
-    return segment_batch(job, loaded, guard, progress=progress, record_extra=record_extra)
+    record = segment_batch(job, loaded, guard, progress=progress, record_extra=record_extra)
+    if fail_on_skip and record["status"] == "skipped":
+        raise BatchSkipped(
+            f"batch {batch or frames_dir} skipped frames "
+            f"{', '.join(f'{a}-{b}' for a, b in record['skipped_ranges'])} "
+            f"({record['skip_reason']})",
+            Path(out_dir) / "memory.json",
+            "failing the job (memory.fail_on_skip) so that its retry asks for more",
+        )
+    return record
+
+
+class BatchSkipped(UserError):
+    """A batch ended with skipped frames and the user asked for its job to fail."""

@@ -215,3 +215,18 @@ def test_offline_the_checkpoint_job_fails_alone_and_at_once(project, tmp_path):
     assert run.returncode != 0 and jobs_run(run.log, "segment_batch") == []
     log = (project.path / "logs" / "fetch_checkpoint.log").read_text()
     assert "cannot download checkpoint http://127.0.0.1:9/sam2.1_hiera_tiny.pt" in log
+
+
+def test_fail_on_skip_fails_the_job_so_that_it_is_retried(project, tmp_path):
+    """memory.fail_on_skip: a batch the guard could not rescue fails its job after writing
+    its record; the executor's retry (attempt 2, with attempt-scaled resources) runs it."""
+    video = write_video(tmp_path / "v.mp4", frames=30)
+    project.config["batch_size"] = 30
+    project.config["memory"] = {"fail_on_skip": True, "adaptive_batch_size": False}
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    run = project.snakemake("--retries", "1", env={"SAM2FLOW_INJECT_OOM": "above=5"}, check=False)
+    assert run.returncode != 0
+    assert jobs_run(run.log, "segment_batch") == ["video=v, batch=0000"] * 2, run.log[-3000:]
+    log = (project.path / "logs" / "segment_batch" / "v" / "0000.log").read_text()
+    assert "batch 0000 skipped frames 0-29" in log and "memory.fail_on_skip" in log
+    assert "mem_mb=4000" in log  # attempt 2 of 2000 x attempt

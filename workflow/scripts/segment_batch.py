@@ -22,5 +22,6 @@ run_script(
         record_extra={"rerun_strategy": snakemake.params.rerun},
         mem_mb=snakemake.resources.get("mem_mb"),
         decoder=snakemake.params.decoder,
+        fail_on_skip=snakemake.params.memory.get("fail_on_skip", False),
     ),
 )
