@@ -9,7 +9,14 @@ import cv2
 import numpy as np
 import torch
 
-from sam2flow.outputs import MaskStore, iter_packed, load_masks, merge_video, render_overlay
+from sam2flow.outputs import (
+    MaskStore,
+    iter_packed,
+    load_masks,
+    merge_video,
+    read_masks,
+    render_overlay,
+)
 
 H, W = 48, 160
 
@@ -114,3 +121,15 @@ def test_overlay_memory_does_not_grow_with_the_video(tmp_path):
     """4x the frames: the masks alone would add 3 x 960 B x 300 frames = 864 KB if read whole."""
     short, long = overlay_peak(tmp_path, 100), overlay_peak(tmp_path, 400)
     assert long - short < 300_000, (short, long)
+
+
+def test_read_masks_returns_the_frames_and_objects_asked_for(tmp_path):
+    write_batch(tmp_path / "0000", list(range(0, 10)), [1])
+    write_batch(tmp_path / "0001", list(range(10, 25)), [1, 2])
+    merge_video([tmp_path / "0000", tmp_path / "0001"], tmp_path / "merged")
+    frames, objects, masks = read_masks(tmp_path / "merged" / "masks.npz", range(12, 15), [2])
+    assert frames.tolist() == [12, 13, 14] and objects.tolist() == [2]
+    assert all(np.array_equal(masks[i, 0], bar(f + 2)) for i, f in enumerate(frames))
+    everything = load_masks(tmp_path / "merged" / "masks.npz")
+    whole = read_masks(tmp_path / "merged" / "masks.npz")
+    assert all(np.array_equal(a, b) for a, b in zip(everything, whole, strict=True))

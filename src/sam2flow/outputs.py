@@ -220,6 +220,36 @@ def iter_packed(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
                 yield int(frame), np.frombuffer(data, np.uint8).reshape(shape[1], shape[2])
 
 
+def read_masks(
+    path: str | Path, frames: range | list[int] | None = None, objects: list[int] | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The masks of some frames and objects of a ``masks.npz``: ``(frames, object ids, bool
+    masks frames x objects x H x W)``. Memory holds only what is asked for: the archive is
+    read frame by frame and the reading stops after the last frame wanted (it is
+    compressed, so frame 81,000 is reached by reading the frames before it).
+
+    ``frames``: global frame indices (default all); ``objects``: object ids (default all).
+    """
+    with zipfile.ZipFile(path) as zf:
+        with zf.open("object_ids.npy") as f:
+            ids = np.lib.format.read_array(f).tolist()
+        with zf.open("shape.npy") as f:
+            _, _, h, w = (int(v) for v in np.lib.format.read_array(f))
+    cols = [ids.index(o) for o in objects] if objects is not None else list(range(len(ids)))
+    wanted = None if frames is None else set(int(f) for f in frames)
+    last = None if wanted is None else max(wanted, default=-1)
+    got_frames, got = [], []
+    for frame, packed in iter_packed(path):
+        if last is not None and frame > last:
+            break
+        if wanted is None or frame in wanted:
+            bits = np.unpackbits(packed[cols], axis=-1, count=h * w)
+            got_frames.append(frame)
+            got.append(bits.reshape(len(cols), h, w).astype(bool))
+    masks = np.stack(got) if got else np.zeros((0, len(cols), h, w), dtype=bool)
+    return np.asarray(got_frames, dtype=np.int64), np.asarray(ids)[cols], masks
+
+
 def check_one_video(batch_dirs: list[Path]) -> None:
     """Batches to merge must come from one video (their records name it, where present)."""
     videos = {}
