@@ -7,9 +7,14 @@ from pathlib import Path
 from snakemake.utils import min_version
 
 from sam2flow.errors import or_exit
+from sam2flow.jobenv import expose_library
 from sam2flow.schema import check_config
 
 min_version("9.14.1")
+
+# Jobs import this repository's library, also in --sdm conda environments (which hold the
+# dependencies only) and on cluster nodes (sbatch exports the environment).
+expose_library(workflow.basedir)
 
 
 configfile: "config/config.yaml"
