@@ -289,7 +289,7 @@ def _init(args) -> int:
     import yaml
 
     from .atomic import write_text
-    from .models import MODELS
+    from .models import model_spec, registry_checkpoint
     from .samplesheet import find_videos, sheet_for
 
     videos = find_videos(args.videos)
@@ -317,12 +317,12 @@ def _init(args) -> int:
     else:
         print("GPU: none here (the CPU works, slowly; a cluster's GPU nodes are faster)")
     config = Path(args.config)
-    model = (yaml.safe_load(config.read_text()) or {}).get("model", {}) if config.is_file() else {}
-    spec = MODELS.get(model.get("name") or "sam2.1_hiera_tiny", MODELS["sam2.1_hiera_tiny"])
-    checkpoint = (
-        Path(model["checkpoint"])
-        if model.get("checkpoint") not in (None, "auto")
-        else Path(model.get("checkpoint_dir") or "resources/checkpoints") / spec.filename
+    model = {"name": "sam2.1_hiera_tiny", "checkpoint": "auto"}
+    if config.is_file():
+        model.update((yaml.safe_load(config.read_text()) or {}).get("model") or {})
+    spec = model_spec(model["name"])
+    checkpoint = registry_checkpoint({**model, "weights": "checkpoint"}) or Path(
+        model["checkpoint"]
     )
     settings: dict = {"videos": str(sheet)}
     if checkpoint.is_file():

@@ -242,13 +242,19 @@ def run_with_recovery(
         elif inside:  # every level failed: try up to the last anchor inside the chunk
             narrowed = inside[-1] - pos
         else:  # skip to the next anchor and start again there, from the first level
-            reason = f"out of memory at every level down to {size} frames: {attempt.error}"
             restart = next((a for a in restarts if a > pos), last + 1)
-            skips.append((pos, pos + size - 1, reason))
-            if restart > pos + size:
-                skips.append((pos + size, restart - 1, unreachable(frames)))
-            for lo, hi, why in skips[-2 if restart > pos + size else -1 :]:
+            skipped = [
+                (
+                    pos,
+                    pos + size - 1,
+                    f"out of memory at every level down to {size} frames: {attempt.error}",
+                )
+            ]
+            if restart > pos + size:  # no mask to continue from until the next anchor
+                skipped.append((pos + size, restart - 1, unreachable(frames)))
+            for lo, hi, why in skipped:
                 log.warning("skipping %s: %s", describe_frames(frames_of(lo, hi)), why)
+            skips += skipped
             pos, carry, rung, narrowed = restart, None, 0, None
     frames_skipped = sum(hi - lo + 1 for lo, hi, _ in skips)
     status = (
