@@ -230,3 +230,15 @@ def test_fail_on_skip_fails_the_job_so_that_it_is_retried(project, tmp_path):
     log = (project.path / "logs" / "segment_batch" / "v" / "0000.log").read_text()
     assert "batch 0000 skipped frames 0-29" in log and "memory.fail_on_skip" in log
     assert "mem_mb=4000" in log  # attempt 2 of 2000 x attempt
+
+
+def test_settings_that_cannot_change_masks_do_not_rerun_finished_batches(project, tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=20)
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    project.snakemake()
+    project.config["memory"] = {"monitoring": False, "memory_threshold": 0.5}
+    again = project.snakemake()
+    assert jobs_run(again.log, "segment_batch") == []
+    project.config["memory"]["min_chunk"] = 10  # chunking can change masks: redone
+    changed = project.snakemake()
+    assert jobs_run(changed.log, "segment_batch") == ["video=v, batch=0000"]

@@ -8,6 +8,7 @@ import pandas as pd
 from snakemake.io import ancient
 
 from sam2flow.errors import or_exit
+from sam2flow.memory.guard import mask_settings
 from sam2flow.models import registry_checkpoint
 from sam2flow.samplesheet import read_sample_sheet
 from sam2flow.schema import check_sheet_rows

@@ -25,7 +25,9 @@ rule segment_batch:
     params:
         prompt=prompt_options,
         model=config["model"],
-        memory=config["memory"],
+        # Only what can change masks: toggling monitoring does not rerun finished batches
+        # (the script reads the rest from the config).
+        memory=mask_settings(config["memory"]),
         rerun=rerun_strategy,
         decoder=config["frame_decoder"],
     script:

@@ -7,6 +7,7 @@ from sam2flow.memory import GuardConfig
 from sam2flow.reruns import parse_rerun
 from sam2flow.segment import segment_folder
 
+memory = {**snakemake.config["memory"], **snakemake.params.memory}
 run_script(
     snakemake.log[0],
     lambda: segment_folder(
@@ -14,14 +15,12 @@ run_script(
         Path(snakemake.output.record).parent,
         prompt=dict(snakemake.params.prompt, carry_from=snakemake.input.get("carry") or None),
         model=snakemake.params.model,
-        memory=GuardConfig.from_options(
-            snakemake.params.memory, parse_rerun(snakemake.params.rerun)[0]
-        ),
+        memory=GuardConfig.from_options(memory, parse_rerun(snakemake.params.rerun)[0]),
         video=snakemake.wildcards.video,
         batch=snakemake.wildcards.batch,
         record_extra={"rerun_strategy": snakemake.params.rerun},
         mem_mb=snakemake.resources.get("mem_mb"),
         decoder=snakemake.params.decoder,
-        fail_on_skip=snakemake.params.memory.get("fail_on_skip", False),
+        fail_on_skip=memory.get("fail_on_skip", False),
     ),
 )
