@@ -336,7 +336,9 @@ def _init(args) -> int:
     write_text(local, yaml.safe_dump(settings, sort_keys=False))
     print(f"wrote {local}")
     files = f"--configfile {config} {local}"
-    print(f"next: snakemake --cores {os.cpu_count() or 1} {files}")
+    # One batch per GPU at a time: each segment_batch job asks for gpu=1.
+    gpus = max(1, torch.cuda.device_count())
+    print(f"next: snakemake --cores {os.cpu_count() or 1} --resources gpu={gpus} {files}")
     if shutil.which("sbatch"):
         print("SLURM: found; fill in partition and account in profiles/slurm/config.yaml, then")
         print(f"next (SLURM): snakemake --profile profiles/slurm {files}")
