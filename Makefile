@@ -9,7 +9,7 @@ STAMP  := $(VENV)/.sam2flow-installed
 CORES  ?= 2
 export SAM2_BUILD_CUDA := 0
 
-.PHONY: install run test test-slow lint bench bench-quick demo clean
+.PHONY: install run test test-slow lint bench bench-quick demo screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -49,6 +49,17 @@ bench-quick: install
 
 bench: install
 	$(PY) bench/run.py
+
+# The memory report as a reader sees it, in headless Chromium (apt-get install chromium):
+# the demo's (from make run) and one of 5,400 batches (bench/summary_scale.py).
+CHROMIUM ?= chromium
+SHOT := $(CHROMIUM) --headless --no-sandbox --hide-scrollbars --window-size=1200,2600
+screenshots: run
+	mkdir -p docs
+	$(PY) bench/summary_scale.py 5400 --html docs/report-5400.html
+	$(SHOT) --screenshot=docs/report-5400.png "file://$(CURDIR)/docs/report-5400.html"
+	$(SHOT) --screenshot=docs/report-demo.png "file://$(CURDIR)/results/memory_report.html"
+	rm docs/report-5400.html
 
 clean:
 	rm -rf results resources/sizing.json .snakemake

@@ -1,7 +1,8 @@
 """The memory summary at scale: ``sam2flow summary`` over N batch records, as a lab's
 night on the cluster leaves them (20 videos x 270 batches = 5,400; default 10,000).
 
-    python bench/summary_scale.py [N]   # writes bench/results/<date>-summary-scale.json
+    python bench/summary_scale.py [N] [--html PATH]   # bench/results/<date>-summary-scale-N.json
+                                                      # (--html: keep the report there)
 
 One real record is made first (``sam2flow segment``, tiny model, random weights, 256 px,
 20 synthetic frames); the N records are copies of it, varied: video, batch, frames,
@@ -83,7 +84,10 @@ def varied(base: dict, n: int, rng: random.Random) -> dict:
 
 
 def main() -> int:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 10_000
+    args = sys.argv[1:]
+    keep = Path(args.pop(args.index("--html") + 1)) if "--html" in args else None
+    args = [a for a in args if a != "--html"]
+    count = int(args[0]) if args else 10_000
     rng = random.Random(17)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
@@ -114,6 +118,9 @@ def main() -> int:
         seconds = time.perf_counter() - started
         peak = int(done.stdout.split()[-1]) * 1024  # the summary process's own peak
         html = (tmp / "out" / "memory_report.html").stat().st_size
+        if keep:
+            keep.parent.mkdir(parents=True, exist_ok=True)
+            keep.write_bytes((tmp / "out" / "memory_report.html").read_bytes())
     result = {
         "date": dt.date.today().isoformat(),
         "machine": platform.processor() or platform.machine(),

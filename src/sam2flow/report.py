@@ -244,11 +244,17 @@ def human_bytes(value) -> str:
     return ""
 
 
-def in_words(counts: dict[str, int], noun: str) -> str:
-    """``{"ok": 3, "skipped": 1}``, ``"batches"`` -> ``'4 batches: 3 ok, 1 skipped'``."""
+def in_words(counts: dict[str, int], noun: str, nouns: str) -> str:
+    """A count in words.
+
+    >>> in_words({"ok": 3, "skipped": 1}, "batch", "batches")
+    '4 batches: 3 ok, 1 skipped'
+    >>> in_words({"ok": 1}, "video", "videos")
+    '1 video: 1 ok'
+    """
     total = sum(counts.values())
     parts = ", ".join(f"{n:,} {k.replace('_', ' ')}" for k, n in counts.items() if n)
-    return f"{total:,} {noun}" + (f": {parts}" if parts else "")
+    return f"{total:,} {noun if total == 1 else nouns}" + (f": {parts}" if parts else "")
 
 
 def _png(fig) -> str:
@@ -281,12 +287,16 @@ def memory_figure(summary: pd.DataFrame):
         ax.boxplot([g for _, g in groups], orientation="horizontal", showfliers=True)
         ax.set_yticks(range(1, len(groups) + 1), [v for v, _ in groups], fontsize=7)
         ax.set_xlabel("GiB")
+    title = f"Peak {what} per batch"
     if limit.notna().any():
-        line = float(limit.max())
-        draw = ax.axhline if len(summary) <= FEW_BATCHES else ax.axvline
-        draw(line, color="r", linestyle="--", label="cap" if gpu else "machine total")
-        ax.legend(fontsize=7)
-    ax.set_title(f"Peak {what} per batch")
+        line, name = float(limit.max()), "cap" if gpu else "machine total"
+        if gpu or line <= 4 * float(peak.max() or 0):  # a line far off would flatten the data
+            draw = ax.axhline if len(summary) <= FEW_BATCHES else ax.axvline
+            draw(line, color="r", linestyle="--", label=name)
+            ax.legend(fontsize=7)
+        else:
+            title += f" ({name}: {human_bytes(line * gib)})"
+    ax.set_title(title)
     if len(summary) <= FEW_BATCHES:
         ax.set_ylabel("GiB")
     return fig
@@ -324,7 +334,7 @@ def ladder_figure(summary: pd.DataFrame):
     a1.bar(list(reached), list(reached.values()), color="#dd8452")
     a1.set_title("Batches by the last level they needed")
     counts = summary[list(FRAME_STATUSES)].sum()
-    a2.bar([k.replace("_", " ") for k in counts.index], counts.values, color="#8172b2")
+    a2.barh([k.replace("_", " ") for k in counts.index], counts.values, color="#8172b2")
     a2.set_title("Frame slots by status")
     fig.tight_layout()
     return fig
@@ -392,9 +402,9 @@ def render_html(
     byte_cols = [c for c in SUMMARY_COLUMNS if c.endswith("_bytes")]
     return jinja2.Template(_TEMPLATE, autoescape=False).render(
         random=bool((summary["weights"] == "random").any()),
-        videos_line=in_words(states, "videos"),
-        batches_line=in_words(batch_counts, "batches"),
-        frames_line=in_words(frame_counts, "frame slots (frames x objects)"),
+        videos_line=in_words(states, "video", "videos"),
+        batches_line=in_words(batch_counts, "batch", "batches"),
+        frames_line=in_words(frame_counts, "frame slot", "frame slots (frames x objects)"),
         overview=_table(overview, ["peak_bytes", "limit_bytes"]),
         images=images,
         detail=_table(detail, byte_cols) if len(detail) else "",
