@@ -210,12 +210,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         help="folder of DeepLabCut outputs (repeatable; the videos' own folders are searched too)",
     )
-    p.add_argument("--sheet", default="config/local_videos.tsv", help="sample sheet to write")
+    p.add_argument("--sheet", default="config/local_videos.tsv", help="sheet to write")
     p.add_argument("--config", default="config/config.yaml", help="the workflow's config")
     p.add_argument(
         "--local-config",
         default="config/local.yaml",
-        help="config written for this machine, read after --config",
+        help="config for this machine",
     )
     p.add_argument("--force", action="store_true", help="replace an existing sheet and config")
 
