@@ -108,6 +108,7 @@ def test_the_page_has_no_none_cells_no_dict_reprs_and_lists_failed_videos_first(
     body = re.sub(r"data:image/png;base64,[^\"]+", "", page.split("</style>")[1])
     assert "None" not in body and "{" not in body and "nan" not in body.lower()
     assert "3 videos: 1 failed, 1 never prompted, 1 done" in body
+    assert "no batch record: see logs/extract_frames/broken.log" in body
     order = [re.search(rf"<td>{v}</td>", body).start() for v in ("broken", "w", "v")]
     assert order == sorted(order)
 

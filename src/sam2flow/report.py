@@ -151,8 +151,8 @@ def skipped_table(records: list[dict]) -> pd.DataFrame:
 
 def video_overview(summary: pd.DataFrame, videos: list[str] | None = None) -> pd.DataFrame:
     """One row per video (those of ``videos`` without any record included, as failed):
-    batches by status, frame slots by status, peak memory against its limit, time and
-    throughput; problems first (skipped frames, then recovered batches, then no-prompt)."""
+    batches by status, frame slots by status, peak memory against its limit, time,
+    throughput and a note; problems first (``STATE_ORDER``, then most frames skipped)."""
     rows = []
     for video, group in summary.groupby("video", sort=True):
         gpu = group["peak_allocated_bytes"].notna().any()
@@ -174,6 +174,7 @@ def video_overview(summary: pd.DataFrame, videos: list[str] | None = None) -> pd
                 "limit_bytes": None if pd.isna(limit) else int(limit),
                 "seconds": float(seconds),
                 "frames_per_second": float(group["frames"].sum() / seconds) if seconds else None,
+                "note": "; ".join(sorted(set(group["video_warning"].dropna()))),
             }
         )
     for video in sorted(set(videos or []) - set(summary["video"])):
@@ -183,16 +184,15 @@ def video_overview(summary: pd.DataFrame, videos: list[str] | None = None) -> pd
                 "state": "failed",
                 "batches": 0,
                 "frames": 0,
-                "memory": f"no batch record: see logs/*/{video}*",
+                "note": f"no batch record: see logs/extract_frames/{video}.log",
             }
         )
     table = pd.DataFrame(rows, columns=OVERVIEW_COLUMNS)
-    rank = (
-        table["state"].map(STATE_ORDER) * 1e12
-        - table["skipped_oom"].fillna(0)
-        - table["no_prompt"].fillna(0) / 1e6
+    keys = pd.DataFrame(
+        {"state": table["state"].map(STATE_ORDER), "skipped": -table["skipped_oom"].fillna(0)}
     )
-    return table.loc[rank.sort_values(kind="stable").index].reset_index(drop=True)
+    order = keys.sort_values(["state", "skipped"], kind="stable").index
+    return table.loc[order].reset_index(drop=True)
 
 
 BATCH_STATUSES = ("ok", "recovered", "skipped")
@@ -221,6 +221,7 @@ OVERVIEW_COLUMNS = [
     "limit_bytes",
     "seconds",
     "frames_per_second",
+    "note",
 ]
 #: Up to this many batches the plots show one bar per batch; beyond, distributions.
 FEW_BATCHES = 40
