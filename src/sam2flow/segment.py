@@ -105,6 +105,7 @@ class BatchJob:
     video: str = ""
     batch: str = ""
     decoder: str = "sam2"  # frames.DECODERS
+    paths: dict[int, Path] | None = None  # frames.frame_paths of frames_dir, if already listed
 
 
 class _Segmenter:
@@ -268,7 +269,7 @@ def segment_batch(
 
     Returns the record written to ``memory.json``.
     """
-    paths = frame_paths(job.frames_dir)
+    paths = job.paths if job.paths is not None else frame_paths(job.frames_dir)
     frames = list(paths)
     started = time.perf_counter()
     prompt = job.prompt if job.prompt is not None and prompt_reaches(job.prompt, frames) else None
@@ -451,7 +452,7 @@ def segment_folder(
         )
         check_host_memory(need, mem_mb, f"batch {batch or frames_dir}")
     guard = MemoryGuard(memory, loaded.device)
-    job = BatchJob(frames_dir, Path(out_dir), batch_prompt, video, batch, decoder)
+    job = BatchJob(frames_dir, Path(out_dir), batch_prompt, video, batch, decoder, paths)
     record = segment_batch(job, loaded, guard, progress=progress, record_extra=record_extra)
     if fail_on_skip and record["status"] == "skipped":
         raise BatchSkipped(
