@@ -7,20 +7,15 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.sam2flow-installed
 CORES  ?= 2
-export SAM2_BUILD_CUDA := 0
 
 .PHONY: install run test test-slow lint bench bench-quick demo screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
 
-# torch first (sam2's setup.py imports it), then sam2 without build isolation so that it
-# builds against this torch without its CUDA extension, then the project and its extras.
-$(STAMP): pyproject.toml | $(PY)
-	$(PIP) install --quiet --upgrade pip setuptools wheel
-	$(PIP) install --quiet "torch>=2.5.1" torchvision
-	$(PIP) install --quiet --no-build-isolation "sam2==1.1.0"
-	$(PIP) install --quiet -e ".[dev,h5]"
+# The README's install steps for users without make: one script for both.
+$(STAMP): pyproject.toml envs/install.sh | $(PY)
+	PYTHON=$(PY) SAM2FLOW_EXTRAS=dev,h5 bash envs/install.sh
 	touch $(STAMP)
 
 install: $(STAMP)

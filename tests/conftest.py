@@ -191,7 +191,8 @@ class Project:
 def jobs_run(log: str, rule: str) -> list[str]:
     """The wildcards of every job of ``rule`` that Snakemake scheduled, from its own log."""
     found = []
-    for block in re.split(r"\n(?=\[|(?:local)?rule |(?:local)?checkpoint )", log):
+    # Jobs of a group job are listed indented under it.
+    for block in re.split(r"\n(?=\s*\[|\s*(?:local)?rule |\s*(?:local)?checkpoint )", log):
         if re.match(rf"(local)?(rule|checkpoint) {rule}:", block.strip()):
             match = re.search(r"wildcards: (.*)", block)
             found.append(match.group(1).strip() if match else "")
@@ -255,6 +256,18 @@ class RangeHandler(http.server.SimpleHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data) - start))
         self.end_headers()
         self.wfile.write(data[start:])
+
+
+def checkpoint_model(url: str, sha: str | None = None) -> dict:
+    """The config's model section that downloads the tiny model's checkpoint from ``url``."""
+    return {
+        "weights": "checkpoint",
+        "checkpoint": "auto",
+        "checkpoint_url": url,
+        "checkpoint_sha256": sha,
+        "image_size": 256,
+        "device": "cpu",
+    }
 
 
 @pytest.fixture(scope="module")

@@ -1,12 +1,14 @@
 """Frame extraction into JPEG batches, and the lazy frame source."""
 
 import json
+import os
+import time
 
 import numpy as np
 import pytest
 
 from sam2flow.errors import UserError
-from sam2flow.frames import FrameSource, extract_batches, list_frames
+from sam2flow.frames import FrameSource, extract_batches, lasting_batches, list_frames
 
 from conftest import write_video
 
@@ -99,3 +101,19 @@ def test_a_folder_in_the_way_is_named_not_deleted(tmp_path):
     with pytest.raises(UserError, match="0000 is in the way"):
         extract_batches(write_video(tmp_path / "v.mp4", frames=5), out, batch_size=5)
     assert (out / "0000" / "mine.txt").read_text() == "keep"
+
+
+def test_the_lasting_manifest_plans_batches_until_the_video_or_batch_size_changes(tmp_path):
+    """frames.lasting_batches: the workflow plans a finished video's batches from it (no
+    decoding) while it still describes that file at that batch size."""
+    video = write_video(tmp_path / "v.mp4", frames=12)
+    listing = tmp_path / "frames.json"
+    assert lasting_batches(listing, video, 5) is None  # not extracted yet
+    extract_batches(video, tmp_path / "out", batch_size=5, listing=listing)
+    assert lasting_batches(listing, video, 5) == {"0000": [0, 4], "0001": [5, 9], "0002": [10, 11]}
+    assert lasting_batches(listing, video, 4) is None  # another batch size
+    assert lasting_batches(listing, tmp_path / "w.mp4", 5) is None  # another (missing) file
+    os.utime(video, (time.time() + 10, time.time() + 10))  # the video changed since
+    assert lasting_batches(listing, video, 5) is None
+    listing.write_text("{not json")
+    assert lasting_batches(listing, video, 5) is None

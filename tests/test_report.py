@@ -121,3 +121,24 @@ def test_many_batches_are_drawn_as_distributions():
     axes = memory_figure(summary).axes[0]  # a box per video, not a bar per batch
     assert axes.get_xlabel() == "GiB" and [t.get_text() for t in axes.get_yticklabels()] == ["v"]
     assert throughput_figure(summary).axes[0].get_xlabel() == "frames/s"
+
+
+def test_a_partial_summary_accounts_for_the_batches_that_finished(tmp_path):
+    """report.write_partial_summary (after a failed run): every finished batch's record is
+    summarised, and a video without any is listed as failed."""
+    from sam2flow.report import write_partial_summary
+
+    assert write_partial_summary(tmp_path, ["a", "b"]) == 0
+    assert not (tmp_path / "memory_summary.csv").exists()
+    for batch, first in (("0000", 0), ("0001", 40)):
+        path = tmp_path / "a" / "batches" / batch / "memory.json"
+        path.parent.mkdir(parents=True)
+        path.write_text(json.dumps(record(video="a", batch=batch, first=first)))
+    with patch("sam2flow.report.read_record", lambda p: json.loads(Path(p).read_text())):
+        assert write_partial_summary(tmp_path, ["a", "b"]) == 2
+    summary = pd.read_csv(tmp_path / "memory_summary.csv", dtype={"batch": str})
+    assert summary[["video", "batch"]].values.tolist() == [["a", "0000"], ["a", "0001"]]
+    assert "b" in (tmp_path / "memory_report.html").read_text()
+    assert (tmp_path / "skipped.tsv").is_file()
+    for path in tmp_path.glob("a/batches/*/memory.json"):
+        path.unlink()  # shaped for the report only; the suite checks every memory.json left

@@ -96,6 +96,32 @@ def read_manifest(frames_dir: str | Path) -> Extraction:
         ) from None
 
 
+def lasting_batches(
+    listing: str | Path, video: str | Path, batch_size: int
+) -> dict[str, list[int]] | None:
+    """The batches of ``video`` from the lasting copy of its manifest (``listing``), or
+    ``None`` when that copy is missing or stale and the video must be extracted again.
+
+    The copy outlives temporary frames, so that a finished video's later runs plan its
+    batches without decoding it. It is stale when it names another file or batch size, or
+    when the video changed after it was written.
+    """
+    listing, video = Path(listing), Path(video)
+    if not listing.is_file() or not video.is_file():
+        return None
+    try:
+        data = json.loads(listing.read_text())
+    except (OSError, ValueError):
+        return None
+    if (
+        data.get("batch_size") != batch_size
+        or data.get("video") != str(video)
+        or video.stat().st_mtime > listing.stat().st_mtime
+    ):
+        return None
+    return data.get("batches")
+
+
 def open_video(video: str | Path) -> cv2.VideoCapture:
     """Open a video for decoding; an unreadable file is a ``UserError`` naming it."""
     path = Path(video)

@@ -430,3 +430,20 @@ def write_summary(
     write_text(html_path, render_html(summary, skipped, videos))
     log.info("%d batches, %d skipped ranges", len(summary), len(skipped))
     return summary
+
+
+def write_partial_summary(results: str | Path, videos: list[str]) -> int:
+    """After a failed run (``--keep-going``), summarise the batches that did finish, so that
+    the summary and ``skipped.tsv`` still account for what was segmented. Returns how many
+    batch records it found (0: nothing is written)."""
+    results = Path(results)
+    records = sorted(results.glob("*/batches/*/memory.json"))
+    if records:
+        write_summary(
+            records,
+            results / "memory_summary.csv",
+            results / "memory_report.html",
+            results / "skipped.tsv",
+            videos=videos,
+        )
+    return len(records)

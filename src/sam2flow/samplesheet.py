@@ -20,11 +20,12 @@ REQUIRED = ("video", "path")
 
 def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     """The sheet as strings (empty cells ``""``), indexed by its unique ``video`` names.
+    Optional columns the file leaves out are there, empty.
 
     >>> import tempfile; sheet = Path(tempfile.mkdtemp()) / "videos.tsv"
     >>> _ = sheet.write_text("video\\tpath\\nmouse1\\tm1.mp4\\n")
-    >>> read_sample_sheet(sheet).loc["mouse1", "path"]
-    'm1.mp4'
+    >>> read_sample_sheet(sheet).loc["mouse1", ["path", "prompts"]].tolist()
+    ['m1.mp4', '']
     """
     path = Path(path)
     if not path.is_file():
@@ -59,7 +60,9 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
             path,
             "give each video a unique name",
         )
-    return table.set_index("video", drop=False)
+    for column in COLUMNS:
+        table[column] = table.get(column, "")
+    return table[list(COLUMNS)].set_index("video", drop=False)
 
 
 #: Video file types ``sam2flow init`` picks up from a folder.

@@ -1,5 +1,6 @@
 """The SLURM profile against a real SLURM controller and node on this machine."""
 
+import json
 import re
 import subprocess
 
@@ -9,7 +10,14 @@ import pytest
 
 from sam2flow.outputs import load_masks
 
-from conftest import ROOT, Project, jobs_run, write_video
+from conftest import (
+    ROOT,
+    Project,
+    RangeHandler,
+    checkpoint_model,
+    jobs_run,
+    write_video,
+)
 
 pytestmark = pytest.mark.slurm
 
@@ -28,14 +36,33 @@ def slurm_job(job_id: int) -> str:
     ).stdout
 
 
+def submissions(log: str) -> dict[int, str]:
+    """SLURM's records of every job this run submitted, by SLURM job id."""
+    return {
+        job_id: slurm_job(job_id) for job_id in map(int, set(re.findall(r"SLURM jobid (\d+)", log)))
+    }
+
+
 def segment_submissions(log: str) -> dict[int, str]:
-    """SLURM records of every segment_batch submission, by SLURM job id."""
-    records = {}
-    for job_id in map(int, re.findall(r"SLURM jobid (\d+)", log)):
-        record = slurm_job(job_id)
-        if "segment_batch" in record or "rule_segment_batch" in record:
-            records[job_id] = record
-    return records
+    """SLURM records of every segment_batch submission (a job or a group of batches)."""
+    return {
+        job_id: record
+        for job_id, record in submissions(log).items()
+        if "segment_batch" in record or "group_segment_" in record
+    }
+
+
+def memories(records: dict[int, str]) -> list[int]:
+    """The memory (MB) each submission asked for, smallest first."""
+    return sorted(int(re.search(r"MinMemoryNode=(\d+)M", r).group(1)) for r in records.values())
+
+
+def dlc_every_frame(path, frames: int):
+    """A DeepLabCut file with a confident point on every frame: every batch has its own
+    prompt, so no batch depends on another (what a group must join by itself)."""
+    header = "scorer,s,s,s\nbodyparts,snout,snout,snout\ncoords,x,y,likelihood\n"
+    path.write_text(header + "".join(f"{f},40,60,0.9\n" for f in range(frames)))
+    return path
 
 
 def test_demo_through_the_slurm_profile_matches_a_local_run(slurm, project, tmp_path):
@@ -70,8 +97,7 @@ def test_failed_first_attempt_is_retried_with_more_memory(slurm, project, tmp_pa
     project.config["resources"]["segment_batch"]["mem_mb"] = 600  # x attempt
     run = project.snakemake(*SLURM_ARGS)
     records = segment_submissions(run.log)
-    memories = sorted(int(re.search(r"MinMemoryNode=(\d+)M", r).group(1)) for r in records.values())
-    assert memories == [600, 1200], run.log[-3000:]
+    assert memories(records) == [600, 1200], run.log[-3000:]
     log = (project.path / "logs/segment_batch/v/0000.log").read_text()
     assert (project.path / "results/v/batches/0000/memory.json").is_file(), log
 
@@ -100,3 +126,63 @@ def test_keep_going_then_only_the_failed_batch_is_submitted(slurm, project, tmp_
     second = project.snakemake(*SLURM_ARGS)
     assert jobs_run(second.log, "segment_batch") == ["video=bad, batch=0000"]
     assert len(segment_submissions(second.log)) == 1
+
+
+def test_grouped_batches_share_jobs_and_the_checkpoint_is_fetched_once(
+    slurm, project, tmp_path, checkpoint_server
+):
+    """group_batches: 3 puts 6 independent batches into 2 SLURM jobs; the checkpoint is
+    fetched once, by the local rule, from the (local) HTTP server."""
+    url, original, sha = checkpoint_server
+    video = write_video(tmp_path / "v.mp4", frames=30)
+    project.config["batch_size"] = 5
+    project.config["group_batches"] = 3
+    project.config["model"] = checkpoint_model(f"{url}/sam2.1_hiera_tiny.pt", sha)
+    project.config["resources"]["segment_batch"].update(gpu=1, mem_mb=1500, runtime=12)
+    prompts = dlc_every_frame(tmp_path / "vDLC.csv", 30)
+    project.sheet([{"video": "v", "path": video, "prompts": prompts}])
+    RangeHandler.ranges.clear()
+    run = project.snakemake(*SLURM_ARGS)
+    assert len(jobs_run(run.log, "segment_batch")) == 6
+    groups = segment_submissions(run.log)
+    assert len(groups) == 2, run.log[-3000:]
+    for record in groups.values():
+        # One GPU for the group; its three batches' runtimes add up; memory is the largest.
+        assert re.search(r"(TresPerNode|TresPerJob)=\S*gpu:1\b", record), record
+        assert "MinMemoryNode=1500M" in record and "TimeLimit=00:36:00" in record, record
+    assert jobs_run(run.log, "fetch_checkpoint") == [""]
+    assert len(RangeHandler.ranges) == 1, "one GET for the whole run"
+    for batch in range(6):
+        record = json.loads(
+            (project.path / f"results/v/batches/{batch:04d}/memory.json").read_text()
+        )
+        assert record["status"] == "ok"
+
+
+def test_an_unrescued_batch_fails_and_its_retry_asks_for_more(slurm, project, tmp_path):
+    """memory.fail_on_skip: a batch the guard could not rescue fails its SLURM job, and
+    Snakemake resubmits it with attempt-scaled memory."""
+    video = write_video(tmp_path / "v.mp4", frames=30)
+    project.config["batch_size"] = 30
+    project.config["memory"] = {"fail_on_skip": True, "adaptive_batch_size": False}
+    project.config["resources"]["segment_batch"]["mem_mb"] = 1500
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    run = project.snakemake(*SLURM_ARGS, env={"SAM2FLOW_INJECT_OOM": "above=5"}, check=False)
+    assert run.returncode != 0
+    assert memories(segment_submissions(run.log)) == [1500, 3000], run.log[-3000:]
+    log = (project.path / "logs/segment_batch/v/0000.log").read_text()
+    assert "memory.fail_on_skip" in log
+
+
+def test_a_batch_still_skipped_is_rerun_on_every_rerun_skipped(slurm, project, tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=30)
+    project.config["batch_size"] = 30
+    project.config["memory"] = {"adaptive_batch_size": False}
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    small_gpu = {"SAM2FLOW_INJECT_OOM": "above=5"}  # below the 25-frame floor: skipped
+    project.snakemake(*SLURM_ARGS, env=small_gpu)
+    for reruns in (1, 2):
+        run = project.snakemake(*SLURM_ARGS, "--config", "rerun_skipped=true", env=small_gpu)
+        assert len(segment_submissions(run.log)) == 1, run.log[-3000:]
+        skipped = pd.read_csv(project.path / "results/skipped.tsv", sep="\t")
+        assert skipped[["video", "reruns"]].values.tolist() == [["v", reruns]]

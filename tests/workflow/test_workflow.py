@@ -1,15 +1,27 @@
 """The workflow end to end: real Snakemake, real SAM 2 (random weights, 256, CPU)."""
 
 import json
+import re
+import shutil
+import subprocess
 
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from sam2flow.outputs import load_masks
 
-from conftest import RangeHandler, jobs_run, shared_file, write_video
+from conftest import (
+    ROOT,
+    SNAKEMAKE,
+    RangeHandler,
+    checkpoint_model,
+    jobs_run,
+    shared_file,
+    write_video,
+)
 
 
 def test_demo_runs_end_to_end(project):
@@ -178,17 +190,6 @@ def test_lint_and_format_are_clean():
     )
 
 
-def checkpoint_model(url: str, sha: str | None = None) -> dict:
-    return {
-        "weights": "checkpoint",
-        "checkpoint": "auto",
-        "checkpoint_url": url,
-        "checkpoint_sha256": sha,
-        "image_size": 256,
-        "device": "cpu",
-    }
-
-
 def test_the_checkpoint_is_fetched_once_for_every_batch(project, tmp_path, checkpoint_server):
     url, original, sha = checkpoint_server
     video = write_video(tmp_path / "v.mp4", frames=30)
@@ -242,3 +243,29 @@ def test_settings_that_cannot_change_masks_do_not_rerun_finished_batches(project
     project.config["memory"]["min_chunk"] = 10  # chunking can change masks: redone
     changed = project.snakemake()
     assert jobs_run(changed.log, "segment_batch") == ["video=v, batch=0000"]
+
+
+def test_a_second_config_file_sets_what_every_slurm_job_asks_for(project, tmp_path):
+    """`--configfile config/demo.yaml big.yaml` through profiles/slurm: the dry run plans
+    every segment_batch job with big.yaml's memory and runtime. The config is the one
+    source of resources; the profile adds only what is cluster-specific."""
+    shutil.copy(ROOT / "config" / "demo.tsv", project.path / "config" / "demo.tsv")
+    big = tmp_path / "big.yaml"
+    big.write_text(
+        yaml.safe_dump({"resources": {"segment_batch": {"mem_mb": 64000, "runtime": 600}}})
+    )
+    base = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(project.path)]
+    configs = ["--configfile", str(ROOT / "config" / "demo.yaml"), str(big)]
+    # Extraction first (locally), so that the batches are known to the dry run.
+    subprocess.run(
+        [*base, "results/demo/frames", "--cores", "2", *configs], check=True, capture_output=True
+    )
+    profile = ["--profile", str(ROOT / "profiles" / "slurm")]
+    dry = subprocess.run([*base, "-n", *profile, *configs], capture_output=True, text=True)
+    assert dry.returncode == 0, dry.stdout[-3000:] + dry.stderr[-3000:]
+    jobs = [b for b in re.split(r"\n(?=rule )", dry.stdout) if b.startswith("rule segment_batch:")]
+    assert len(jobs) == 3, dry.stdout[-3000:]  # 120 demo frames in batches of 40
+    for job in jobs:
+        resources = re.search(r"resources: (.*)", job).group(1)
+        assert "mem_mb=64000" in resources and "runtime=600" in resources, resources
+        assert "slurm_partition=CHANGE_ME" in resources  # and the profile's own keys

@@ -8,6 +8,8 @@ import pandas as pd
 from snakemake.io import ancient
 
 from sam2flow.errors import or_exit
+from sam2flow.frames import lasting_batches
+from sam2flow.grouping import group_id, group_name, group_predecessor
 from sam2flow.memory.guard import mask_settings
 from sam2flow.models import registry_checkpoint
 from sam2flow.samplesheet import read_sample_sheet
@@ -69,23 +71,15 @@ def batches_of(video):
 
 
 def batch_ranges(video):
-    """Batch name -> [first, last] frame of a video.
-
-    The extraction's manifest lives in the (temporary) frames folder and is copied to
-    results/{video}/frames.json, which outlives it: while that copy matches the video and
-    the config, later runs read it instead of asking the checkpoint, so frames deleted as
-    temp() are not extracted again unless a batch that needs them must be redone."""
-    listing = Path(listing_path(video))
-    if listing.is_file():
-        data = json.loads(listing.read_text())
-        video_file = Path(videos.loc[video, "path"])
-        if (
-            data.get("batch_size") == config["batch_size"]
-            and data.get("video") == str(video_file)
-            and video_file.is_file()
-            and video_file.stat().st_mtime <= listing.stat().st_mtime
-        ):
-            return data["batches"]
+    """Batch name -> [first, last] frame of a video: from the manifest's lasting copy while
+    it matches (sam2flow.frames.lasting_batches), so that frames deleted as temp() are not
+    extracted again unless a batch that needs them must be redone; else the checkpoint.
+    """
+    lasting = lasting_batches(
+        listing_path(video), videos.loc[video, "path"], config["batch_size"]
+    )
+    if lasting is not None:
+        return lasting
     out = checkpoints.extract_frames.get(video=video).output.frames
     return json.loads(Path(out, "frames.json").read_text())["batches"]
 
@@ -118,6 +112,25 @@ def all_targets(wildcards):
         + [f"results/{video}/masks.npz" for video in videos.index]
         + ["results/memory_summary.csv"]
     )
+
+
+def segment_group(wildcards):
+    """The Snakemake group of a batch (None: one job per batch)."""
+    group = group_name(
+        wildcards.batch, batches_of(wildcards.video), config["group_batches"]
+    )
+    return group_id(wildcards.video, group) if group else None
+
+
+def group_predecessor_input(wildcards):
+    """The record of the batch this one runs after in its group (sam2flow.grouping).
+    ancient(): redoing that batch does not redo this one."""
+    before = group_predecessor(
+        wildcards.batch, batches_of(wildcards.video), config["group_batches"]
+    )
+    if before is None:
+        return []
+    return ancient(f"results/{wildcards.video}/batches/{before}/memory.json")
 
 
 def prompt_options(wildcards):
@@ -188,22 +201,11 @@ def rerun_strategy(wildcards):
 
 
 def write_partial_summary():
-    """After a failed run (--keep-going), summarise the batches that did finish, so that
-    results/memory_summary.csv and skipped.tsv still account for what was segmented."""
-    from sam2flow.report import write_summary
+    """After a failed run (--keep-going): the summary of the batches that did finish."""
+    from sam2flow.report import write_partial_summary
 
-    records = sorted(Path("results").glob("*/batches/*/memory.json"))
-    if records:
-        write_summary(
-            records,
-            "results/memory_summary.csv",
-            "results/memory_report.html",
-            "results/skipped.tsv",
-            videos=list(videos.index),
-        )
-        logger.warning(
-            f"partial memory summary of {len(records)} finished batches written"
-        )
+    if found := write_partial_summary("results", list(videos.index)):
+        logger.warning(f"partial memory summary of {found} finished batches written")
 
 
 def checkpoint_input(wildcards):

@@ -7,6 +7,7 @@ rule segment_batch:
         prompts=prompts_input,
         carry=previous_batch,
         checkpoint=checkpoint_input,
+        after=group_predecessor_input,
     output:
         masks="results/{video}/batches/{batch}/masks.npz",
         table="results/{video}/batches/{batch}/frames.csv",
@@ -15,6 +16,8 @@ rule segment_batch:
         "logs/segment_batch/{video}/{batch}.log",
     benchmark:
         "benchmarks/segment_batch/{video}/{batch}.tsv"
+    group:
+        segment_group
     conda:
         ENV
     threads: config["resources"]["segment_batch"]["threads"]
