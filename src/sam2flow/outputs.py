@@ -366,17 +366,24 @@ _COLOURS = [
 
 
 def draw_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.5) -> np.ndarray:
-    """Blend each object's mask over a BGR image in its own colour, with its outline."""
+    """Blend each object's mask over a BGR image in its own colour, with its outline.
+
+    Only the mask's bounding box is blended (at 1080p, indexing the whole frame by the
+    mask took 35 ms per frame, as long as encoding it)."""
     out = image.copy()
     for k, m in enumerate(masks):
-        if not m.any():
+        mask = m.view(np.uint8) if m.dtype == bool else m.astype(np.uint8)
+        x, y, w, h = cv2.boundingRect(mask)
+        if w == 0 or h == 0:
             continue
-        colour = np.array(_COLOURS[k % len(_COLOURS)], dtype=np.float32)
-        out[m] = (out[m] * (1 - alpha) + colour * alpha).astype(np.uint8)
+        colour = _COLOURS[k % len(_COLOURS)]
+        roi = out[y : y + h, x : x + w]
+        blend = cv2.addWeighted(roi, 1 - alpha, np.full_like(roi, colour), alpha, 0)
+        np.copyto(roi, blend, where=mask[y : y + h, x : x + w, None].astype(bool))
         contours, _ = cv2.findContours(
-            m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE
+            mask[y : y + h, x : x + w], cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE, offset=(x, y)
         )
-        cv2.drawContours(out, contours, -1, tuple(int(c) for c in colour), 2)
+        cv2.drawContours(out, contours, -1, colour, 2)
     return out
 
 

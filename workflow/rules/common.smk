@@ -218,3 +218,14 @@ def scaled(key, name):
     """A resource that grows with the attempt: base x attempt (retries ask for more)."""
     base = config["resources"][key][name]
     return lambda wildcards, attempt: base * attempt
+
+
+def merge_runtime(wildcards, attempt):
+    """merge_video's minutes grow with the video's frames (sam2flow.resources)."""
+    from sam2flow.resources import per_video_runtime
+
+    last = max(last for _, last in batch_ranges(wildcards.video).values())
+    res = config["resources"]["merge_video"]
+    return per_video_runtime(
+        res["runtime"], res["minutes_per_10k_frames"], last + 1, attempt
+    )

@@ -27,7 +27,7 @@ rule merge_video:
         ENV
     resources:
         mem_mb=scaled("merge_video", "mem_mb"),
-        runtime=scaled("merge_video", "runtime"),
+        runtime=merge_runtime,
     params:
         video=video_path,
     script:
