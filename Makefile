@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.sam2flow-installed
 CORES  ?= 2
 
-.PHONY: install run test test-slow lint bench bench-quick demo screenshots clean
+.PHONY: install run test test-slow test-gpu lint bench bench-quick demo screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,11 @@ test: install
 
 test-slow: install
 	$(VENV)/bin/pytest -q -m slow --durations=15
+
+# Where CUDA is: the GPU tests, then the GPU rows of the benchmarks.
+test-gpu: install
+	$(VENV)/bin/pytest -q -m gpu tests/test_gpu.py -rA
+	$(PY) bench/run.py --gpu
 
 lint: install
 	$(VENV)/bin/ruff check src tests workflow bench

@@ -2,6 +2,8 @@
 
     python bench/run.py --quick     # make bench-quick: CPU rows in under 10 minutes
     python bench/run.py             # make bench: more sizes and runs (and GPU rows on a GPU)
+    python bench/run.py --gpu       # GPU rows only: segmentation and guard cost (no ffmpeg,
+                                    # no Snakemake needed, for a lent GPU machine)
 
 Writes bench/results/<date>-<device>.json and regenerates the table in BENCHMARKS.md.
 Every figure is the median of several runs with min and max; each segmentation run is a
@@ -44,8 +46,14 @@ def stats(values: list[float]) -> dict:
 
 def machine() -> dict:
     import sam2  # noqa: F401
-    import snakemake
     import torch
+
+    try:
+        import snakemake
+
+        snakemake_version = snakemake.__version__
+    except ImportError:  # --gpu runs where only the library is installed
+        snakemake_version = None
 
     info = {
         "platform": platform.platform(),
@@ -54,7 +62,7 @@ def machine() -> dict:
         "python": platform.python_version(),
         "torch": torch.__version__,
         "sam2": _version("sam2"),
-        "snakemake": snakemake.__version__,
+        "snakemake": snakemake_version,
         "gpu": None,
         "gpu_memory_bytes": None,
     }
@@ -128,8 +136,10 @@ def bench_segmentation(sizes, runs, image_size, device, work) -> dict:
                 ),
                 "status": [r["status"] for r in results],
             }
+            peak = row[mode]["peak_cuda_allocated_bytes"] or row[mode]["peak_rss_bytes"]
             print(
-                f"  segment {mode:8s} {n:4d} frames: {row[mode]['fps']['median']:.2f} fps",
+                f"  segment {mode:8s} {n:4d} frames: {row[mode]['fps']['median']:.2f} fps, "
+                f"peak {peak['median'] / MIB:.0f} MiB",
                 flush=True,
             )
         row["ratio_fps"] = row["sam2flow"]["fps"]["median"] / row["stock"]["fps"]["median"]
@@ -287,9 +297,20 @@ def bench_workflow_scale(job_counts, runs, work) -> dict:
     return rows
 
 
+def save(result: dict) -> Path:
+    """Write what is measured so far (after every section: a run cut short keeps it)."""
+    name = result["machine"]["gpu"] or "cpu"
+    tag = "".join(c if c.isalnum() else "-" for c in name).strip("-").lower()
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{result['date']}-{tag}{'-quick' if result['quick'] else ''}.json"
+    path.write_text(json.dumps(result, indent=1))
+    return path
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true")
+    p.add_argument("--gpu", action="store_true", help="segmentation and guard cost only")
     args = p.parse_args()
     if not (DATA / "bedroom.mp4").exists():
         sys.exit(f"benchmarks need {DATA} (the real videos)")
@@ -299,10 +320,15 @@ def main() -> None:
     device = "cuda" if gpu else "cpu"
     image_size = 1024 if gpu else 256
     sizes = [50, 150] if args.quick else [50, 200, 400]
+    if args.gpu:
+        if not gpu:
+            sys.exit("--gpu needs a CUDA GPU")
+        sizes = [50, 400]
     runs = 2 if args.quick else 3
     result = {
         "date": dt.date.today().isoformat(),
         "quick": args.quick,
+        "command": "python bench/run.py --gpu" if args.gpu else None,
         "machine": machine(),
         "device": device,
         "image_size": image_size,
@@ -310,23 +336,23 @@ def main() -> None:
     }
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        print("frame extraction", flush=True)
-        result["extraction"] = bench_extraction(runs, work)
-        print("workflow scale", flush=True)
-        result["workflow_scale"] = bench_workflow_scale(
-            [204, 1200] if args.quick else [204, 1200, 5004], 1 if args.quick else 3, work
-        )
+        if not args.gpu:
+            print("frame extraction", flush=True)
+            result["extraction"] = bench_extraction(runs, work)
+            print("workflow scale", flush=True)
+            result["workflow_scale"] = bench_workflow_scale(
+                [204, 1200] if args.quick else [204, 1200, 5004], 1 if args.quick else 3, work
+            )
         print("segmentation", flush=True)
         result["segmentation"] = bench_segmentation(sizes, runs, image_size, device, work)
+        save(result)
         print("guard cost", flush=True)
-        result["guard_cost"] = bench_guard_cost(100, runs + 1, image_size, device, work)
-    name = result["machine"]["gpu"] or "cpu"
-    tag = "".join(c if c.isalnum() else "-" for c in name).strip("-").lower()
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{result['date']}-{tag}{'-quick' if args.quick else ''}.json"
-    path.write_text(json.dumps(result, indent=1))
+        pairs = 2 if args.gpu else runs + 1
+        result["guard_cost"] = bench_guard_cost(100, pairs, image_size, device, work)
+    path = save(result)
     print(f"wrote {path}")
-    subprocess.run([PY, str(ROOT / "bench" / "table.py")], check=True)
+    if not args.gpu:  # on a lent machine the table is regenerated where the result lands
+        subprocess.run([PY, str(ROOT / "bench" / "table.py")], check=True)
 
 
 if __name__ == "__main__":

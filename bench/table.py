@@ -16,6 +16,8 @@ def newest(gpu: bool) -> dict | None:
     found = []
     for path in sorted((ROOT / "bench" / "results").glob("*.json")):
         data = json.loads(path.read_text())
+        if "image_size" not in data:  # another benchmark's result (rows written by hand)
+            continue
         if bool(data["machine"]["gpu"]) == gpu:
             found.append((data["date"], not data.get("quick"), path.name, data))
     return max(found, key=lambda f: f[:3])[3] if found else None
@@ -34,8 +36,9 @@ def verdict(ok: bool) -> str:
 
 def rows(data: dict | None, label: str) -> list[str]:
     if data is None:
-        return [f"| {label} | all | | not measured yet | |"]
-    cmd = "`make bench-quick`" if data.get("quick") else "`make bench`"
+        return [f"| {label} | all | | no complete `bench/run.py` result yet (see below) | |"]
+    cmd = f"`{data['command']}`" if data.get("command") else None
+    cmd = cmd or ("`make bench-quick`" if data.get("quick") else "`make bench`")
     where = f"{label}: {data['machine']['gpu'] or data['machine']['processor']}, " + (
         f"{data['machine']['cpu_count']} cores, image size {data['image_size']}"
     )
@@ -95,16 +98,24 @@ def rows(data: dict | None, label: str) -> list[str]:
     return out
 
 
+def other_rows(text: str) -> list[str]:
+    """Rows of the current table from other benchmarks (written by hand, each naming its
+    own command and result file): kept as they are."""
+    table = text[text.find(START) : text.find(END)].splitlines()[3:]
+    return [r for r in table if "make bench" not in r and not re.match(r"\| \w+ \| all \|", r)]
+
+
 def main() -> None:
+    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
     lines = [
         START,
         "| machine | measure | target | measured: median (min, max, runs) | status, command |",
         "|---|---|---|---|---|",
         *rows(newest(gpu=False), "CPU"),
+        *other_rows(text),
         *rows(newest(gpu=True), "GPU"),
         END,
     ]
-    text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), "\n".join(lines), text, flags=re.S)
     DOC.write_text(text)
     print(f"updated {DOC}")

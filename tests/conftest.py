@@ -107,8 +107,25 @@ def stock_sam2(predictor, folder, frame, points=None, box=None):
         masks = {}
         for reverse in (False, True):
             for idx, _, logits in predictor.propagate_in_video(state, reverse=reverse):
-                masks[idx] = (logits[0, 0] > 0).numpy()
+                masks[idx] = (logits[0, 0] > 0).cpu().numpy()
     return np.stack([masks[i] for i in sorted(masks)])
+
+
+def sam2flow_masks(model, folder, out, frame, points=None, box=None, decoder="sam2"):
+    """sam2flow's masks for object 1 of one batch folder (frames x H x W), prompted the
+    way ``stock_sam2`` is."""
+    from sam2flow.memory import GuardConfig, MemoryGuard
+    from sam2flow.outputs import load_masks
+    from sam2flow.prompts import BatchPrompt, ObjectPrompt
+    from sam2flow.segment import BatchJob, segment_batch
+
+    obj = ObjectPrompt(points=points, box=box)
+    if points is not None:
+        obj.labels = np.ones(len(points), dtype=np.int32)
+    guard = MemoryGuard(GuardConfig(adaptive_batch_size=False, monitoring=False), model.device)
+    job = BatchJob(folder, out, BatchPrompt(frame, {1: obj}), "v", "0000", decoder)
+    segment_batch(job, model, guard)
+    return load_masks(out / "masks.npz")[2][:, 0]
 
 
 @pytest.fixture(scope="session")

@@ -11,24 +11,10 @@ import numpy as np
 import pytest
 
 from sam2flow.frames import extract_batches, frame_paths
-from sam2flow.memory import GuardConfig, MemoryGuard
-from sam2flow.outputs import load_masks
-from sam2flow.prompts import BatchPrompt, ObjectPrompt
-from sam2flow.segment import BatchJob, segment_batch
 
-from conftest import shared_file, stock_sam2
+from conftest import sam2flow_masks, shared_file, stock_sam2
 
 FRAMES = 40
-
-
-def sam2flow(model, folder, out, frame, points=None, box=None, decoder="sam2"):
-    obj = ObjectPrompt(points=points, box=box)
-    if points is not None:
-        obj.labels = np.ones(len(points), dtype=np.int32)
-    guard = MemoryGuard(GuardConfig(adaptive_batch_size=False, monitoring=False), model.device)
-    job = BatchJob(folder, out, BatchPrompt(frame, {1: obj}), "v", "0000", decoder)
-    segment_batch(job, model, guard)
-    return load_masks(out / "masks.npz")[2][:, 0]
 
 
 CASES = {
@@ -58,7 +44,7 @@ def test_masks_equal_stock_sam2_bit_for_bit(case, batches, tiny_model, tmp_path)
     folder = batches[video]
     assert list(frame_paths(folder)) == list(range(FRAMES))
     stock = stock_sam2(tiny_model.predictor, folder, frame, points, box)
-    ours = sam2flow(tiny_model, folder, tmp_path / "out", frame, points, box)
+    ours = sam2flow_masks(tiny_model, folder, tmp_path / "out", frame, points, box)
     assert stock.shape == ours.shape and stock[frame].any(), "nothing segmented to compare"
     differing = [i for i in range(FRAMES) if not np.array_equal(stock[i], ours[i])]
     assert differing == [], f"frames differing from stock SAM 2: {differing}"
@@ -69,7 +55,7 @@ def test_the_opencv_decoder_is_a_documented_deviation(batches, tiny_model, tmp_p
     """The faster decoder does change pixels, hence masks: it must not be the default."""
     video, frame, points, box = CASES["bedroom-click-forward"]
     stock = stock_sam2(tiny_model.predictor, batches[video], frame, points, box)
-    fast = sam2flow(tiny_model, batches[video], tmp_path / "o", frame, points, box, "opencv")
+    fast = sam2flow_masks(tiny_model, batches[video], tmp_path / "o", frame, points, box, "opencv")
     inter = (stock & fast).sum(axis=(1, 2))
     union = np.maximum((stock | fast).sum(axis=(1, 2)), 1)
     assert (inter / union).min() > 0.9  # close, as the issue measured (0.976) ...

@@ -16,6 +16,18 @@ from ..errors import UserError
 log = logging.getLogger(__name__)
 
 
+def with_index(device: torch.device) -> torch.device:
+    """``cuda`` -> ``cuda:N`` (the current device): some torch.cuda calls, such as
+    ``set_per_process_memory_fraction``, refuse a CUDA device without an index.
+
+    >>> with_index(torch.device("cpu"))
+    device(type='cpu')
+    """
+    if device.type == "cuda" and device.index is None:
+        return torch.device("cuda", torch.cuda.current_device())
+    return device
+
+
 def resolve_device(requested: str = "auto") -> torch.device:
     """Pick the device to run on.
 
@@ -29,7 +41,7 @@ def resolve_device(requested: str = "auto") -> torch.device:
     requested = (requested or "auto").lower()
     if requested == "auto":
         if torch.cuda.is_available():
-            return torch.device("cuda")
+            return with_index(torch.device("cuda"))
         if _mps_available():
             return torch.device("mps")
         log.warning("no CUDA or MPS device found: running on the CPU (slow)")
@@ -46,6 +58,8 @@ def resolve_device(requested: str = "auto") -> torch.device:
             None,
             "use device 'auto' or 'cpu' (or run where a GPU is)",
         )
+    if device.type == "cuda":
+        return with_index(device)
     if device.type == "mps" and not _mps_available():
         raise UserError(
             f"device {requested!r} requested but MPS is not available", None, "use 'auto'"

@@ -76,6 +76,7 @@ def apply_memory_cap(device: torch.device, max_gpu_memory_gb: float | None) -> i
     if max_gb is None or device.type != "cuda":
         return None
     torch.cuda.init()
+    device = devices.with_index(device)
     free, total = torch.cuda.mem_get_info(device)
     not_torch = max(0, (total - free) - torch.cuda.memory_reserved(device))
     cap = min(int(max_gb * GIB), total - not_torch)
