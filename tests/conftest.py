@@ -15,6 +15,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -42,6 +43,36 @@ def write_video(path: Path, frames: int = 60, width: int = 160, height: int = 12
         writer.write(img)
     writer.release()
     return path
+
+
+def cut_video(source: Path, dest: Path, frames: int) -> Path:
+    """The first ``frames`` frames of a real video, re-encoded with ffmpeg (H.264)."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-i", str(source), "-frames:v", str(frames)]
+        + ["-c:v", "libx264", str(dest)],
+        check=True,
+    )
+    return dest
+
+
+#: A DeepLabCut scorer name as DeepLabCut writes it into its output files' names.
+SCORER = "DLC_resnet50_openfieldOct30shuffle1_1030000"
+
+
+def dlc_predictions(folder: Path, stem: str, frames: int) -> None:
+    """A DeepLabCut prediction file pair (CSV and its HDF5 twin) named as DeepLabCut names
+    them, with the first labelled pose of the shared label file on every frame."""
+    labels = pd.read_csv(shared_file("CollectedData_Pranav.csv"), header=[0, 1, 2], index_col=0)
+    pose = labels.iloc[0].to_numpy(dtype=float).reshape(-1, 2)
+    parts = labels.columns.get_level_values(1)[::2]
+    columns = pd.MultiIndex.from_tuples(
+        [(SCORER, b, c) for b in parts for c in ("x", "y", "likelihood")],
+        names=["scorer", "bodyparts", "coords"],
+    )
+    row = np.concatenate([np.append(xy, 0.95) for xy in pose])
+    table = pd.DataFrame(np.tile(row, (frames, 1)), columns=columns)
+    table.to_csv(folder / f"{stem}{SCORER}.csv")
+    table.to_hdf(folder / f"{stem}{SCORER}.h5", key="df_with_missing")
 
 
 SAM2FLOW = str(Path(sys.executable).with_name("sam2flow"))

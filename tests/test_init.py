@@ -7,16 +7,22 @@ import shlex
 import shutil
 import subprocess
 
-import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
 from sam2flow.outputs import load_masks
 
-from conftest import ROOT, SNAKEMAKE, Project, sam2flow, shared_file
-
-SCORER = "DLC_resnet50_openfieldOct30shuffle1_1030000"
+from conftest import (
+    ROOT,
+    SCORER,
+    SNAKEMAKE,
+    Project,
+    cut_video,
+    dlc_predictions,
+    sam2flow,
+    shared_file,
+)
 
 
 def files(folder) -> list:
@@ -46,22 +52,6 @@ def test_an_existing_sheet_is_kept_unless_forced(tmp_path):
     assert (tmp_path / "s.tsv").read_text().startswith("video\tpath\tprompts")
 
 
-def dlc_predictions(folder, stem: str, frames: int) -> None:
-    """A DeepLabCut prediction file pair (CSV and its HDF5 twin) named as DeepLabCut names
-    them, with the first labelled pose of the shared label file on every frame."""
-    labels = pd.read_csv(shared_file("CollectedData_Pranav.csv"), header=[0, 1, 2], index_col=0)
-    pose = labels.iloc[0].to_numpy(dtype=float).reshape(-1, 2)
-    parts = labels.columns.get_level_values(1)[::2]
-    columns = pd.MultiIndex.from_tuples(
-        [(SCORER, b, c) for b in parts for c in ("x", "y", "likelihood")],
-        names=["scorer", "bodyparts", "coords"],
-    )
-    row = np.concatenate([np.append(xy, 0.95) for xy in pose])
-    table = pd.DataFrame(np.tile(row, (frames, 1)), columns=columns)
-    table.to_csv(folder / f"{stem}{SCORER}.csv")
-    table.to_hdf(folder / f"{stem}{SCORER}.h5", key="df_with_missing")
-
-
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 def test_init_on_real_videos_then_the_printed_command_runs_to_the_end(tmp_path):
     """bedroom.mp4 (no DeepLabCut file) and the first 60 frames of m3v1mp4.mp4 with a
@@ -69,11 +59,7 @@ def test_init_on_real_videos_then_the_printed_command_runs_to_the_end(tmp_path):
     folder = tmp_path / "videos"
     folder.mkdir()
     (folder / "bedroom.mp4").symlink_to(shared_file("bedroom.mp4"))
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-i", shared_file("m3v1mp4.mp4"), "-frames:v", "60"]
-        + ["-c:v", "libx264", str(folder / "m3v1mp4.mp4")],
-        check=True,
-    )
+    cut_video(shared_file("m3v1mp4.mp4"), folder / "m3v1mp4.mp4", 60)
     dlc_predictions(folder, "m3v1mp4", 60)
     project = Project(tmp_path / "project")
     sheet = project.path / "config" / "videos.tsv"
