@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import hashlib
 import http.server
 import os
@@ -43,6 +44,53 @@ def write_video(path: Path, frames: int = 60, width: int = 160, height: int = 12
         writer.write(img)
     writer.release()
     return path
+
+
+# --- The README's troubleshooting table against the messages the suite meets ---
+
+#: Message cells of troubleshooting rows that some test met during this session.
+TROUBLESHOOTING_MET: set[str] = set()
+
+
+def message_pattern(template: str) -> re.Pattern:
+    """A troubleshooting template as a regex: ``...`` and words in capitals (``PATH``,
+    ``N``, ``DEVICE``) stand for any text.
+
+    >>> bool(message_pattern("video not found: PATH").search("error: video not found: /a.mp4"))
+    True
+    """
+    parts = re.split(r"(\.\.\.|\b[A-Z]+\b)", template)
+    return re.compile("".join(".+?" if i % 2 else re.escape(p) for i, p in enumerate(parts)))
+
+
+@functools.cache
+def troubleshooting_rows() -> dict[str, list[re.Pattern]]:
+    """``{message cell: its patterns}`` of the README's troubleshooting rows that name a
+    message (their first cell starts with one in backticks; others describe a situation)."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("## Troubleshooting", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        cell = line.split(" | ")[0].removeprefix("| ").strip()
+        if line.startswith("| `"):
+            rows[cell] = [message_pattern(t) for t in re.findall(r"`([^`]+)`", cell)]
+    return rows
+
+
+def listed_in_troubleshooting(message: str) -> str:
+    """The README troubleshooting row that explains ``message`` (an error line a test met);
+    the test fails when there is none. The row is counted as met for this session."""
+    for cell, patterns in troubleshooting_rows().items():
+        if any(p.search(message) for p in patterns):
+            TROUBLESHOOTING_MET.add(cell)
+            return cell
+    pytest.fail(f"no row of the README's troubleshooting table explains: {message}")
+
+
+def pytest_collection_modifyitems(config, items):
+    """The check that every troubleshooting row was met runs after the tests that meet them."""
+    last = [i for i in items if i.name == "test_every_troubleshooting_message_is_met_by_a_test"]
+    items[:] = [i for i in items if i not in last] + last
 
 
 def cut_video(source: Path, dest: Path, frames: int) -> Path:

@@ -7,7 +7,7 @@ import torch
 from sam2flow.errors import UserError
 from sam2flow.models import MODELS, build_model, download, load_state_dict, model_spec
 
-from conftest import RangeHandler, stock_sam2
+from conftest import RangeHandler, listed_in_troubleshooting, stock_sam2
 
 
 def test_registry_has_sam2_and_sam21_in_four_sizes():
@@ -83,6 +83,7 @@ def test_wrong_sha256_is_a_one_line_error(checkpoint_server, tmp_path):
         download(f"{url}/sam2.1_hiera_tiny.pt", tmp_path / "c.pt", "0" * 64)
     message = str(info.value)
     assert "sha256 mismatch" in message and "\n" not in message
+    listed_in_troubleshooting(message)
     assert "by hand" in message
     assert not (tmp_path / "c.pt").exists()
 

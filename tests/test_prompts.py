@@ -1,5 +1,7 @@
 """Prompts from DeepLabCut files and from the config."""
 
+import sys
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -13,7 +15,7 @@ from sam2flow.prompts import (
     read_dlc,
 )
 
-from conftest import shared_file
+from conftest import listed_in_troubleshooting, shared_file
 
 
 def write_multi_animal(path, frames=10, likelihood=0.9):
@@ -176,3 +178,14 @@ def test_a_first_frame_without_any_detection_keeps_its_row(tmp_path):
     keypoints = read_dlc(path)
     assert keypoints.frames.tolist() == list(range(10))
     assert np.isnan(keypoints.xyl[0, :, :, 0]).all() and keypoints.xyl[1, 0, 0, 0] == 11
+
+
+def test_an_h5_file_without_pytables_names_the_file_and_the_fix(monkeypatch):
+    """The h5 extra is optional: without PyTables a DeepLabCut .h5 is one line, not a
+    traceback (``import tables`` fails as it does where it is not installed)."""
+    path = shared_file("CollectedData_Pranav.h5")
+    monkeypatch.setitem(sys.modules, "tables", None)
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    assert "needs PyTables" in str(info.value) and str(path) in str(info.value)
+    listed_in_troubleshooting(str(info.value))

@@ -92,6 +92,8 @@ def test_every_readme_command_runs(project):
         text = text.replace(word, STANDS_FOR[word])
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env["PATH"] = "/usr/bin:/bin:/usr/local/bin"  # the reader's shell: .venv not yet active
+    # The copy shares this suite's .venv: make must not reinstall the copy into it.
+    env["MAKEFLAGS"] = "-o .venv/.sam2flow-installed"
     ran, skipped = [], []
     for language, command in readme_commands(text):
         reason = next((r for start, r in SKIPPED.items() if command.startswith(start)), None)

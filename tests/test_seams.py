@@ -10,7 +10,7 @@ from sam2flow.memory import GuardConfig
 from sam2flow.outputs import load_masks
 from sam2flow.segment import segment_folder
 
-from conftest import shared_file
+from conftest import listed_in_troubleshooting, shared_file
 
 MODEL = dict(name="sam2.1_hiera_tiny", weights="random", image_size=256, device="cpu")
 CLICK = dict(points="210,350", prompt_frame=0)  # SAM 2's own reference click on bedroom.mp4
@@ -87,6 +87,7 @@ def test_a_skipped_last_frame_breaks_the_chain_as_a_recorded_skip(
     assert second["status"] == "skipped"
     assert second["skipped_ranges"] == [[50, 99]]
     assert "last frame 49" in second["skip_reason"]
+    listed_in_troubleshooting(second["skip_reason"])
     assert second["frame_status"] == {"no_prompt": 50}
     record = json.loads((tmp_path / "b1" / "memory.json").read_text())
     assert record == second

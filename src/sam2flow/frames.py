@@ -9,6 +9,7 @@ only what the old manifest lists (after the new video has opened and given a fra
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -17,14 +18,14 @@ import shutil
 import threading
 from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
 
-from .atomic import user_write_error, write_text
+from .atomic import atomic_path, user_write_error, write_text
 from .errors import UserError
 
 log = logging.getLogger(__name__)
@@ -32,6 +33,7 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 
 MANIFEST = "frames.json"
+CARRY_DIR = ".carry"  # single frames decoded again for chained batches (restore_frame)
 _BATCH_DIR = re.compile(r"\.?\d{4,}(\.tmp)?")  # NNNN, or .NNNN.tmp while written
 FRAME_DIGITS = 7
 DEFAULT_BATCH_SIZE = 400
@@ -53,6 +55,23 @@ def frame_file(frame: int) -> str:
     return f"{frame:0{FRAME_DIGITS}d}.jpg"
 
 
+def frame_digest(img: np.ndarray) -> str:
+    """A digest of one decoded frame's pixels: a seek landed on the frame it names when the
+    frame found there has the digest recorded at extraction."""
+    return hashlib.blake2b(img.tobytes(), digest_size=12).hexdigest()
+
+
+def write_jpeg(img: np.ndarray, path: Path, quality: int) -> None:
+    """Encode one frame as sam2flow's JPEG (the same pixels give the same bytes)."""
+    ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    if not ok:
+        raise RuntimeError(f"JPEG encoding failed for {path}")
+    try:
+        buf.tofile(str(path))
+    except OSError as exc:
+        raise (user_write_error(exc, path) or exc) from exc
+
+
 @dataclass
 class Extraction:
     """What ``extract_batches`` wrote: the content of ``frames.json``."""
@@ -66,6 +85,9 @@ class Extraction:
     quality: int
     batches: dict[str, list[int]]  # batch name -> [first frame, last frame]
     declared_frames: int | None = None  # the container's frame count, when it gives one
+    #: batch name -> [digest of its first frame's pixels, of its last frame's]: a batch
+    #: decoded again by seeking is checked against them (``restore_batch``).
+    digests: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)
@@ -174,27 +196,21 @@ def extract_batches(
     _remove_own_batches(out)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)]
     batches: dict[str, list[int]] = {}
+    digests: dict[str, list[str]] = {}
     height, width = img.shape[:2]
     frame = 0
     pending: list[Future] = []
     tmp_dir: Path | None = None
+    first_digest = ""
 
-    def encode(img: np.ndarray, path: Path) -> None:
-        ok, buf = cv2.imencode(".jpg", img, params)
-        if not ok:
-            raise RuntimeError(f"JPEG encoding failed for {path}")
-        try:
-            buf.tofile(str(path))
-        except OSError as exc:
-            raise (user_write_error(exc, path) or exc) from exc
-
-    def finish_batch() -> None:
+    def finish_batch(last_img: np.ndarray) -> None:
         for fut in pending:
             fut.result()
         pending.clear()
-        batches[batch_name(len(batches))] = [frame - count_in_batch, frame - 1]
+        name = batch_name(len(batches))
+        batches[name] = [frame - count_in_batch, frame - 1]
+        digests[name] = [first_digest, frame_digest(last_img)]
 
     with ThreadPoolExecutor(max_workers=2) as pool:
         count_in_batch = 0
@@ -202,19 +218,21 @@ def extract_batches(
             while ok:
                 if count_in_batch == 0:
                     tmp_dir = out / _tmp_name(batch_name(len(batches)))
+                    first_digest = frame_digest(img)
                     try:
                         tmp_dir.mkdir()
                     except OSError as exc:
                         raise (user_write_error(exc, tmp_dir) or exc) from exc
-                pending.append(pool.submit(encode, img, tmp_dir / frame_file(frame)))
+                pending.append(pool.submit(write_jpeg, img, tmp_dir / frame_file(frame), quality))
                 frame += 1
                 count_in_batch += 1
+                last_img = img
                 if count_in_batch == batch_size:
-                    finish_batch()
+                    finish_batch(last_img)
                     count_in_batch = 0
                 ok, img = cap.read()
             if count_in_batch:
-                finish_batch()
+                finish_batch(last_img)
         finally:
             cap.release()
     # Batches become visible together, and only where no folder of someone else's stands.
@@ -237,6 +255,7 @@ def extract_batches(
         quality=quality,
         batches=batches,
         declared_frames=declared,
+        digests=digests,
     )
     if result.shortfall():
         log.warning("%s; every decoded frame is kept", result.shortfall())
@@ -245,6 +264,166 @@ def extract_batches(
         write_text(listing, result.to_json())
     log.info("%s: %d frames in %d batches of %d", video, frame, len(batches), batch_size)
     return result
+
+
+def reuse_or_extract(
+    video: str | Path,
+    out_dir: str | Path,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    quality: int = DEFAULT_QUALITY,
+    listing: str | Path | None = None,
+) -> Extraction:
+    """Frames for a run of the workflow. While the lasting copy of the manifest
+    (``listing``) still matches the video and the settings, only the manifest is written:
+    each batch job that runs decodes its own frames by seeking (``restore_batch``), so a
+    rerun of one batch decodes that batch, not the video. Else the video is extracted."""
+    batches = lasting_batches(listing, video, batch_size) if listing else None
+    data = json.loads(Path(listing).read_text()) if batches is not None else {}
+    if data.get("quality") != quality or not data.get("digests"):
+        return extract_batches(video, out_dir, batch_size, quality, listing=listing)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / MANIFEST, Path(listing).read_text())
+    log.info(
+        "%s: %d frames in %d batches, as extracted before (%s); each batch job that runs "
+        "decodes its own frames",
+        video,
+        data["frames"],
+        len(data["batches"]),
+        listing,
+    )
+    return Extraction(**data)
+
+
+@dataclass
+class Restored:
+    """How frames were decoded again: how many the decoder gave after the seek (from frame
+    0 when there was no seek), and whether the seek was used."""
+
+    frames_decoded: int
+    seeked: bool
+
+
+def _decode_span(
+    video: str,
+    first: int,
+    last: int,
+    digests: list[str] | None,
+    sink,
+    restart,
+) -> Restored:
+    """Hand frames ``first..last`` of ``video`` to ``sink(frame, img)``: after a seek when
+    the frames the seek gives start and end with the recorded ``digests``; else (no
+    digests, or a seek that landed elsewhere) by decoding from frame 0 after ``restart()``.
+    """
+    cap = open_video(video)
+    try:
+        if digests:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, first)
+            ok, img = cap.read()
+            if ok and frame_digest(img) == digests[0]:
+                decoded, frame = 1, first
+                while True:
+                    sink(frame, img)
+                    if frame == last:
+                        break
+                    ok, img = cap.read()
+                    if not ok:
+                        break
+                    decoded, frame = decoded + 1, frame + 1
+                if frame == last and frame_digest(img) == digests[1]:
+                    return Restored(decoded, True)
+            log.warning("%s: a seek to frame %d was not frame-exact; decoding from 0", video, first)
+            restart()
+            cap.release()
+            cap = open_video(video)
+        decoded = 0
+        for frame in range(last + 1):
+            ok, img = cap.read()
+            if not ok:
+                break
+            decoded += 1
+            if frame == first and digests and frame_digest(img) != digests[0]:
+                break
+            if frame >= first:
+                sink(frame, img)
+        else:
+            if not digests or frame_digest(img) == digests[1]:
+                return Restored(decoded, False)
+    finally:
+        cap.release()
+    raise UserError(
+        f"frames {first}-{last} decode differently than when they were extracted",
+        video,
+        "the video changed: extract it again (delete the video's results folder)",
+    )
+
+
+def restore_batch(frames_root: str | Path, batch: str) -> Restored | None:
+    """Decode batch ``batch`` of the extraction in ``frames_root`` again when its folder is
+    gone (temporary frames deleted after a run), from the video its manifest names: the same
+    frames, so the same JPEG bytes. ``None`` when there is nothing to restore (the folder is
+    there, or no manifest lists it)."""
+    root = Path(frames_root)
+    if (root / batch).exists() or not (root / MANIFEST).is_file():
+        return None
+    manifest = read_manifest(root)
+    span = manifest.batches.get(batch)
+    if span is None:
+        return None
+    tmp = root / _tmp_name(batch)
+
+    def restart() -> None:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir()
+
+    restart()
+    done = _decode_span(
+        manifest.video,
+        span[0],
+        span[1],
+        manifest.digests.get(batch),
+        lambda frame, img: write_jpeg(img, tmp / frame_file(frame), manifest.quality),
+        restart,
+    )
+    tmp.rename(root / batch)
+    log.info(
+        "batch %s: frames %d-%d decoded again (%d frames decoded, %s)",
+        batch,
+        span[0],
+        span[1],
+        done.frames_decoded,
+        "after a seek" if done.seeked else "from the video's start",
+    )
+    return done
+
+
+def restore_frame(frames_root: str | Path, frame: int) -> Path | None:
+    """The JPEG of global ``frame`` of the extraction in ``frames_root``: from its batch
+    folder, or, when that folder is gone, decoded again into ``.carry/`` (a chained batch
+    needs the previous batch's last frame). ``None`` when no batch holds the frame."""
+    root = Path(frames_root)
+    manifest = read_manifest(root)
+    for name, (first, last) in manifest.batches.items():
+        if not first <= frame <= last:
+            continue
+        if (root / name).exists():
+            return frame_paths(root / name).get(frame)
+        recorded = manifest.digests.get(name)
+        digest = recorded and {first: recorded[0], last: recorded[1]}.get(frame)
+        path = root / CARRY_DIR / frame_file(frame)
+        path.parent.mkdir(exist_ok=True)
+        with atomic_path(path) as tmp:
+            _decode_span(
+                manifest.video,
+                frame,
+                frame,
+                [digest, digest] if digest else None,
+                lambda _, img: write_jpeg(img, Path(tmp), manifest.quality),
+                lambda: None,
+            )
+        return path
+    return None
 
 
 def check_batch_frames(frames: list[int], batch_dir: Path, manifest: Extraction) -> None:
@@ -331,20 +510,12 @@ def _remove_own_batches(out: Path) -> None:
     for stale in out.glob(".*.tmp"):
         if stale.is_dir() and _BATCH_DIR.fullmatch(stale.name):
             shutil.rmtree(stale)
+    shutil.rmtree(out / CARRY_DIR, ignore_errors=True)
 
 
 def list_frames(batch_dir: str | Path) -> list[int]:
     """Global frame indices of the JPEGs in a frame folder, sorted."""
     return list(frame_paths(batch_dir))
-
-
-def locate_frame(frames_root: str | Path, frame: int) -> Path | None:
-    """The JPEG of global ``frame`` in an extraction folder (``frames.json`` says which
-    batch holds it); ``None`` when no batch does."""
-    for name, (first, last) in read_manifest(frames_root).batches.items():
-        if first <= frame <= last:
-            return frame_paths(Path(frames_root) / name).get(frame)
-    return None
 
 
 def frame_size(path: str | Path) -> tuple[int, int]:

@@ -27,8 +27,9 @@ from .frames import (
     check_batch_frames,
     frame_paths,
     frame_size,
-    locate_frame,
     read_manifest,
+    restore_batch,
+    restore_frame,
 )
 from .memory import GuardConfig, MemoryGuard, Plan
 from .memory.estimate import check_host_memory, estimate_host
@@ -417,6 +418,7 @@ def segment_folder(
     """
     enable_expandable_segments()  # before the model initialises CUDA
     frames_dir = Path(frames_dir)
+    restore_batch(frames_dir.parent, frames_dir.name)  # when a finished run deleted its frames
     paths = frame_paths(frames_dir)
     frames = list(paths)
     prompt = dict(prompt)
@@ -429,7 +431,7 @@ def segment_folder(
         if prompt.get("video_frames") is None:
             prompt["video_frames"] = extraction.frames
         if prompt.get("carry_from") and not prompt.get("carry_image"):
-            prompt["carry_image"] = locate_frame(frames_dir.parent, frames[0] - 1)
+            prompt["carry_image"] = restore_frame(frames_dir.parent, frames[0] - 1)
     height, width = frame_size(paths[frames[0]])
     if prompt.get("prompt_frame") is not None:  # a manual prompt must be on a real frame
         known = prompt.get("video_frames") or frames[-1] + 1

@@ -13,6 +13,8 @@ from sam2flow.memory.limits import (
 )
 from sam2flow.memory.monitoring import take_snapshot
 
+from conftest import listed_in_troubleshooting
+
 
 @pytest.mark.parametrize("value", [0.01, 0.5, 0.85, 1.0])
 def test_threshold_in_range_is_accepted(value):
@@ -58,3 +60,14 @@ def test_cleanup_only_above_the_threshold():
     assert should_clean_up(snap, snap.fraction) is True
     assert should_clean_up(snap, min(1.0, snap.fraction + 0.01)) is False
     assert should_clean_up(None, 0.5) is False
+
+
+def test_a_job_given_too_little_host_memory_fails_at_once_naming_both():
+    from sam2flow.memory.estimate import check_host_memory
+
+    with pytest.raises(MemoryError) as info:
+        check_host_memory(3000 * 2**20, mem_mb=1500, what="batch 0002")
+    assert "batch 0002 needs about 3000 MiB" in str(info.value) and "mem_mb=1500" in str(info.value)
+    listed_in_troubleshooting(str(info.value))
+    check_host_memory(3000 * 2**20, mem_mb=4000)  # enough: no error
+    check_host_memory(3000 * 2**20, mem_mb=None)  # not given (a workstation): no check

@@ -9,6 +9,8 @@ import torch
 from sam2flow.memory import GuardConfig, MemoryGuard, run_with_recovery
 from sam2flow.memory.recovery import next_chunk_size
 
+from conftest import listed_in_troubleshooting
+
 CPU = torch.device("cpu")
 
 
@@ -154,8 +156,9 @@ def test_host_memory_running_out_beside_an_accelerator_fails_the_job():
         raise MemoryError("Unable to allocate 7.91 GiB for an array")
 
     accelerator = torch.device("meta")  # not the CPU: chunks on it cannot free host memory
-    with pytest.raises(HostOutOfMemory, match="mem_mb"):
+    with pytest.raises(HostOutOfMemory, match="mem_mb") as info:
         run_with_recovery(work, 0, 59, device=accelerator)
+    listed_in_troubleshooting(str(info.value))
     with pytest.raises(SystemExit) as stop:
         run_script(None, lambda: run_with_recovery(work, 0, 59, device=accelerator))
     assert stop.value.code == HOST_OOM_EXIT == 3

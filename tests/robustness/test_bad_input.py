@@ -15,10 +15,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from sam2flow.frames import extract_batches, frame_file
 
-from conftest import sam2flow, write_video
+from conftest import listed_in_troubleshooting, sam2flow, write_video
 
 FAST = ["--weights", "random", "--image-size", "256", "--device", "cpu"]
 FAST += ["--disable-adaptive-batch-size", "--disable-memory-monitoring"]
@@ -65,6 +66,21 @@ def world(tmp_path_factory):
         (root / name / "memory.json").write_text(json.dumps(dict(record, video=name)))
     nodlc = root / "no_y.csv"
     nodlc.write_text("scorer,s,s\nbodyparts,snout,snout\ncoords,x,likelihood\n0,1,0.9\n")
+    good = rows[:3] + [f"{f},40,60,0.9" for f in range(24)]  # in the frame, 24 rows
+    (root / "dlc_ok.csv").write_text("\n".join(good) + "\n")
+    (root / "table.csv").write_text("frame,x,y\n0,40,60\n")
+    torch.save({"weights": {}}, root / "other.pt")  # a PyTorch file, not SAM 2's layout
+    torch.save({"model": {"w": torch.zeros(1)}}, root / "wrong.pt")  # another model's
+    for name in ("twice", "named", "lone", "late"):
+        (root / name).mkdir()
+    first = root / "frames" / "0000" / frame_file(0)
+    shutil.copy(first, root / "twice" / frame_file(0))
+    shutil.copy(first, root / "twice" / "00000.jpg")  # SAM 2's naming: the same index
+    shutil.copy(first, root / "named" / "first.jpg")
+    for f in range(12, 24):  # batch 0001 alone, without the frames.json beside it
+        shutil.copy(root / "frames" / "0001" / frame_file(f), root / "lone" / frame_file(f))
+        if f > 12:  # ... and starting one frame late
+            shutil.copy(root / "frames" / "0001" / frame_file(f), root / "late" / frame_file(f))
     return root
 
 
@@ -80,9 +96,48 @@ def seg(*args):
     return ["segment", "--frames", "{frames}/0000", "--out", "{scratch}/o", *args, *FAST]
 
 
+def seg_in(folder: str, *args):
+    """Segment another folder than the first batch."""
+    return ["segment", "--frames", folder, "--out", "{scratch}/o", *args, *FAST]
+
+
+def seg_checkpoint(path: str):
+    """Segment with a checkpoint file (FAST would choose random weights)."""
+    return ["segment", "--frames", "{frames}/0000", "--out", "{scratch}/o", "--point", "40,60"] + [
+        "--checkpoint",
+        path,
+        "--image-size",
+        "256",
+        "--device",
+        "cpu",
+    ]
+
+
+CARRY = ["--point", "40,60", "--prompt-frame", "0", "--carry-from", "{out}/0000/masks.npz"]
+
+
 # (id, arguments, exit status, words the one line must hold). {root}, {frames}, {out},
 # {scratch} are filled in; each case names the input at fault.
 CASES = [
+    (
+        "dlc-rows",
+        seg("--prompts", "{root}/dlc_ok.csv", "--video-frames", "30"),
+        2,
+        ["has 24 frame rows but the video has 30 frames", "dlc_ok.csv"],
+    ),
+    (
+        "dlc-bodypart",
+        seg("--prompts", "{root}/dlc_ok.csv", "--bodyparts", "tail"),
+        2,
+        ["unknown bodypart(s) tail", "dlc_ok.csv"],
+    ),
+    ("dlc-not-scorer", seg("--prompts", "{root}/table.csv"), 2, ["not 'scorer'", "table.csv"]),
+    ("checkpoint-not-sam2", seg_checkpoint("{root}/other.pt"), 2, ["not a SAM 2", "other.pt"]),
+    ("checkpoint-other-model", seg_checkpoint("{root}/wrong.pt"), 2, ["does not fit", "wrong.pt"]),
+    ("frames-one-index-twice", seg_in("{root}/twice", "--point", "40,60"), 2, ["two files"]),
+    ("frames-not-numbered", seg_in("{root}/named", "--point", "40,60"), 2, ["first.jpg"]),
+    ("carry-without-its-jpeg", seg_in("{root}/lone", *CARRY), 2, ["JPEG of frame 11"]),
+    ("carry-not-the-previous", seg_in("{root}/late", *CARRY), 2, ["ends on frame 11, not 12"]),
     (
         "prompt-frame-beyond",
         seg("--point", "40,60", "--prompt-frame", "500"),
@@ -404,6 +459,7 @@ def test_bad_input_is_one_line_and_touches_nothing(case, world, tmp_path, capsys
     assert code == status, stderr[-2000:]
     errors = [line for line in stderr.strip().splitlines() if "error:" in line]
     assert len(errors) == 1, stderr[-2000:]
+    listed_in_troubleshooting(errors[0])
     for word in words:
         assert word.format(**names) in errors[0], (word, errors[0])
     assert snapshot(world) == before, "a file the user had was changed or removed"
@@ -418,6 +474,7 @@ def test_a_bad_input_from_the_installed_command_is_one_line_without_traceback(wo
     assert [line for line in out.stderr.splitlines() if "error:" in line] == [
         "sam2flow segment: error: points 'nan,60' must be finite numbers"
     ]
+    listed_in_troubleshooting(out.stderr)
 
 
 def test_the_matrix_covers_at_least_45_cases():

@@ -18,7 +18,7 @@ from sam2flow.errors import UserError
 from sam2flow.frames import extract_batches
 from sam2flow.memory.devices import resolve_device
 
-from conftest import shared_file
+from conftest import listed_in_troubleshooting, shared_file
 
 
 def test_extraction_killed_half_way_leaves_no_complete_looking_batch(tmp_path):
@@ -64,6 +64,7 @@ def test_disk_full_while_writing_leaves_no_truncated_file(tmp_path, monkeypatch)
     with pytest.raises(UserError, match="No space left on device.*free disk space") as info:
         write_text(target, json.dumps({"status": "ok", "pad": "x" * 1000}))
     assert str(target) in str(info.value) and "\n" not in str(info.value)
+    listed_in_troubleshooting(str(info.value))
     assert not target.exists()
     assert list(tmp_path.iterdir()) == []  # no temporary file left either
 

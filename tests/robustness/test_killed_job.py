@@ -7,7 +7,7 @@ import time
 
 import psutil
 
-from conftest import Project, jobs_run, write_video
+from conftest import Project, jobs_run, listed_in_troubleshooting, write_video
 
 
 def start(project: Project) -> subprocess.Popen:
@@ -42,7 +42,12 @@ def test_sigkill_half_way_then_only_that_batch_is_redone(tmp_path):
     assert (batch / "0000" / "memory.json").is_file()
     assert not (batch / "0001" / "memory.json").exists(), "killed before finishing"
 
-    killed.snakemake("--unlock")  # the killed run could not release its lock
+    locked = killed.snakemake(check=False)  # the killed run could not release its lock
+    assert locked.returncode != 0
+    listed_in_troubleshooting(
+        next(line for line in locked.log.splitlines() if "cannot be locked" in line)
+    )
+    killed.snakemake("--unlock")
     again = killed.snakemake("--rerun-incomplete")
     assert jobs_run(again.log, "segment_batch") == ["video=v, batch=0001"]
 

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import ROOT, write_video
+from conftest import ROOT, listed_in_troubleshooting, write_video
 
 
 def test_keep_going_finishes_the_good_and_accounts_for_every_frame(project, tmp_path):
@@ -90,6 +90,7 @@ def one_line_error(out) -> str:
     assert "Traceback" not in out.log and 'File "' not in out.log, out.log[-3000:]
     lines = [line for line in out.log.splitlines() if "error" in line.lower()]
     assert len(lines) == 1, out.log[-3000:]
+    listed_in_troubleshooting(lines[0])
     return lines[0]
 
 

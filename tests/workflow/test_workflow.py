@@ -19,6 +19,7 @@ from conftest import (
     RangeHandler,
     checkpoint_model,
     jobs_run,
+    listed_in_troubleshooting,
     shared_file,
     write_video,
 )
@@ -89,6 +90,11 @@ def test_recovered_and_skipped_batches_then_rerun_only_the_skipped(project, tmp_
     rerun = project.snakemake("--config", "rerun_skipped=true")
     assert jobs_run(rerun.log, "segment_batch") == ["video=b, batch=0000"]
     assert jobs_run(rerun.log, "extract_frames") == ["video=b"]
+    # ... which only wrote the manifest: the batch job decoded its own frames, by a seek.
+    logs = project.path / "logs"
+    assert "as extracted before" in (logs / "extract_frames" / "b.log").read_text()
+    segment_log = (logs / "segment_batch" / "b" / "0000.log").read_text()
+    assert "frames 0-29 decoded again (30 frames decoded, after a seek)" in segment_log
     summary = pd.read_csv(project.path / "results" / "memory_summary.csv").set_index("video")
     assert (
         summary.loc["b", "status"] == "ok"
@@ -216,6 +222,7 @@ def test_offline_the_checkpoint_job_fails_alone_and_at_once(project, tmp_path):
     assert run.returncode != 0 and jobs_run(run.log, "segment_batch") == []
     log = (project.path / "logs" / "fetch_checkpoint.log").read_text()
     assert "cannot download checkpoint http://127.0.0.1:9/sam2.1_hiera_tiny.pt" in log
+    listed_in_troubleshooting(next(line for line in log.splitlines() if "cannot download" in line))
 
 
 def test_fail_on_skip_fails_the_job_so_that_it_is_retried(project, tmp_path):

@@ -1,11 +1,12 @@
-"""Rule extract_frames: sam2flow.frames.extract_batches (plus a lasting copy of the manifest)."""
+"""Rule extract_frames: sam2flow.frames.reuse_or_extract (the video decoded once; a later run
+writes the manifest and lets each batch job that runs decode its own frames)."""
 
-from sam2flow.frames import extract_batches
+from sam2flow.frames import reuse_or_extract
 from sam2flow.logs import run_script
 
 run_script(
     snakemake.log[0],
-    lambda: extract_batches(
+    lambda: reuse_or_extract(
         snakemake.params.video,
         snakemake.output.frames,
         snakemake.params.batch_size,
