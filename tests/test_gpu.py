@@ -89,7 +89,7 @@ def equivalence_batches(tmp_path_factory):
 
 
 def _report(entry: dict) -> None:
-    """Append one comparison to $SAM2FLOW_GPU_REPORT (JSON lines), for TESTING.md."""
+    """Append one comparison to $SAM2FLOW_GPU_REPORT (JSON lines), for BENCHMARKS.md."""
     path = os.environ.get("SAM2FLOW_GPU_REPORT")
     if path:
         with open(path, "a") as f:
