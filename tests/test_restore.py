@@ -20,7 +20,7 @@ from sam2flow.frames import (
     reuse_or_extract,
 )
 
-from conftest import shared_file
+from conftest import listed_in_troubleshooting, shared_file
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
@@ -114,8 +114,9 @@ def test_a_video_that_changed_since_extraction_is_an_error_not_other_frames(tmp_
     manifest["digests"]["0001"][0] = "0" * 24  # as if frame 100 now decoded differently
     (root / "frames.json").write_text(json.dumps(manifest))
     shutil.rmtree(root / "0001")
-    with pytest.raises(UserError, match="frames 100-199 decode differently"):
+    with pytest.raises(UserError, match="frames 100-199 decode differently") as info:
         restore_batch(root, "0001")
+    listed_in_troubleshooting(str(info.value))
     assert not (root / "0001").exists()
 
 
