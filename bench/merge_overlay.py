@@ -68,7 +68,7 @@ def main() -> None:
         merge_video(dirs, tmp / "merged")
         merge_s = time.perf_counter() - start
         start = time.perf_counter()
-        render_overlay(video, tmp / "merged/masks.npz", tmp / "o.mp4", tmp / "s.png")
+        render_overlay(video, tmp / "merged/masks.h5", tmp / "o.mp4", tmp / "s.png")
         overlay_s = time.perf_counter() - start
     result = {
         "date": dt.date.today().isoformat(),

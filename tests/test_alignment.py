@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 import torch
 
+from sam2flow import maskfile
 from sam2flow.carry import carry_source, own_prompt_batches
 from sam2flow.frames import MANIFEST, Extraction, batch_name, frame_file
 from sam2flow.memory import GuardConfig
@@ -259,9 +260,8 @@ def expected_no_prompt(cfg: dict, batches: dict, records: dict) -> set[str]:
 
 def check_alignment(cfg: dict, run: dict, folder, index_encoded: bool) -> None:
     n, k = cfg["frames"], cfg["objects"]
-    frames, objects, masks = load_masks(folder / "merged" / "masks.npz")
-    with np.load(folder / "merged" / "masks.npz") as data:
-        status = data["status"]
+    frames, objects, masks = load_masks(folder / "merged" / "masks.h5")
+    status = maskfile.read_status(folder / "merged" / "masks.h5")
     assert frames.tolist() == list(range(n)), "a frame is missing, doubled or out of order"
     assert objects.tolist() == list(range(1, k + 1))
     assert status.shape == (n, k) and np.isin(status, FRAME_STATUSES).all()

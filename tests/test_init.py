@@ -82,7 +82,7 @@ def test_init_on_real_videos_then_the_printed_command_runs_to_the_end(tmp_path):
     )
     assert run.returncode == 0, (run.stdout + run.stderr)[-4000:]
     results = project.path / "results"
-    frames, objects, _ = load_masks(results / "m3v1mp4" / "masks.npz")
+    frames, objects, _ = load_masks(results / "m3v1mp4" / "masks.h5")
     assert frames.tolist() == list(range(60)) and objects.tolist() == [1]
     summary = pd.read_csv(results / "memory_summary.csv").set_index("video")
     assert summary.loc["m3v1mp4", "no_prompt"] == 0

@@ -7,16 +7,20 @@ import tracemalloc
 import av
 import cv2
 import numpy as np
+import pytest
 import torch
 
+from sam2flow import maskfile
+from sam2flow.errors import UserError
 from sam2flow.outputs import (
     MaskStore,
-    iter_packed,
     load_masks,
     merge_video,
     read_masks,
     render_overlay,
 )
+
+from conftest import listed_in_troubleshooting
 
 H, W = 48, 160
 
@@ -52,9 +56,8 @@ def test_merge_keeps_every_batch_mask_in_its_slot_and_pads_absent_objects(tmp_pa
     write_batch(tmp_path / "0000", list(range(0, 10)), [1])
     write_batch(tmp_path / "0001", list(range(10, 25)), [1, 2])
     table = merge_video([tmp_path / "0001", tmp_path / "0000"], tmp_path / "merged")
-    frames, objects, masks = load_masks(tmp_path / "merged" / "masks.npz")
-    with np.load(tmp_path / "merged" / "masks.npz") as data:
-        status = data["status"]
+    frames, objects, masks = load_masks(tmp_path / "merged" / "masks.h5")
+    status = maskfile.read_status(tmp_path / "merged" / "masks.h5")
     assert frames.tolist() == list(range(25)) and objects.tolist() == [1, 2]
     for f in range(25):
         assert np.array_equal(masks[f, 0], bar(f + 1)), f
@@ -65,10 +68,10 @@ def test_merge_keeps_every_batch_mask_in_its_slot_and_pads_absent_objects(tmp_pa
     assert table[["frame", "object"]].values.tolist() == sorted(
         [[f, 1] for f in range(25)] + [[f, 2] for f in range(10, 25)]
     )
-    streamed = list(iter_packed(tmp_path / "merged" / "masks.npz"))
+    streamed = list(maskfile.iter_packed(tmp_path / "merged" / "masks.h5"))
     assert [f for f, _ in streamed] == list(range(25))
-    with np.load(tmp_path / "merged" / "masks.npz") as data:
-        assert all(np.array_equal(p, data["masks"][i]) for i, (_, p) in enumerate(streamed))
+    packed = np.packbits(masks.reshape(25, 2, -1), axis=-1)
+    assert all(np.array_equal(p, packed[i]) for i, (_, p) in enumerate(streamed))
 
 
 def grey_video(path, frames: int):
@@ -84,7 +87,7 @@ def test_the_overlay_draws_each_frames_own_mask_on_that_frame(tmp_path):
     write_batch(tmp_path / "0000", list(range(20)), [1])
     merge_video([tmp_path / "0000"], tmp_path / "merged")
     render_overlay(
-        video, tmp_path / "merged" / "masks.npz", tmp_path / "o.mp4", tmp_path / "sheet.png"
+        video, tmp_path / "merged" / "masks.h5", tmp_path / "o.mp4", tmp_path / "sheet.png"
     )
     cap = cv2.VideoCapture(str(tmp_path / "o.mp4"))
     drawn = 0
@@ -111,7 +114,7 @@ def overlay_peak(tmp_path, frames: int) -> int:
     write_batch(folder / "0000", list(range(frames)), [1, 2, 3])
     merge_video([folder / "0000"], folder / "merged")
     tracemalloc.start()
-    render_overlay(video, folder / "merged" / "masks.npz", folder / "o.mp4", folder / "s.png")
+    render_overlay(video, folder / "merged" / "masks.h5", folder / "o.mp4", folder / "s.png")
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     return peak
@@ -127,9 +130,69 @@ def test_read_masks_returns_the_frames_and_objects_asked_for(tmp_path):
     write_batch(tmp_path / "0000", list(range(0, 10)), [1])
     write_batch(tmp_path / "0001", list(range(10, 25)), [1, 2])
     merge_video([tmp_path / "0000", tmp_path / "0001"], tmp_path / "merged")
-    frames, objects, masks = read_masks(tmp_path / "merged" / "masks.npz", range(12, 15), [2])
+    frames, objects, masks = read_masks(tmp_path / "merged" / "masks.h5", range(12, 15), [2])
     assert frames.tolist() == [12, 13, 14] and objects.tolist() == [2]
     assert all(np.array_equal(masks[i, 0], bar(f + 2)) for i, f in enumerate(frames))
-    everything = load_masks(tmp_path / "merged" / "masks.npz")
-    whole = read_masks(tmp_path / "merged" / "masks.npz")
+    everything = load_masks(tmp_path / "merged" / "masks.h5")
+    whole = read_masks(tmp_path / "merged" / "masks.h5")
     assert all(np.array_equal(a, b) for a, b in zip(everything, whole, strict=True))
+
+
+@pytest.fixture
+def merged(tmp_path):
+    """Three batches, the first without object 2, merged: ``masks.h5``."""
+    write_batch(tmp_path / "0000", list(range(0, 10)), [1])
+    write_batch(tmp_path / "0001", list(range(10, 25)), [1, 2])
+    write_batch(tmp_path / "0002", list(range(25, 31)), [1, 2])
+    merge_video([tmp_path / f"000{i}" for i in range(3)], tmp_path / "merged")
+    return tmp_path / "merged" / "masks.h5"
+
+
+def test_each_frame_and_object_read_alone_is_its_batch_mask(merged):
+    rng = np.random.default_rng(0)
+    for f in rng.permutation(31):
+        for o in (1, 2):
+            frames, objects, masks = read_masks(merged, [int(f)], [o])
+            assert frames.tolist() == [f] and objects.tolist() == [o]
+            expected = bar(f + o) if (o == 1 or f >= 10) else np.zeros((H, W), bool)
+            assert np.array_equal(masks[0, 0], expected), (f, o)
+
+
+def test_frames_asked_out_of_order_or_twice_come_back_as_asked(merged):
+    frames, _, masks = read_masks(merged, [30, 3, 17, 3], [1])
+    assert frames.tolist() == [30, 3, 17, 3]
+    assert all(np.array_equal(masks[i, 0], bar(f + 1)) for i, f in enumerate(frames))
+    assert read_masks(merged, [], [1])[2].shape == (0, 1, H, W)
+
+
+@pytest.mark.parametrize(
+    ("frames", "objects", "expected"),
+    [
+        ([31], None, "no frame 31 (frames 0-30)"),
+        ([-1], None, "no frame -1 (frames 0-30)"),
+        (None, [3], "no object 3 (objects: [1, 2])"),
+    ],
+)
+def test_asking_for_what_the_file_does_not_hold_names_what_it_holds(
+    merged, frames, objects, expected
+):
+    with pytest.raises(UserError) as err:
+        read_masks(merged, frames, objects)
+    assert expected in str(err.value) and str(merged) in str(err.value)
+    listed_in_troubleshooting(str(err.value))
+
+
+def test_a_file_that_is_not_a_mask_file_is_refused_with_its_name(tmp_path):
+    for name, content in (("empty.h5", b""), ("other.h5", None)):
+        path = tmp_path / name
+        if content is None:
+            import h5py
+
+            with h5py.File(path, "w") as f:
+                f["x"] = [1]
+        else:
+            path.write_bytes(content)
+        with pytest.raises(UserError) as err:
+            read_masks(path)
+        assert str(path) in str(err.value)
+        listed_in_troubleshooting(str(err.value))

@@ -31,7 +31,7 @@ SKIPPED = {
 STANDS_FOR = {
     "/data/openfield/": "openfield/",  # the reader's folder of videos
     "--batch-size 400": "--batch-size 30",  # two batches of the 60-frame video, in seconds
-    "results/mouse1/masks.npz": "results/m3v1mp4/masks.npz",  # the video init named
+    "results/mouse1/masks.h5": "results/m3v1mp4/masks.h5",  # the video init named
     "range(81000, 81030)": "range(30, 60)",  # the last 30 of its 60 frames
 }
 
@@ -114,5 +114,5 @@ def test_every_readme_command_runs(project):
             assert out.stdout.startswith("(30, 1, "), out.stdout  # the 30 frames asked for
     print(f"README: {len(ran)} commands run, {len(skipped)} skipped")
     assert len(skipped) == len(SKIPPED)  # each reason used once: none went stale
-    assert (project / "results" / "m3v1mp4" / "masks.npz").is_file()  # init's command ran
-    assert (project / "merged" / "masks.npz").is_file()  # and the commands without Snakemake
+    assert (project / "results" / "m3v1mp4" / "masks.h5").is_file()  # init's command ran
+    assert (project / "merged" / "masks.h5").is_file()  # and the commands without Snakemake

@@ -225,7 +225,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "merge", "merge a video's batch outputs")
     p.add_argument("--batches", nargs="+", required=True, help="batch output folders of one video")
-    p.add_argument("--out", required=True, help="folder for masks.npz and tracks.csv")
+    p.add_argument("--out", required=True, help="folder for masks.h5 and tracks.csv")
     p.add_argument(
         "--video", default=None, help="draw overlay.mp4 and contact_sheet.png over this video"
     )
@@ -417,9 +417,7 @@ def _merge(args) -> int:
     table = merge_video(args.batches, args.out)
     if args.video:
         out = Path(args.out)
-        render_overlay(
-            args.video, out / "masks.npz", out / "overlay.mp4", out / "contact_sheet.png"
-        )
+        render_overlay(args.video, out / "masks.h5", out / "overlay.mp4", out / "contact_sheet.png")
     print(f"{table['frame'].nunique()} frames -> {args.out}")
     return 0
 

@@ -20,8 +20,10 @@ import numpy as np
 import pandas as pd
 import torch
 
+from . import maskfile
 from .atomic import atomic_path, write_text
 from .errors import UserError
+from .maskfile import MaskFileWriter
 from .record import FRAME_STATUSES, check_record
 
 log = logging.getLogger(__name__)
@@ -190,16 +192,14 @@ def write_batch_outputs(out_dir: str | Path, store: MaskStore, record: dict) -> 
 
 
 def load_masks(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read a ``masks.npz``: frames, object ids and bool masks (frames x objects x H x W)."""
-    with np.load(path) as data:
-        n, k, h, w = (int(v) for v in data["shape"])
-        bits = np.unpackbits(data["masks"], axis=-1, count=h * w)
-        return data["frames"], data["object_ids"], bits.reshape(n, k, h, w).astype(bool)
+    """Every frame of a batch's ``masks.npz`` or a video's ``masks.h5``: frames, object
+    ids and bool masks (frames x objects x H x W)."""
+    return read_masks(path)
 
 
-def iter_packed(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
-    """``(frame, packed masks of its objects)`` of a ``masks.npz``, in order, read from the
-    archive one frame at a time: memory does not grow with the video's length."""
+def _iter_npz(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
+    """``(frame, packed masks of its objects)`` of a batch's ``masks.npz``, in order, one
+    frame at a time."""
     with zipfile.ZipFile(path) as zf:
         with zf.open("frames.npy") as f:
             frames = np.lib.format.read_array(f)
@@ -216,20 +216,22 @@ def iter_packed(path: str | Path) -> Iterator[tuple[int, np.ndarray]]:
             for frame in frames:
                 data = f.read(row)
                 if len(data) != row:
-                    raise UserError("masks archive is truncated", path, "merge the video again")
+                    raise UserError("masks archive is truncated", path, "segment it again")
                 yield int(frame), np.frombuffer(data, np.uint8).reshape(shape[1], shape[2])
 
 
 def read_masks(
     path: str | Path, frames: range | list[int] | None = None, objects: list[int] | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The masks of some frames and objects of a ``masks.npz``: ``(frames, object ids, bool
-    masks frames x objects x H x W)``. Memory holds only what is asked for: the archive is
-    read frame by frame and the reading stops after the last frame wanted (it is
-    compressed, so frame 81,000 is reached by reading the frames before it).
+    """The masks of some frames and objects: ``(frames, object ids, bool masks frames x
+    objects x H x W)``, holding only what is asked for in memory.
 
-    ``frames``: global frame indices (default all); ``objects``: object ids (default all).
+    A video's ``masks.h5`` reads only the frames asked for (``maskfile``); a batch's
+    ``masks.npz`` is read up to the last of them. ``frames``: global frame indices
+    (default all); ``objects``: object ids (default all).
     """
+    if Path(path).suffix == ".h5":
+        return maskfile.read_masks(path, frames, objects)
     with zipfile.ZipFile(path) as zf:
         with zf.open("object_ids.npy") as f:
             ids = np.lib.format.read_array(f).tolist()
@@ -239,7 +241,7 @@ def read_masks(
     wanted = None if frames is None else set(int(f) for f in frames)
     last = None if wanted is None else max(wanted, default=-1)
     got_frames, got = [], []
-    for frame, packed in iter_packed(path):
+    for frame, packed in _iter_npz(path):
         if last is not None and frame > last:
             break
         if wanted is None or frame in wanted:
@@ -269,7 +271,8 @@ def check_one_video(batch_dirs: list[Path]) -> None:
 
 
 def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFrame:
-    """Merge a video's batches into ``masks.npz`` (global order) and ``tracks.csv``.
+    """Merge a video's batches into ``masks.h5`` (global order, ``maskfile``) and
+    ``tracks.csv``.
 
     Returns the merged frame table. Batches are read one at a time for the masks.
     """
@@ -313,41 +316,21 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
     object_ids = sorted(ids)
     h, w = metas[0][2][2:]
     nbytes = math.ceil(h * w / 8)
-    total = sum(m[2][0] for m in metas)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out / "masks.npz") as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
-            frames, status = [], []
-            with zf.open("masks.npy", "w", force_zip64=True) as f:
-                header = {
-                    "descr": "|u1",
-                    "fortran_order": False,
-                    "shape": (total, len(object_ids), nbytes),
-                }
-                np.lib.format.write_array_header_2_0(f, header)
-                for _, d, _ in metas:
-                    with np.load(d / "masks.npz") as data:
-                        padded = np.zeros((len(data["frames"]), len(object_ids), nbytes), np.uint8)
-                        st = np.full(
-                            (len(data["frames"]), len(object_ids)), "no_prompt", dtype=object
-                        )
-                        for j, obj in enumerate(data["object_ids"]):
-                            padded[:, object_ids.index(int(obj))] = data["masks"][:, j]
-                            st[:, object_ids.index(int(obj))] = data["status"][:, j]
-                        f.write(padded.tobytes())
-                        frames.append(data["frames"])
-                        status.append(st.astype(str))
-            frames, status = np.concatenate(frames), np.concatenate(status)
-            check_slots(frames, status)  # the video's slots: one per frame, in order
-            for name, arr in (
-                ("frames", frames),
-                ("object_ids", np.asarray(object_ids, dtype=np.int64)),
-                ("shape", np.asarray([total, len(object_ids), h, w])),
-                ("status", status),
-            ):
-                with zf.open(f"{name}.npy", "w") as f:
-                    np.lib.format.write_array(f, arr, allow_pickle=False)
+    with atomic_path(out / "masks.h5") as tmp, MaskFileWriter(tmp, object_ids, h, w) as writer:
+        frames, status = [], []
+        for _, d, _ in metas:
+            with np.load(d / "masks.npz") as data:
+                padded = np.zeros((len(data["frames"]), len(object_ids), nbytes), np.uint8)
+                st = np.full((len(data["frames"]), len(object_ids)), "no_prompt", dtype=object)
+                for j, obj in enumerate(data["object_ids"]):
+                    padded[:, object_ids.index(int(obj))] = data["masks"][:, j]
+                    st[:, object_ids.index(int(obj))] = data["status"][:, j]
+                writer.append(data["frames"], padded, st)
+                frames.append(data["frames"])
+                status.append(st.astype(str))
+        check_slots(np.concatenate(frames), np.concatenate(status))  # one slot per frame
     table = pd.concat([pd.read_csv(d / "frames.csv") for _, d, _ in metas], ignore_index=True)
     table = table.sort_values(["frame", "object"], kind="stable").reset_index(drop=True)
     with atomic_path(out / "tracks.csv") as tmp:
@@ -428,7 +411,7 @@ class H264Writer:
 
 def render_overlay(
     video: str | Path,
-    masks_npz: str | Path,
+    masks_h5: str | Path,
     overlay: str | Path,
     sheet: str | Path,
     tiles: int = 12,
@@ -436,11 +419,10 @@ def render_overlay(
     """Draw the masks over the video (``overlay``) and a grid of frames (``sheet``)."""
     from .frames import open_video
 
-    with np.load(masks_npz) as data:  # the small arrays only: masks are streamed below
-        n, k, h, w = (int(v) for v in data["shape"])
-        frames = data["frames"]
+    frames, ids, h, w = maskfile.describe(masks_h5)  # masks are streamed below
+    n, k = len(frames), len(ids)
     picks = set(np.linspace(frames[0], frames[-1], num=min(tiles, n)).round().astype(int).tolist())
-    masks = iter_packed(masks_npz)
+    masks = maskfile.iter_packed(masks_h5)
     next_mask = next(masks, None)
     cap = open_video(video)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0

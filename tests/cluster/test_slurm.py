@@ -79,8 +79,8 @@ def test_demo_through_the_slurm_profile_matches_a_local_run(slurm, project, tmp_
     local = Project(tmp_path / "local")
     local.use_demo(frames=30, batch_size=15)
     local.snakemake()
-    a = load_masks(project.path / "results/demo/masks.npz")
-    b = load_masks(local.path / "results/demo/masks.npz")
+    a = load_masks(project.path / "results/demo/masks.h5")
+    b = load_masks(local.path / "results/demo/masks.h5")
     assert np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
     assert (a[2] == b[2]).mean() > 0.999
     ta = pd.read_csv(project.path / "results/demo/tracks.csv")
@@ -117,7 +117,7 @@ def test_keep_going_then_only_the_failed_batch_is_submitted(slurm, project, tmp_
     )
     first = project.snakemake(*SLURM_ARGS, check=False)
     assert first.returncode != 0
-    assert (project.path / "results/good/masks.npz").is_file(), "keep-going finished the good video"
+    assert (project.path / "results/good/masks.h5").is_file(), "keep-going finished the good video"
     assert not (project.path / "results/bad/batches/0000/memory.json").exists()
     log = (project.path / "logs/segment_batch/bad/0000.log").read_text()
     assert "has 15 frame rows but the video has 20 frames" in log

@@ -35,8 +35,8 @@ def test_keep_going_finishes_the_good_and_accounts_for_every_frame(project, tmp_
     run = project.snakemake("--keep-going", check=False)
     assert run.returncode != 0
     results = project.path / "results"
-    assert (results / "good" / "masks.npz").is_file()
-    assert (results / "weird" / "masks.npz").is_file()
+    assert (results / "good" / "masks.h5").is_file()
+    assert (results / "weird" / "masks.h5").is_file()
     assert not list(project.path.rglob("pwned")) and not list(tmp_path.rglob("pwned"))
     logs = project.path / "logs"
     assert "video file is empty" in (logs / "extract_frames" / "empty.log").read_text()

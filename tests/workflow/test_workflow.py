@@ -29,7 +29,7 @@ def test_demo_runs_end_to_end(project):
     project.use_demo(frames=30, batch_size=15)
     project.snakemake()
     out = project.path / "results"
-    frames, objects, masks = load_masks(out / "demo" / "masks.npz")
+    frames, objects, masks = load_masks(out / "demo" / "masks.h5")
     assert frames.tolist() == list(range(30)) and objects.tolist() == [1, 2]
     tracks = pd.read_csv(out / "demo" / "tracks.csv")
     assert len(tracks) == 60 and set(tracks["object"]) == {1, 2}
@@ -52,7 +52,7 @@ def test_bedroom_video_end_to_end(project):
     project.config["batch_size"] = 100  # default carry: batch 1 starts from batch 0's end
     project.sheet([{"video": "bedroom", "path": video, "points": "210,350", "prompt_frame": 0}])
     project.snakemake()
-    frames, _, masks = load_masks(project.path / "results" / "bedroom" / "masks.npz")
+    frames, _, masks = load_masks(project.path / "results" / "bedroom" / "masks.h5")
     assert frames.tolist() == list(range(200)) and masks.shape[2:] == (540, 960)
     summary = pd.read_csv(project.path / "results" / "memory_summary.csv")
     assert summary["frames"].sum() == 200 and summary["no_prompt"].sum() == 0
@@ -69,7 +69,7 @@ def test_recovered_and_skipped_batches_then_rerun_only_the_skipped(project, tmp_
         ]
     )
     # Video a on a "GPU" that fits 30 frames: recovered in chunks.
-    project.snakemake("results/a/masks.npz", env={"SAM2FLOW_INJECT_OOM": "above=30"})
+    project.snakemake("results/a/masks.h5", env={"SAM2FLOW_INJECT_OOM": "above=30"})
     # Video b on one that fits 5: below the 25-frame floor, so skipped.
     second = project.snakemake(env={"SAM2FLOW_INJECT_OOM": "above=5"})
     # a's frames were temp() and are gone: its finished batch does not bring them back.
@@ -108,7 +108,7 @@ def test_recovered_and_skipped_batches_then_rerun_only_the_skipped(project, tmp_
     # A later plain run has nothing left to do.
     again = project.snakemake()
     assert jobs_run(again.log, "segment_batch") == []
-    assert np.asarray(load_masks(project.path / "results" / "b" / "masks.npz")[0]).size == 30
+    assert np.asarray(load_masks(project.path / "results" / "b" / "masks.h5")[0]).size == 30
 
 
 def test_chained_batches_carry_the_last_mask_forward(project, tmp_path):
@@ -160,8 +160,8 @@ def test_a_chain_broken_by_a_skip_is_listed_and_mended_by_a_rerun(project, tmp_p
     reference.config["batch_size"] = 30
     reference.sheet([{"video": "v", "path": video, "points": "40,60"}])
     reference.snakemake()
-    mended = load_masks(project.path / "results" / "v" / "masks.npz")[2]
-    np.testing.assert_array_equal(mended, load_masks(reference.path / "results/v/masks.npz")[2])
+    mended = load_masks(project.path / "results" / "v" / "masks.h5")[2]
+    np.testing.assert_array_equal(mended, load_masks(reference.path / "results/v/masks.h5")[2])
 
 
 def test_independent_batches_without_a_prompt_are_no_prompt(project, tmp_path):

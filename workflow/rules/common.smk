@@ -109,7 +109,7 @@ def all_targets(wildcards):
     machine fails that one job at once instead of after extraction."""
     return (
         [str(CHECKPOINT)] * bool(CHECKPOINT)
-        + [f"results/{video}/masks.npz" for video in videos.index]
+        + [f"results/{video}/masks.h5" for video in videos.index]
         + ["results/memory_summary.csv"]
     )
 

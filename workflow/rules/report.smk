@@ -7,7 +7,7 @@ rule merge_video:
         masks=batch_files("masks.npz"),
         tables=batch_files("frames.csv"),
     output:
-        masks="results/{video}/masks.npz",
+        masks="results/{video}/masks.h5",
         tracks="results/{video}/tracks.csv",
         overlay=report(
             "results/{video}/overlay.mp4",
