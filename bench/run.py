@@ -25,8 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
+from extraction import bench_extraction  # noqa: E402 (bench/ is this script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -144,78 +143,6 @@ def bench_segmentation(sizes, runs, image_size, device, work) -> dict:
             )
         row["ratio_fps"] = row["sam2flow"]["fps"]["median"] / row["stock"]["fps"]["median"]
         rows[str(n)] = row
-    return rows
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
-
-
-def jpeg_quality(folder: Path, video: Path, sample: int = 10) -> dict:
-    files = sorted(folder.rglob("*.jpg"))
-    picks = set(np.linspace(0, len(files) - 1, sample).astype(int).tolist())
-    cap = cv2.VideoCapture(str(video))
-    values, i = [], 0
-    while True:
-        ok, img = cap.read()
-        if not ok:
-            break
-        if i in picks:
-            values.append(psnr(img, cv2.imread(str(files[i]))))
-        i += 1
-    return {
-        "psnr_db": float(np.mean(values)),
-        "bytes_per_frame": int(sum(f.stat().st_size for f in files) / len(files)),
-    }
-
-
-def bench_extraction(runs, work) -> dict:
-    from sam2flow.frames import extract_batches
-
-    rows = {}
-    for name in ("bedroom.mp4", "m3v1mp4.mp4"):
-        video = DATA / name
-        if not video.exists():
-            continue
-        ours_t, ff_t, frames = [], [], 0
-        for _ in range(runs):
-            out = work / f"x-{name}"
-            shutil.rmtree(out, ignore_errors=True)
-            t = time.perf_counter()
-            frames = extract_batches(video, out, batch_size=400).frames
-            ours_t.append(time.perf_counter() - t)
-            ff = work / f"ff-{name}"
-            shutil.rmtree(ff, ignore_errors=True)
-            ff.mkdir()
-            t = time.perf_counter()
-            subprocess.run(
-                [
-                    "ffmpeg",
-                    "-v",
-                    "error",
-                    "-i",
-                    str(video),
-                    "-q:v",
-                    "2",
-                    "-start_number",
-                    "0",
-                    str(ff / "%05d.jpg"),
-                ],
-                check=True,
-            )
-            ff_t.append(time.perf_counter() - t)
-        ours = {"fps": stats([frames / t for t in ours_t]), "quality_setting": "95 (OpenCV)"}
-        ours.update(jpeg_quality(out, video))
-        theirs = {"fps": stats([frames / t for t in ff_t]), "quality_setting": "-q:v 2"}
-        theirs.update(jpeg_quality(ff, video))
-        rows[name] = {
-            "frames": frames,
-            "sam2flow": ours,
-            "ffmpeg": theirs,
-            "ratio_fps": ours["fps"]["median"] / theirs["fps"]["median"],
-        }
-        print(f"  extract {name}: {rows[name]['ratio_fps']:.2f}x ffmpeg", flush=True)
     return rows
 
 
@@ -338,7 +265,7 @@ def main() -> None:
         work = Path(tmp)
         if not args.gpu:
             print("frame extraction", flush=True)
-            result["extraction"] = bench_extraction(runs, work)
+            result["extraction"] = bench_extraction(runs, work)  # bench/extraction.py
             print("workflow scale", flush=True)
             result["workflow_scale"] = bench_workflow_scale(
                 [204, 1200] if args.quick else [204, 1200, 5004], 1 if args.quick else 3, work

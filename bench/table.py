@@ -23,6 +23,16 @@ def newest(gpu: bool) -> dict | None:
     return max(found, key=lambda f: f[:3])[3] if found else None
 
 
+def newest_extraction(data: dict) -> dict:
+    """``bench/extraction.py``'s newest result where it is as new as ``data`` (a CPU run
+    of ``bench/run.py``, which measures extraction too), else ``data``."""
+    found = sorted((ROOT / "bench" / "results").glob("*-extraction.json"))
+    if data.get("machine", {}).get("gpu") or not found:
+        return data
+    alone = json.loads(found[-1].read_text())
+    return alone if alone["date"] >= data["date"] else data
+
+
 def fmt(s: dict, scale: float = 1.0, digits: int = 2) -> str:
     return (
         f"{s['median'] / scale:.{digits}f} (min {s['min'] / scale:.{digits}f}, "
@@ -70,7 +80,10 @@ def rows(data: dict | None, label: str) -> list[str]:
             f"{seg[lo]['stock'][key]['median'] / MIB:.0f} -> "
             f"{seg[hi]['stock'][key]['median'] / MIB:.0f} MiB) | {verdict(ours <= 1.15)}, {cmd} |"
         )
-    for name, row in data.get("extraction", {}).items():
+    extraction = newest_extraction(data)
+    if extraction is not data:
+        cmd = f"`{extraction['command']}`; `{extraction['date']}-extraction.json`"
+    for name, row in extraction.get("extraction", {}).items():
         ok = row["ratio_fps"] >= 1.5 and row["sam2flow"]["psnr_db"] >= row["ffmpeg"]["psnr_db"]
         out.append(
             f"| {where} | extract {name} ({row['frames']} frames): sam2flow / ffmpeg frames/s | "

@@ -52,6 +52,17 @@ def write_video(path: Path, frames: int = 60, width: int = 160, height: int = 12
 TROUBLESHOOTING_MET: set[str] = set()
 
 
+def ffmpeg_video(path, frames: int, *vf: str, size: str = "160x120") -> str:
+    """An H.264 video (B-frames, a keyframe every 250 frames) made with ffmpeg."""
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", f"testsrc2=size={size}:rate=25"]
+        + ["-frames:v", str(frames), *vf, "-c:v", "libx264", "-bf", "3", "-g", "250"]
+        + ["-pix_fmt", "yuv420p", str(path)],
+        check=True,
+    )
+    return str(path)
+
+
 def message_pattern(template: str) -> re.Pattern:
     """A troubleshooting template as a regex: ``...`` and words in capitals (``PATH``,
     ``N``, ``DEVICE``) stand for any text.

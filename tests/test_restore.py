@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 
 import pytest
 
@@ -20,20 +19,9 @@ from sam2flow.frames import (
     reuse_or_extract,
 )
 
-from conftest import listed_in_troubleshooting, shared_file
+from conftest import ffmpeg_video, listed_in_troubleshooting, shared_file
 
 pytestmark = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
-
-
-def ffmpeg_video(path, frames: int, *vf: str) -> str:
-    """A 160x120 H.264 video (B-frames, a keyframe every 250 frames) made with ffmpeg."""
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc2=size=160x120:rate=25"]
-        + ["-frames:v", str(frames), *vf, "-c:v", "libx264", "-bf", "3", "-g", "250"]
-        + ["-pix_fmt", "yuv420p", str(path)],
-        check=True,
-    )
-    return str(path)
 
 
 def contents(folder) -> dict[str, bytes]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -145,6 +146,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder for the batch folders and frames.json")
     p.add_argument("--batch-size", type=int, default=400, help="frames per batch folder")
     p.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=min(4, len(os.sched_getaffinity(0))),
+        help="processes decoding ranges of the video (default: cores, at most 4)",
+    )
 
     p = _subcommand(sub, "segment", "segment one folder of JPEG frames")
     p.add_argument(
@@ -277,7 +284,9 @@ def main(argv: list[str] | None = None) -> int:
 def _extract(args) -> int:
     from .frames import extract_batches
 
-    result = extract_batches(args.video, args.out, args.batch_size, args.quality)
+    result = extract_batches(
+        args.video, args.out, args.batch_size, args.quality, workers=args.workers
+    )
     print(f"{result.frames} frames in {len(result.batches)} batches -> {args.out}")
     return 0
 

@@ -20,13 +20,16 @@ from collections import OrderedDict
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
-import torch
 
 from .atomic import atomic_path, user_write_error, write_text
 from .errors import UserError
+
+if TYPE_CHECKING:  # torch only where frames become model input: extraction starts fast
+    import torch
 
 log = logging.getLogger(__name__)
 # FFmpeg's own messages ("moov atom not found") would precede our one-line error.
@@ -41,8 +44,6 @@ DEFAULT_QUALITY = 95
 # SAM 2's normalisation (ImageNet mean and std).
 _MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
-_MEAN_T = torch.from_numpy(_MEAN)[:, None, None]
-_STD_T = torch.from_numpy(_STD)[:, None, None]
 
 
 def batch_name(index: int) -> str:
@@ -167,12 +168,15 @@ def extract_batches(
     batch_size: int = DEFAULT_BATCH_SIZE,
     quality: int = DEFAULT_QUALITY,
     listing: str | Path | None = None,
+    workers: int = 1,
 ) -> Extraction:
     """Decode ``video`` into JPEG batches under ``out_dir`` and write ``frames.json``.
 
     The frame count comes from decoding, not from the container's metadata. JPEG encoding
-    and file writes run in threads beside the decoder. ``listing``: a second copy of the
-    manifest, kept where it outlives temporary frames.
+    and file writes run in threads beside the decoder. ``workers`` > 1 decodes ranges of
+    the video in that many processes (``ranges``), the same frames and bytes as decoding
+    it in one, checked where the ranges meet. ``listing``: a second copy of the manifest,
+    kept where it outlives temporary frames.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -196,45 +200,29 @@ def extract_batches(
     _remove_own_batches(out)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
-    batches: dict[str, list[int]] = {}
-    digests: dict[str, list[str]] = {}
     height, width = img.shape[:2]
-    frame = 0
-    pending: list[Future] = []
-    tmp_dir: Path | None = None
-    first_digest = ""
+    done = None
+    if workers > 1 and declared:
+        from .ranges import decode_in_ranges
 
-    def finish_batch(last_img: np.ndarray) -> None:
-        for fut in pending:
-            fut.result()
-        pending.clear()
-        name = batch_name(len(batches))
-        batches[name] = [frame - count_in_batch, frame - 1]
-        digests[name] = [first_digest, frame_digest(last_img)]
-
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        count_in_batch = 0
+        cap.release()
+        done = decode_in_ranges(video, out, declared, batch_size, quality, workers)
+        if done is None:
+            _remove_own_batches(out)
+            cap = open_video(video)
+            ok, img = cap.read()
+    if done is None:
         try:
-            while ok:
-                if count_in_batch == 0:
-                    tmp_dir = out / _tmp_name(batch_name(len(batches)))
-                    first_digest = frame_digest(img)
-                    try:
-                        tmp_dir.mkdir()
-                    except OSError as exc:
-                        raise (user_write_error(exc, tmp_dir) or exc) from exc
-                pending.append(pool.submit(write_jpeg, img, tmp_dir / frame_file(frame), quality))
-                frame += 1
-                count_in_batch += 1
-                last_img = img
-                if count_in_batch == batch_size:
-                    finish_batch(last_img)
-                    count_in_batch = 0
-                ok, img = cap.read()
-            if count_in_batch:
-                finish_batch(last_img)
+            frame, marks, _ = write_range(cap, img, out, 0, None, batch_size, quality)
         finally:
             cap.release()
+        digests = marks.digests
+    else:
+        frame, digests = done
+    batches = {
+        batch_name(i): [first, min(first + batch_size, frame) - 1]
+        for i, first in enumerate(range(0, frame, batch_size))
+    }
     # Batches become visible together, and only where no folder of someone else's stands.
     taken = [name for name in batches if (out / name).exists()]
     if taken:
@@ -255,7 +243,7 @@ def extract_batches(
         quality=quality,
         batches=batches,
         declared_frames=declared,
-        digests=digests,
+        digests={name: [digests[a], digests[b]] for name, (a, b) in batches.items()},
     )
     if result.shortfall():
         log.warning("%s; every decoded frame is kept", result.shortfall())
@@ -266,12 +254,63 @@ def extract_batches(
     return result
 
 
+@dataclass
+class Marks:
+    """What ``write_range`` saw: digests of each batch's first and last frame and of the
+    range's last (by global frame), and ``(digest, timestamp in ms)`` of its first
+    ``head`` frames, to check where two ranges meet."""
+
+    digests: dict[int, str] = field(default_factory=dict)
+    head: list[tuple[str, float]] = field(default_factory=list)
+
+
+def write_range(
+    cap: cv2.VideoCapture,
+    img: np.ndarray,
+    out: Path,
+    first: int,
+    count: int | None,
+    batch_size: int,
+    quality: int,
+    head: int = 0,
+) -> tuple[int, Marks, np.ndarray | None]:
+    """Write ``img`` (global frame ``first``, just read from ``cap``) and the frames after
+    it, ``count`` of them or to the video's end (``None``), as JPEGs in their batches'
+    temporary folders. Returns how many were written, their ``Marks``, and the next
+    frame decoded (``None`` at the end)."""
+    marks, pending, n, last = Marks(), [], 0, img
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        while img is not None and (count is None or n < count):
+            frame = first + n
+            tmp_dir = out / _tmp_name(batch_name(frame // batch_size))
+            if n == 0 or frame % batch_size == 0:
+                try:
+                    tmp_dir.mkdir(exist_ok=True)  # two ranges may share a batch
+                except OSError as exc:
+                    raise (user_write_error(exc, tmp_dir) or exc) from exc
+            if frame % batch_size in (0, batch_size - 1):
+                marks.digests[frame] = frame_digest(img)
+            if n < head:
+                marks.head.append((frame_digest(img), cap.get(cv2.CAP_PROP_POS_MSEC)))
+            pending.append(pool.submit(write_jpeg, img, tmp_dir / frame_file(frame), quality))
+            while len(pending) > 8:  # decoded frames waiting to be encoded: bounded
+                pending.pop(0).result()
+            last, n = img, n + 1
+            ok, img = cap.read()
+            img = img if ok else None
+        for fut in pending:
+            fut.result()
+    marks.digests[first + n - 1] = frame_digest(last)
+    return n, marks, img
+
+
 def reuse_or_extract(
     video: str | Path,
     out_dir: str | Path,
     batch_size: int = DEFAULT_BATCH_SIZE,
     quality: int = DEFAULT_QUALITY,
     listing: str | Path | None = None,
+    workers: int = 1,
 ) -> Extraction:
     """Frames for a run of the workflow. While the lasting copy of the manifest
     (``listing``) still matches the video and the settings, only the manifest is written:
@@ -280,7 +319,7 @@ def reuse_or_extract(
     batches = lasting_batches(listing, video, batch_size) if listing else None
     data = json.loads(Path(listing).read_text()) if batches is not None else {}
     if data.get("quality") != quality or not data.get("digests"):
-        return extract_batches(video, out_dir, batch_size, quality, listing=listing)
+        return extract_batches(video, out_dir, batch_size, quality, listing, workers)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     write_text(out / MANIFEST, Path(listing).read_text())
@@ -535,14 +574,19 @@ DECODERS = ("sam2", "opencv")
 
 def sam2_frame(path: Path, image_size: int) -> torch.Tensor:
     """One frame exactly as SAM 2's ``load_video_frames`` makes it (its own loader)."""
+    import torch
     from sam2.utils.misc import _load_img_as_tensor
 
     img, _, _ = _load_img_as_tensor(str(path), image_size)
-    return (img.float() - _MEAN_T) / _STD_T
+    return (img.float() - torch.from_numpy(_MEAN)[:, None, None]) / torch.from_numpy(_STD)[
+        :, None, None
+    ]
 
 
 def opencv_frame(path: Path, image_size: int) -> torch.Tensor:
     """One frame through OpenCV: decode, bilinear resize, normalise in float32."""
+    import torch
+
     img = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if img is None:
         raise UserError("cannot read frame", path, "extract the frames again")

@@ -18,6 +18,7 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from .errors import UserError
@@ -30,8 +31,6 @@ class MaskFileWriter:
     """Appends batches of packed masks to a new mask file, in global frame order."""
 
     def __init__(self, path: str | Path, object_ids: list[int], height: int, width: int):
-        import h5py
-
         self.file = h5py.File(path, "w")
         self.file.attrs.update(layout=LAYOUT, height=height, width=width)
         k, nbytes = len(object_ids), math.ceil(height * width / 8)
@@ -69,8 +68,6 @@ class MaskFileWriter:
 
 
 def _open(path: str | Path):
-    import h5py
-
     try:
         f = h5py.File(path, "r")
     except OSError as exc:

@@ -7,24 +7,30 @@ reads is written atomically (``atomic.atomic_path``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
+import queue
+import threading
 import zipfile
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 import pandas as pd
-import torch
 
 from . import maskfile
 from .atomic import atomic_path, write_text
 from .errors import UserError
 from .maskfile import MaskFileWriter
 from .record import FRAME_STATUSES, check_record
+
+if TYPE_CHECKING:  # reading masks needs no torch: a reader's process stays small
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -322,12 +328,15 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
         frames, status = [], []
         for _, d, _ in metas:
             with np.load(d / "masks.npz") as data:
-                padded = np.zeros((len(data["frames"]), len(object_ids), nbytes), np.uint8)
-                st = np.full((len(data["frames"]), len(object_ids)), "no_prompt", dtype=object)
-                for j, obj in enumerate(data["object_ids"]):
-                    padded[:, object_ids.index(int(obj))] = data["masks"][:, j]
-                    st[:, object_ids.index(int(obj))] = data["status"][:, j]
-                writer.append(data["frames"], padded, st)
+                packed, st = data["masks"], data["status"].astype(object)
+                if data["object_ids"].tolist() != object_ids:  # slots for absent objects
+                    padded = np.zeros((len(packed), len(object_ids), nbytes), np.uint8)
+                    st = np.full((len(packed), len(object_ids)), "no_prompt", dtype=object)
+                    for j, obj in enumerate(data["object_ids"]):
+                        padded[:, object_ids.index(int(obj))] = packed[:, j]
+                        st[:, object_ids.index(int(obj))] = data["status"][:, j]
+                    packed = padded
+                writer.append(data["frames"], packed, st)
                 frames.append(data["frames"])
                 status.append(st.astype(str))
         check_slots(np.concatenate(frames), np.concatenate(status))  # one slot per frame
@@ -385,7 +394,9 @@ class H264Writer:
         )
         self.stream.width, self.stream.height = width + width % 2, height + height % 2
         self.stream.pix_fmt = "yuv420p"
-        self.stream.options = {"crf": "23", "preset": "veryfast"}
+        # ultrafast: 2.2x veryfast's speed at 1080p (15 against 34 ms a frame), files
+        # about twice as large; the overlay is for looking, and its time grows with the video
+        self.stream.options = {"crf": "23", "preset": "ultrafast"}
         self.pad = (height % 2, width % 2)
 
     def write(self, bgr: np.ndarray) -> None:
@@ -393,7 +404,9 @@ class H264Writer:
 
         if any(self.pad):
             bgr = cv2.copyMakeBorder(bgr, 0, self.pad[0], 0, self.pad[1], cv2.BORDER_REPLICATE)
-        frame = av.VideoFrame.from_ndarray(bgr, format="bgr24")
+        # OpenCV's BT.601 conversion: 1.5 ms at 1080p, against 10.7 in PyAV's swscale
+        yuv = cv2.cvtColor(bgr, cv2.COLOR_BGR2YUV_I420)
+        frame = av.VideoFrame.from_ndarray(yuv, format="yuv420p")
         for packet in self.stream.encode(frame):
             self.container.mux(packet)
 
@@ -407,6 +420,37 @@ class H264Writer:
                     self.container.mux(packet)
         finally:
             self.container.close()
+
+
+def read_ahead(cap: cv2.VideoCapture, depth: int = 4) -> Iterator[np.ndarray]:
+    """The frames of ``cap``, decoded in a thread while the caller draws and encodes the
+    frame before (OpenCV lets go of the GIL while it decodes); ``depth`` frames at most
+    wait."""
+    q: queue.Queue = queue.Queue(depth)
+    stop = threading.Event()
+
+    def decode() -> None:
+        try:
+            ok = True
+            while ok and not stop.is_set():
+                ok, img = cap.read()
+                q.put(img if ok else None)
+        except BaseException as exc:  # handed to the caller's thread
+            q.put(exc)
+
+    thread = threading.Thread(target=decode, name="overlay-decoder", daemon=True)
+    thread.start()
+    try:
+        while (item := q.get()) is not None:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        while thread.is_alive():  # unblock a decoder waiting to put a frame
+            with contextlib.suppress(queue.Empty):
+                q.get(timeout=0.1)
+        thread.join()
 
 
 def render_overlay(
@@ -428,11 +472,7 @@ def render_overlay(
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     tiles_img = []
     with atomic_path(overlay) as tmp, H264Writer(tmp, fps, w, h) as writer:
-        frame = 0
-        while True:
-            ok, img = cap.read()
-            if not ok:
-                break
+        for frame, img in enumerate(read_ahead(cap)):
             if img.shape[:2] != (h, w):
                 img = cv2.resize(img, (w, h))
             if next_mask is not None and next_mask[0] == frame:
@@ -443,7 +483,6 @@ def render_overlay(
             writer.write(img)
             if frame in picks:
                 tiles_img.append(cv2.resize(img, (320, int(320 * h / w))))
-            frame += 1
         cap.release()
     cols = 4
     rows = math.ceil(len(tiles_img) / cols) or 1

@@ -14,6 +14,7 @@ checkpoint extract_frames:
         "logs/extract_frames/{video}.log",
     conda:
         ENV
+    threads: config["resources"]["extract_frames"].get("threads", 1)
     resources:
         mem_mb=scaled("extract_frames", "mem_mb"),
         runtime=scaled("extract_frames", "runtime"),

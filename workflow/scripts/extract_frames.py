@@ -12,5 +12,6 @@ run_script(
         snakemake.params.batch_size,
         snakemake.params.quality,
         listing=snakemake.params.listing,
+        workers=snakemake.threads,
     ),
 )

@@ -1,0 +1,161 @@
+"""Extraction on several cores: ranges of one video decoded in parallel processes.
+
+One decoder and one JPEG encoder keep about one core busy, and decoding cannot be split
+inside a frame, so each worker process seeks to the start of its range (OpenCV,
+``CAP_PROP_POS_FRAMES``) and writes that range's frames, as ``frames.write_range`` does
+for the whole video. A seek is trusted only where two ranges meet exactly: the frames a
+worker decodes past the end of its range must be the next worker's first frames (the same
+pixels and the same timestamps), and the last range must end at the frame count the
+container declares. Anything else (a variable frame rate, an inexact index, a container
+that miscounts) and the caller decodes the whole video in one process, so the frames
+and their bytes are always those of a sequential decode.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+import cv2
+
+log = logging.getLogger(__name__)
+
+SEAM = 8  # frames compared where two ranges meet
+MIN_RANGE = 64  # frames: below this a worker's start-up and seek cost more than it saves
+
+
+def plan_ranges(frames: int, workers: int) -> list[tuple[int, int]]:
+    """``(first frame, frame count)`` of each worker's range: equal parts, at least
+    ``MIN_RANGE`` frames each.
+
+    >>> plan_ranges(1000, 3)
+    [(0, 333), (333, 334), (667, 333)]
+    >>> plan_ranges(100, 4)
+    [(0, 100)]
+    """
+    parts = max(1, min(workers, frames // MIN_RANGE))
+    bounds = [round(i * frames / parts) for i in range(parts + 1)]
+    return [(a, b - a) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
+def decode_range(
+    video: str, out: str, first: int, count: int, batch_size: int, quality: int
+) -> tuple[int, dict[int, str], list, list]:
+    """One worker: frames ``first`` .. ``first + count - 1`` into their batch folders, then
+    ``SEAM`` frames more, decoded only to compare. Returns how many frames it wrote, the
+    batch digests, and ``(digest, ms)`` of its first and of its extra frames."""
+    from .frames import frame_digest, open_video, write_range
+
+    cap = open_video(video)
+    try:
+        if first:
+            cap.set(cv2.CAP_PROP_POS_FRAMES, first)
+        ok, img = cap.read()
+        if not ok:
+            return 0, {}, [], []
+        n, marks, img = write_range(
+            cap, img, Path(out), first, count, batch_size, quality, head=SEAM
+        )
+        tail = []
+        while img is not None and len(tail) < SEAM:
+            tail.append((frame_digest(img), cap.get(cv2.CAP_PROP_POS_MSEC)))
+            ok, img = cap.read()
+            img = img if ok else None
+        return n, marks.digests, marks.head, tail
+    finally:
+        cap.release()
+
+
+def _run_workers(video, out, plan, batch_size, quality) -> list | None:
+    """Each range's ``decode_range`` result, or ``None`` when a worker failed. Every worker
+    has ended when this returns (none may write into ``out`` after), and each holds its
+    stdin open: it ends itself when this process dies."""
+    procs, errors = [], []
+    try:
+        for a, n in plan:
+            errors.append(tempfile.TemporaryFile())
+            procs.append(
+                subprocess.Popen(
+                    [sys.executable, "-m", "sam2flow.ranges"]
+                    + [str(video), str(out), str(a), str(n), str(batch_size), str(quality)],
+                    stdin=subprocess.PIPE,
+                    stdout=subprocess.PIPE,
+                    stderr=errors[-1],
+                    text=True,
+                )
+            )
+        results = []
+        for p, err in zip(procs, errors, strict=True):
+            stdout = p.stdout.read()
+            if p.wait() != 0:
+                err.seek(0)
+                lines = err.read().decode(errors="replace").strip().splitlines()
+                log.warning(
+                    "%s: a decoding worker failed (%s); decoding in one process",
+                    video,
+                    lines[-1] if lines else f"exit status {p.returncode}",
+                )
+                return None
+            got, digests, head, tail = json.loads(stdout)
+            results.append((got, {int(k): v for k, v in digests.items()}, head, tail))
+        return results
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+            p.stdin.close()
+            p.stdout.close()
+        for err in errors:
+            err.close()
+
+
+def _exit_with_parent() -> None:
+    """A worker whose parent died (killed by SLURM, ``kill -9``) must not go on writing
+    into a folder that a rerun extracts into: its stdin ends with the parent."""
+    sys.stdin.read()
+    os._exit(1)
+
+
+def decode_in_ranges(
+    video: str | Path, out: Path, declared: int, batch_size: int, quality: int, workers: int
+) -> tuple[int, dict[int, str]] | None:
+    """The frame count and batch digests after ``workers`` processes wrote the video's
+    ranges into ``out``'s temporary batch folders; ``None`` when the ranges do not meet
+    exactly (the caller then decodes sequentially) or one range is not worth a process."""
+    plan = plan_ranges(declared, workers)
+    if len(plan) < 2:
+        return None
+    # Fresh interpreters (not fork): the caller may hold threads, and a Snakemake script
+    # as ``__main__`` must not run again in a child, as multiprocessing's spawn would do.
+    results = _run_workers(video, out, plan, batch_size, quality)
+    if results is None:
+        return None
+    for i, ((a, n), (got, _, _, tail)) in enumerate(zip(plan, results, strict=True)):
+        last = i == len(plan) - 1
+        if got != n or (not last and tail != results[i + 1][2]):
+            log.warning(
+                "%s: decoding in ranges did not meet at frame %d (seek not frame-exact, or "
+                "the container miscounts); decoding the video in one process",
+                video,
+                a + n,
+            )
+            return None
+    if results[-1][3]:  # more frames than the container declares: one process counts them
+        log.warning("%s: more frames than declared; decoding in one process", video)
+        return None
+    digests = {k: v for r in results for k, v in r[1].items()}
+    log.info("%s: %d frames decoded in %d ranges in parallel", video, declared, len(plan))
+    return declared, digests
+
+
+if __name__ == "__main__":
+    threading.Thread(target=_exit_with_parent, daemon=True).start()
+    video, out, first, count, batch_size, quality = sys.argv[1:]
+    result = decode_range(video, out, int(first), int(count), int(batch_size), int(quality))
+    print(json.dumps(result))
