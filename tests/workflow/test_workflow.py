@@ -44,6 +44,15 @@ def test_demo_runs_end_to_end(project):
     project.snakemake("--report", str(project.path / "report.html"))
     report = (project.path / "report.html").read_text(errors="replace")
     assert "memory_report.html" in report and "contact_sheet.png" in report
+    assert "overlay.mp4" in report and "video/mp4" in report  # the overlay is embedded
+    probe = subprocess.run(
+        ["ffprobe", "-v", "error", "-select_streams", "v", "-show_entries"]
+        + ["stream=codec_name,pix_fmt", "-of", "csv=p=0", str(out / "demo" / "overlay.mp4")],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.split() == ["h264,yuv420p"]  # what browsers play
 
 
 @pytest.mark.slow
