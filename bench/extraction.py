@@ -4,7 +4,7 @@
     # -> bench/results/<date>-extraction.json (the table in BENCHMARKS.md reads it)
 
 ``sam2flow extract --workers N`` (N: this machine's cores, at most 4: ranges of the video
-decoded in parallel, ``sam2flow.ranges``) against ``ffmpeg -i VIDEO -q:v 2 %05d.jpg``, on
+decoded in parallel, ``sam2flow.ranges``; and ``--workers 1``, one process) against ``ffmpeg -i VIDEO -q:v 2 %05d.jpg``, on
 the shared videos and on a 1280x720 and a 1920x1080 H.264 video made here with ffmpeg
 (``testsrc2``, 30 fps). Runs alternate between the two, so drift hits both alike; both
 pay their start-up. Quality: PSNR of 10 frames against the decoded video, JPEG size.
@@ -89,15 +89,16 @@ def bench_extraction(runs: int, work: Path) -> dict:
     rows = {}
     for video in videos:
         ours, theirs = work / f"x-{video.name}", work / f"ff-{video.name}"
-        ours_t, ff_t = [], []
+        ours_t, one_t, ff_t = [], [], []
         for _ in range(runs):
-            shutil.rmtree(ours, ignore_errors=True)
-            ours_t.append(
-                timed(
-                    [SAM2FLOW, "extract", "--video", str(video), "--out", str(ours)]
-                    + ["--batch-size", "400", "--workers", str(workers)]
+            for n, times in ((1, one_t), (workers, ours_t)):  # the default last: its JPEGs
+                shutil.rmtree(ours, ignore_errors=True)
+                times.append(
+                    timed(
+                        [SAM2FLOW, "extract", "--video", str(video), "--out", str(ours)]
+                        + ["--batch-size", "400", "--workers", str(n)]
+                    )
                 )
-            )
             shutil.rmtree(theirs, ignore_errors=True)
             theirs.mkdir()
             ff_t.append(
@@ -110,6 +111,7 @@ def bench_extraction(runs: int, work: Path) -> dict:
         assert frames == len(list(theirs.glob("*.jpg"))), "sam2flow and ffmpeg frame counts"
         mine = {"fps": stats([frames / t for t in ours_t]), "quality_setting": "95 (OpenCV)"}
         mine.update(jpeg_quality(ours, video), workers=workers)
+        one = {"fps": stats([frames / t for t in one_t]), "workers": 1}
         ff = {"fps": stats([frames / t for t in ff_t]), "quality_setting": "-q:v 2"}
         ff.update(jpeg_quality(theirs, video))
         rows[video.name] = {
@@ -117,6 +119,8 @@ def bench_extraction(runs: int, work: Path) -> dict:
             "sam2flow": mine,
             "ffmpeg": ff,
             "ratio_fps": mine["fps"]["median"] / ff["fps"]["median"],
+            "one_process": one,
+            "ratio_fps_one_process": one["fps"]["median"] / ff["fps"]["median"],
         }
         print(f"  extract {video.name}: {rows[video.name]['ratio_fps']:.2f}x ffmpeg", flush=True)
     return rows

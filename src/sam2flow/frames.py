@@ -145,14 +145,16 @@ def lasting_batches(
     return data.get("batches")
 
 
-def open_video(video: str | Path) -> cv2.VideoCapture:
-    """Open a video for decoding; an unreadable file is a ``UserError`` naming it."""
+def open_video(video: str | Path, threads: int = 0) -> cv2.VideoCapture:
+    """Open a video for decoding; an unreadable file is a ``UserError`` naming it.
+    ``threads``: FFmpeg's decoding threads (0: OpenCV's choice); the frames are the same."""
     path = Path(video)
     if not path.is_file():
         raise UserError("video not found", path, "check the path in the sample sheet")
     if path.stat().st_size == 0:
         raise UserError("video file is empty (0 bytes)", path, "copy the video again")
-    cap = cv2.VideoCapture(str(path))
+    params = [cv2.CAP_PROP_N_THREADS, threads] if threads else []
+    cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, params)
     if not cap.isOpened():
         raise UserError(
             "cannot open video (not a video, or a codec OpenCV cannot read)",
