@@ -3,11 +3,12 @@
     python bench/extraction.py [RUNS]   # default 3
     # -> bench/results/<date>-extraction.json (the table in BENCHMARKS.md reads it)
 
-``sam2flow extract --workers N`` (N: this machine's cores, at most 4: ranges of the video
-decoded in parallel, ``sam2flow.ranges``; and ``--workers 1``, one process) against ``ffmpeg -i VIDEO -q:v 2 %05d.jpg``, on
-the shared videos and on a 1280x720 and a 1920x1080 H.264 video made here with ffmpeg
-(``testsrc2``, 30 fps). Runs alternate between the two, so drift hits both alike; both
-pay their start-up. Quality: PSNR of 10 frames against the decoded video, JPEG size.
+``sam2flow extract --workers N`` (N: this machine's cores, at most 4: ranges of the
+video decoded in parallel, ``sam2flow.ranges``) and ``--workers 1`` (one process) against
+``ffmpeg -i VIDEO -q:v 2 %05d.jpg``, on the shared videos and on a 1280x720 and a
+1920x1080 H.264 video made here with ffmpeg (``testsrc2``, 30 fps, x264's defaults: a
+keyframe every 250 frames). Runs alternate, so drift hits all alike; all pay their
+start-up. Quality: PSNR of 10 frames against the decoded video, JPEG size.
 """
 
 from __future__ import annotations
