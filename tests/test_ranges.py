@@ -15,7 +15,7 @@ import psutil
 import pytest
 
 from sam2flow.frames import extract_batches
-from sam2flow.ranges import SEAM, mismatch, plan_ranges
+from sam2flow.ranges import SEAM, SEEK_LEAD, mismatch, plan_ranges
 
 from conftest import ffmpeg_video, shared_file
 
@@ -88,11 +88,12 @@ def test_a_container_that_declares_too_many_frames_gives_the_decoded_ones(tmp_pa
     assert not both_ways(tmp_path, avi, caplog), "a short range must not pass as whole"
 
 
-def test_ranges_start_at_the_keyframes_nearest_an_equal_split():
+def test_ranges_start_just_after_the_keyframes_nearest_an_equal_split():
     keys = list(range(0, 10_000, 300))
-    assert plan_ranges(keys, 10_000, 4) == [(0, 2400), (2400, 2700), (5100, 2400), (7500, 2500)]
-    assert plan_ranges([0, 60], 130, 2) == [(0, 130)]  # a range of 60 frames does not pay
-    assert plan_ranges([0, 65], 130, 2) == [(0, 65), (65, 65)]
+    starts = [a for a, _ in plan_ranges(keys, 10_000, 4)]
+    assert starts == [0, 2400 + SEEK_LEAD, 5100 + SEEK_LEAD, 7500 + SEEK_LEAD]
+    assert plan_ranges([0, 44], 130, 2) == [(0, 130)]  # a range of 60 frames does not pay
+    assert plan_ranges([0, 49], 130, 2) == [(0, 65), (65, 65)]
     assert plan_ranges(list(range(0, 1000, 10)), 1000, 1) == [(0, 1000)]
 
 
