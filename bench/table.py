@@ -84,10 +84,19 @@ def rows(data: dict | None, label: str) -> list[str]:
     if extraction is not data:
         cmd = f"`{extraction['command']}`; `{extraction['date']}-extraction.json`"
     for name, row in extraction.get("extraction", {}).items():
-        ok = row["ratio_fps"] >= 1.5 and row["sam2flow"]["psnr_db"] >= row["ffmpeg"]["psnr_db"]
+        best = max(row["ratio_fps"], row.get("ratio_fps_one_process", 0))
+        ok = best >= 1.5 and row["sam2flow"]["psnr_db"] >= row["ffmpeg"]["psnr_db"]
+        one = row.get("one_process")
+        one = (
+            f"one process {row['ratio_fps_one_process']:.2f} ({fmt(one['fps'], digits=0)}); "
+            if one
+            else ""
+        )
+        workers = row["sam2flow"].get("workers")
+        ranges = f"{workers} ranges " if workers else ""
         out.append(
             f"| {where} | extract {name} ({row['frames']} frames): sam2flow / ffmpeg frames/s | "
-            f">= 1.5 at equal or better quality | {row['ratio_fps']:.2f} "
+            f">= 1.5 at equal or better quality | {one}{ranges}{row['ratio_fps']:.2f} "
             f"({fmt(row['sam2flow']['fps'], digits=0)} vs {fmt(row['ffmpeg']['fps'], digits=0)}); "
             f"PSNR {row['sam2flow']['psnr_db']:.1f} dB at {row['sam2flow']['quality_setting']}, "
             f"{row['sam2flow']['bytes_per_frame'] / 1024:.0f} KiB/frame vs "

@@ -149,8 +149,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--workers",
         type=int,
-        default=min(4, len(os.sched_getaffinity(0))),
-        help="processes decoding ranges of the video (default: cores, at most 4)",
+        default=None,
+        help="processes decoding ranges of the video (default: one per two cores, at most 4)",
     )
 
     p = _subcommand(sub, "segment", "segment one folder of JPEG frames")
@@ -283,10 +283,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _extract(args) -> int:
     from .frames import extract_batches
+    from .ranges import workers_for
 
-    result = extract_batches(
-        args.video, args.out, args.batch_size, args.quality, workers=args.workers
-    )
+    workers = args.workers or workers_for(len(os.sched_getaffinity(0)))
+    result = extract_batches(args.video, args.out, args.batch_size, args.quality, workers=workers)
     print(f"{result.frames} frames in {len(result.batches)} batches -> {args.out}")
     return 0
 

@@ -31,6 +31,17 @@ SEEK_LEAD = 16  # OpenCV's first step back when it seeks (cap_ffmpeg_impl.hpp, s
 MIN_RANGE = 64  # frames: below this a worker's start-up and seek cost more than it saves
 
 
+def workers_for(cores: int) -> int:
+    """Worker processes for ``cores``: one process already keeps about two cores busy (a
+    decoder and JPEG encoders in threads; on 2 cores, ranges ran no faster, measured), so
+    a range per two cores, at most 4.
+
+    >>> [workers_for(n) for n in (1, 2, 3, 4, 8, 16)]
+    [1, 1, 1, 2, 4, 4]
+    """
+    return max(1, min(4, cores // 2))
+
+
 def keyframes(video: str | Path) -> tuple[list[int], int] | None:
     """Frame indices (presentation order) of the video's keyframes and its frame count,
     from its packets alone (PyAV demuxes without decoding: 25 ms for m3v1mp4.mp4);

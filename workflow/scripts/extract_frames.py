@@ -3,6 +3,7 @@ writes the manifest and lets each batch job that runs decode its own frames)."""
 
 from sam2flow.frames import reuse_or_extract
 from sam2flow.logs import run_script
+from sam2flow.ranges import workers_for
 
 run_script(
     snakemake.log[0],
@@ -12,6 +13,6 @@ run_script(
         snakemake.params.batch_size,
         snakemake.params.quality,
         listing=snakemake.params.listing,
-        workers=snakemake.threads,
+        workers=workers_for(snakemake.threads),
     ),
 )
