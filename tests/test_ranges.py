@@ -14,6 +14,7 @@ import time
 import psutil
 import pytest
 
+from sam2flow import ranges
 from sam2flow.frames import extract_batches
 from sam2flow.ranges import SEAM, SEEK_LEAD, mismatch, plan_ranges
 
@@ -47,6 +48,12 @@ def test_m3v1_decodes_in_ranges_byte_for_byte(tmp_path, caplog):
 def test_bedroom_has_one_keyframe_so_one_range(tmp_path, caplog):
     """A second range would decode the first again to reach its start."""
     assert not both_ways(tmp_path, shared_file("bedroom.mp4"), caplog)
+
+
+def test_bedroom_split_between_keyframes_still_decodes_byte_for_byte(tmp_path, caplog, monkeypatch):
+    """Forced: the second range starts at frame 100, far from any keyframe."""
+    monkeypatch.setattr(ranges, "plan_ranges", lambda *_: [(0, 100), (100, 100)])
+    assert both_ways(tmp_path, shared_file("bedroom.mp4"), caplog, batch_size=60)
 
 
 def test_a_video_with_b_frames_decodes_in_three_ranges_byte_for_byte(tmp_path, caplog):
