@@ -25,22 +25,13 @@ import tempfile
 import time
 from pathlib import Path
 
-from extraction import bench_extraction  # noqa: E402 (bench/ is this script's folder)
+from extraction import bench_extraction, stats  # noqa: E402 (bench/ is this script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 RESULTS = ROOT / "bench" / "results"
 PY = sys.executable
 MIB = 1024**2
-
-
-def stats(values: list[float]) -> dict:
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-        "runs": len(values),
-    }
 
 
 def machine() -> dict:
