@@ -120,6 +120,12 @@ def rows(data: dict | None, label: str) -> list[str]:
     return out
 
 
+def key(row: str) -> tuple[str, str]:
+    """A row's machine and measure: what a regenerated row replaces."""
+    cells = row.split(" | ")
+    return cells[0], cells[1] if len(cells) > 1 else ""
+
+
 def other_rows(text: str) -> list[str]:
     """Rows of the current table from other benchmarks (written by hand, each naming its
     own command and result file): kept as they are."""
@@ -129,13 +135,15 @@ def other_rows(text: str) -> list[str]:
 
 def main() -> None:
     text = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
+    cpu, gpu = rows(newest(gpu=False), "CPU"), rows(newest(gpu=True), "GPU")
+    ours = {key(r) for r in cpu + gpu}
     lines = [
         START,
         "| machine | measure | target | measured: median (min, max, runs) | status, command |",
         "|---|---|---|---|---|",
-        *rows(newest(gpu=False), "CPU"),
-        *other_rows(text),
-        *rows(newest(gpu=True), "GPU"),
+        *cpu,
+        *[r for r in other_rows(text) if key(r) not in ours],  # not a stale copy of ours
+        *gpu,
         END,
     ]
     text = re.sub(re.escape(START) + ".*?" + re.escape(END), "\n".join(lines), text, flags=re.S)
