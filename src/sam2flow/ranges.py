@@ -195,6 +195,8 @@ def decode_in_ranges(
     """The frame count and batch digests after ``workers`` processes wrote the video's
     ranges into ``out``'s temporary batch folders; ``None`` when the ranges do not meet
     exactly (the caller then decodes sequentially) or one range is not worth a process."""
+    if workers < 2 or declared < 2 * MIN_RANGE:  # one range at most: skip the packet scan
+        return None
     found = keyframes(video)
     if found is None or found[1] != declared:
         return None
