@@ -24,7 +24,7 @@ install: $(STAMP)
 run: install
 	$(VENV)/bin/snakemake --cores $(CORES) --configfile config/demo.yaml
 	@echo
-	@echo "Results: results/demo/ (masks.npz, tracks.csv, overlay.mp4, contact_sheet.png)"
+	@echo "Results: results/demo/ (masks.h5, tracks.csv, overlay.mp4, contact_sheet.png)"
 	@echo "Memory report: results/memory_report.html (summary: results/memory_summary.csv)"
 	@echo "Weights: random unless resources/checkpoints/sam2.1_hiera_tiny.pt exists (see logs/)"
 

@@ -81,8 +81,9 @@ def rows(data: dict | None, label: str) -> list[str]:
             f"{seg[hi]['stock'][key]['median'] / MIB:.0f} MiB) | {verdict(ours <= 1.15)}, {cmd} |"
         )
     extraction = newest_extraction(data)
+    ecmd = cmd
     if extraction is not data:
-        cmd = f"`{extraction['command']}`; `{extraction['date']}-extraction.json`"
+        ecmd = f"`{extraction['command']}`; `{extraction['date']}-extraction.json`"
     for name, row in extraction.get("extraction", {}).items():
         best = max(row["ratio_fps"], row.get("ratio_fps_one_process", 0))
         ok = best >= 1.5 and row["sam2flow"]["psnr_db"] >= row["ffmpeg"]["psnr_db"]
@@ -101,7 +102,7 @@ def rows(data: dict | None, label: str) -> list[str]:
             f"PSNR {row['sam2flow']['psnr_db']:.1f} dB at {row['sam2flow']['quality_setting']}, "
             f"{row['sam2flow']['bytes_per_frame'] / 1024:.0f} KiB/frame vs "
             f"{row['ffmpeg']['psnr_db']:.1f} dB at {row['ffmpeg']['quality_setting']}, "
-            f"{row['ffmpeg']['bytes_per_frame'] / 1024:.0f} KiB/frame | {verdict(ok)}, {cmd} |"
+            f"{row['ffmpeg']['bytes_per_frame'] / 1024:.0f} KiB/frame | {verdict(ok)}, {ecmd} |"
         )
     g = data.get("guard_cost")
     if g:
