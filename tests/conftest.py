@@ -21,7 +21,9 @@ import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = ROOT.parent / "shared" / "data"
+# ../shared/data beside the clone; SAM2FLOW_SHARED_DATA where the suite runs from a copy
+# (make mutation runs it from mutants/).
+SHARED_DATA = Path(os.environ.get("SAM2FLOW_SHARED_DATA") or ROOT.parent / "shared" / "data")
 
 
 def shared_file(name: str) -> Path:
