@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.sam2flow-installed
 CORES  ?= 2
 
-.PHONY: install run test test-cluster test-slow test-gpu lint bench bench-quick demo screenshots clean
+.PHONY: install run test test-cluster test-slow test-gpu lint mutation bench bench-quick demo screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,14 @@ test-slow: install
 test-gpu: install
 	$(VENV)/bin/pytest -q -m gpu tests/test_gpu.py -rA
 	$(PY) bench/run.py --gpu
+
+# Mutation testing (mutmut, configured in pyproject.toml) of the modules that hold the
+# promises; scores per module go to TESTING.md. mutants/ holds the run (mutmut browse).
+mutation: install
+	$(PIP) install -q "mutmut>=3.8"
+	rm -rf mutants
+	SAM2FLOW_SHARED_DATA=$(CURDIR)/../shared/data $(VENV)/bin/mutmut run --max-children $(CORES)
+	$(PY) tests/mutation_scores.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests workflow bench

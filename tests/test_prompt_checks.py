@@ -1,0 +1,170 @@
+"""Prompts checked against the video before any frame is segmented, and the prompt a batch
+carries from the one before it: fast tests, each through the error or the prompt returned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from test_outputs import H, W, bar, write_batch
+
+from sam2flow.errors import UserError
+from sam2flow.prompts import (
+    BatchPrompt,
+    ObjectPrompt,
+    carried_prompt,
+    check_prompt,
+    check_prompt_frame,
+    last_masks,
+    prompt_for_batch,
+)
+
+
+def points(*xy) -> ObjectPrompt:
+    return ObjectPrompt(points=np.asarray(xy, dtype=np.float32), labels=np.ones(len(xy)))
+
+
+def error(prompt: BatchPrompt, height=480, width=640, frames=100) -> str:
+    with pytest.raises(UserError) as info:
+        check_prompt(prompt, height, width, frames)
+    return str(info.value)
+
+
+@pytest.mark.parametrize("xy", [(0, 0), (640, 480), (639.5, 0.5), (320, 240)])
+def test_points_on_the_frame_and_its_edges_pass(xy):
+    check_prompt(BatchPrompt(frame=0, objects={1: points(xy)}), 480, 640, 100)
+
+
+@pytest.mark.parametrize(
+    "xy", [(-0.5, 10), (640.5, 10), (10, -1), (10, 480.5), (np.nan, 10), (10, np.inf)]
+)
+def test_a_point_off_the_frame_names_object_frame_point_and_frame_size(xy):
+    text = error(BatchPrompt(frame=7, objects={3: points((5, 5), xy)}, source="p.csv"))
+    assert f"object 3: point ({xy[0]:g}, {xy[1]:g}) on frame 7 is outside the 640x480" in text
+    assert "p.csv" in text and "prompts.scale and offset" in text
+
+
+@pytest.mark.parametrize("box", [(-1, 0, 10, 10), (0, 0, 641, 10), (0, 0, 10, 481)])
+def test_a_box_corner_off_the_frame_is_named(box):
+    obj = ObjectPrompt(box=np.asarray(box, dtype=np.float32))
+    text = error(BatchPrompt(frame=0, objects={2: obj}))
+    x, y = (box[0], box[1]) if box[0] < 0 else (box[2], box[3])
+    assert f"object 2: box corner ({x:g}, {y:g}) on frame 0" in text
+
+
+def test_points_and_box_of_one_object_are_both_checked():
+    obj = points((5, 5))
+    obj.box = np.asarray([0, 0, 700, 10], dtype=np.float32)
+    assert "box corner (700, 10)" in error(BatchPrompt(frame=0, objects={1: obj}))
+
+
+def test_a_point_off_the_frame_on_an_anchor_frame_names_that_frame():
+    prompt = BatchPrompt(frame=0, objects={1: points((5, 5))}, anchors={40: {2: points((5, 900))}})
+    assert "object 2: point (5, 900) on frame 40" in error(prompt)
+
+
+def test_a_mask_of_another_size_names_both_sizes():
+    obj = ObjectPrompt(mask=np.zeros((480, 600), dtype=bool))
+    text = error(BatchPrompt(frame=0, objects={1: obj}, source="m.png"))
+    assert "mask is 600x480, the frames 640x480" in text and "m.png" in text
+    check_prompt(
+        BatchPrompt(frame=0, objects={1: ObjectPrompt(mask=np.zeros((480, 640)))}), 480, 640, 1
+    )
+
+
+@pytest.mark.parametrize("source", ["config", ""])
+def test_a_prompt_from_the_config_names_no_file(source):
+    with pytest.raises(UserError) as info:
+        check_prompt(BatchPrompt(frame=0, objects={1: points((-5, 5))}, source=source), 4, 4, 1)
+    assert info.value.path is None
+
+
+def test_no_prompt_passes():
+    check_prompt(None, 480, 640, 100)
+
+
+@pytest.mark.parametrize("frame", [-1, 100, 250])
+def test_a_prompt_frame_the_video_lacks_names_its_frames(frame):
+    text = error(BatchPrompt(frame=frame, objects={1: points((5, 5))}))
+    assert f"prompt frame {frame} is outside the video (frames 0-99)" in text
+
+
+def test_the_last_frame_is_a_prompt_frame_and_unknown_length_accepts_any_from_0():
+    check_prompt_frame(99, 100)
+    check_prompt_frame(10**6, None)
+    with pytest.raises(UserError, match=r"frames 0 or more"):
+        check_prompt_frame(-1, None)
+
+
+def save_batch(tmp_path, frames=(10, 11, 12), objects=(1, 2), status=None):
+    write_batch(tmp_path / "b", list(frames), list(objects))
+    path = tmp_path / "b" / "masks.npz"
+    if status is not None:
+        data = dict(np.load(path))
+        data["status"] = data["status"].astype("<U16")
+        data["status"][-1] = status
+        np.savez_compressed(path, **data)
+    return path
+
+
+def test_last_masks_are_the_last_frames_masks_of_every_object(tmp_path):
+    frame, objects, masks, status = last_masks(save_batch(tmp_path, objects=(4, 9)))
+    assert (frame, objects, status) == (12, [4, 9], ["ok", "ok"])
+    assert masks.shape == (2, H, W) and masks.dtype == bool
+    assert np.array_equal(masks[0], bar(12 + 4)) and np.array_equal(masks[1], bar(12 + 9))
+
+
+def test_a_carried_prompt_lies_on_the_frame_before_the_batch_with_its_masks(tmp_path):
+    path = save_batch(tmp_path)
+    prompt = carried_prompt(path, 13, tmp_path / "12.jpg")
+    assert prompt.frame == 12 and prompt.image == tmp_path / "12.jpg"
+    assert sorted(prompt.objects) == [1, 2] and str(path) in prompt.source
+    assert np.array_equal(prompt.objects[2].mask, bar(14)) and prompt.missing is None
+
+
+def test_an_empty_object_is_carried_and_one_without_prompt_is_not(tmp_path):
+    prompt = carried_prompt(save_batch(tmp_path, status=["empty", "no_prompt"]), 13, "12.jpg")
+    assert sorted(prompt.objects) == [1]
+
+
+def test_nothing_to_carry_is_no_prompt(tmp_path):
+    assert carried_prompt(save_batch(tmp_path, status=["no_prompt", "no_prompt"]), 13, "x") is None
+
+
+def test_a_skipped_last_frame_carries_no_objects_and_says_why(tmp_path):
+    prompt = carried_prompt(save_batch(tmp_path, status=["ok", "skipped_oom"]), 13, "12.jpg")
+    assert prompt.objects == {} and "last frame 12 was skipped" in prompt.missing
+
+
+def test_carrying_from_a_batch_that_does_not_end_just_before_fails(tmp_path):
+    with pytest.raises(UserError, match=r"previous batch ends on frame 12, not 14"):
+        carried_prompt(save_batch(tmp_path), 15, "x.jpg")
+
+
+def test_carrying_without_the_image_of_the_carried_frame_fails(tmp_path):
+    with pytest.raises(UserError, match=r"the JPEG of frame 12"):
+        carried_prompt(save_batch(tmp_path), 13, None)
+
+
+def test_unreadable_carried_masks_name_the_file(tmp_path):
+    bad = tmp_path / "masks.npz"
+    bad.write_bytes(b"not a zip")
+    with pytest.raises(UserError, match=r"cannot read the carried masks") as info:
+        last_masks(bad)
+    assert str(bad) in str(info.value)
+
+
+def test_a_batch_without_its_own_prompt_takes_the_carried_one(tmp_path):
+    prompt = prompt_for_batch([13, 14], carry_from=save_batch(tmp_path), carry_image="12.jpg")
+    assert prompt.frame == 12 and sorted(prompt.objects) == [1, 2]
+
+
+def test_a_batch_with_its_own_prompt_does_not_carry(tmp_path):
+    prompt = prompt_for_batch(
+        [13, 14], points="5,5", carry_from=save_batch(tmp_path), carry_image="12.jpg"
+    )
+    assert prompt.frame == 13 and prompt.source != f"carried from {tmp_path}"
+
+
+def test_a_manual_prompt_on_a_frame_outside_the_batch_means_no_prompt():
+    assert prompt_for_batch([13, 14], points="5,5", prompt_frame=20) is None
+    assert prompt_for_batch([13, 14], points="5,5", prompt_frame=14).frame == 14
