@@ -50,7 +50,8 @@ mutation: install
 	$(PIP) install -q "mutmut>=3.8"
 	rm -rf mutants
 	SAM2FLOW_SHARED_DATA=$(CURDIR)/../shared/data $(VENV)/bin/mutmut run --max-children $(CORES)
-	$(PY) tests/mutation_scores.py
+	$(PY) tests/mutation_scores.py || true
+	$(PY) tests/named_mutants.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests workflow bench
