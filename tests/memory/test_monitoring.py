@@ -1,9 +1,22 @@
 """Monitoring: snapshots, levels, NVML absent."""
 
+from typing import NamedTuple
+
+import psutil
 import torch
 
 from sam2flow.memory import nvml
-from sam2flow.memory.monitoring import LEVEL_THRESHOLDS, Monitor, level_for, take_snapshot
+from sam2flow.memory.monitoring import (
+    LEVEL_THRESHOLDS,
+    Monitor,
+    device_status,
+    format_status,
+    level_for,
+    take_snapshot,
+    worst_level,
+)
+
+GIB = 1024**3
 
 
 def test_levels_follow_the_documented_thresholds():
@@ -39,3 +52,83 @@ def test_nvml_library_absent_for_real_does_not_raise():
 def test_disabled_monitor_records_nothing():
     mon = Monitor(torch.device("cpu"), enabled=False)
     assert mon.snapshot("x") is None and mon.snapshots == []
+
+
+def test_levels_change_exactly_at_the_thresholds():
+    below = [level_for(x - 1e-9) for x in (0.70, 0.85, 0.95)]
+    assert below == ["healthy", "caution", "warning"]
+    assert level_for(1.5) == "critical"
+
+
+def test_the_worst_level_is_the_most_severe_and_none_is_healthy():
+    assert worst_level([]) == "healthy"
+    assert worst_level(["caution", "healthy"]) == "caution"
+    assert worst_level(["warning", "critical", "caution"]) == "critical"
+    assert worst_level(["healthy", "warning", "caution"]) == "warning"
+
+
+class Memory(NamedTuple):
+    total: int
+    available: int
+
+
+def fixed_host(monkeypatch, total=16 * GIB, available=4 * GIB):
+    """The machine's memory figures, fixed so that a level is a known one."""
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: Memory(total, available))
+
+
+def test_a_cpu_snapshot_is_the_machines_used_fraction(monkeypatch):
+    fixed_host(monkeypatch)
+    snap = take_snapshot(torch.device("cpu"), "after chunk 2", cap_bytes=GIB)
+    assert (snap.stage, snap.device, snap.total, snap.free) == (
+        "after chunk 2",
+        "cpu",
+        16 * GIB,
+        4 * GIB,
+    )
+    assert snap.fraction == 0.75 and snap.level == "caution"
+    assert snap.host_rss > 0
+    assert snap.to_dict()["fraction"] == 0.75 and snap.to_dict()["stage"] == "after chunk 2"
+
+
+def test_an_enabled_monitor_keeps_every_snapshot_and_their_worst_level(monkeypatch):
+    mon = Monitor(torch.device("cpu"))
+    fixed_host(monkeypatch, available=8 * GIB)
+    first = mon.snapshot("start")
+    fixed_host(monkeypatch, available=GIB // 2)
+    mon.snapshot("end")
+    fixed_host(monkeypatch, available=8 * GIB)
+    assert [s.stage for s in mon.snapshots] == ["start", "end"] and mon.snapshots[0] is first
+    assert [s.level for s in mon.snapshots] == ["healthy", "critical"]
+    assert mon.worst_level() == "critical"
+
+
+def test_status_of_a_cpu_only_machine(monkeypatch):
+    fixed_host(monkeypatch)
+    if torch.cuda.device_count():
+        return
+    rows = device_status()
+    assert [r["device"] for r in rows] == ["cpu"]
+    assert rows[-1]["used"] == 12 * GIB and rows[-1]["name"]
+    assert rows[-1]["nvml_available"] is nvml.nvml_available()
+
+
+def test_a_status_line_in_gib_with_na_for_what_the_device_lacks():
+    row = {
+        "device": "cuda:0",
+        "name": "GPU",
+        "used": 3 * GIB,
+        "free": GIB // 2,
+        "total": 16 * GIB,
+        "inactive_split": GIB // 4,
+        "level": "warning",
+        "nvml_available": True,
+    }
+    assert format_status(row) == (
+        "cuda:0  GPU: used 3.00 GiB, free 0.50 GiB, total 16.00 GiB, fragmentation 0.25 GiB, "
+        "level warning, NVML available"
+    )
+    row.update(free=None, inactive_split=None, nvml_available=False)
+    assert format_status(row).endswith(
+        "free n/a, total 16.00 GiB, fragmentation n/a, level warning, NVML unavailable"
+    )
