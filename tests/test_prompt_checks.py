@@ -3,6 +3,7 @@ carries from the one before it: fast tests, each through the error or the prompt
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 from test_outputs import H, W, bar, write_batch
@@ -15,7 +16,11 @@ from sam2flow.prompts import (
     check_prompt,
     check_prompt_frame,
     last_masks,
+    manual_prompt,
+    parse_box,
+    parse_points,
     prompt_for_batch,
+    read_mask_png,
 )
 
 
@@ -168,3 +173,56 @@ def test_a_batch_with_its_own_prompt_does_not_carry(tmp_path):
 def test_a_manual_prompt_on_a_frame_outside_the_batch_means_no_prompt():
     assert prompt_for_batch([13, 14], points="5,5", prompt_frame=20) is None
     assert prompt_for_batch([13, 14], points="5,5", prompt_frame=14).frame == 14
+
+
+def test_points_with_labels_separated_by_semicolons_or_spaces():
+    pts, labels = parse_points(" 210,350; 300.5,400,0  12,7,1 ;")
+    assert pts.tolist() == [[210, 350], [300.5, 400], [12, 7]] and pts.dtype == np.float32
+    assert labels.tolist() == [1, 0, 1] and labels.dtype == np.int32
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("1,2;NaN,3", "points '1,2;NaN,3' must be finite numbers"),
+        ("1,Inf", "points '1,Inf' must be finite numbers"),
+        ("1,2,1,4", "point '1,2,1,4' must be X,Y or X,Y,LABEL"),
+        ("5", "point '5' must be X,Y or X,Y,LABEL"),
+        ("1,2,2", "point '1,2,2': label must be 1 (object) or 0 (background)"),
+        (" ; ", "no points in ' ; '"),
+    ],
+)
+def test_bad_points_say_what_is_wrong(text, message):
+    with pytest.raises(ValueError) as info:
+        parse_points(text)
+    assert str(info.value) == message
+
+
+def test_a_box_is_two_corners_in_order():
+    assert parse_box("1,2,30.5,40").tolist() == [1, 2, 30.5, 40]
+    for bad in ("1,2,3", "5,2,5,9", "1,9,5,9", "1,2,nan,4", "1,2,inf,4"):
+        with pytest.raises(ValueError, match=r"must be X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0"):
+            parse_box(bad)
+
+
+def test_a_mask_png_is_its_non_zero_pixels(tmp_path):
+    img = np.zeros((6, 8), dtype=np.uint8)
+    img[2:4, 1:5] = 1  # any non-zero value is the object
+    img[5, 7] = 255
+    cv2.imwrite(str(tmp_path / "m.png"), img)
+    assert np.array_equal(read_mask_png(tmp_path / "m.png"), img > 0)
+    with pytest.raises(UserError, match=r"cannot read mask image: .*nothing.png"):
+        read_mask_png(tmp_path / "nothing.png")
+
+
+def test_a_manual_prompt_is_object_1_on_its_frame_from_the_config(tmp_path):
+    cv2.imwrite(str(tmp_path / "m.png"), np.full((4, 4), 255, dtype=np.uint8))
+    prompt = manual_prompt(7, points="1,2", box="0,0,3,3", mask=tmp_path / "m.png")
+    assert (prompt.frame, list(prompt.objects), prompt.source) == (7, [1], "config")
+    obj = prompt.objects[1]
+    assert obj.points.tolist() == [[1, 2]] and obj.labels.tolist() == [1]
+    assert obj.box.tolist() == [0, 0, 3, 3] and obj.mask.all()
+    only_box = manual_prompt(0, box="0,0,3,3").objects[1]
+    assert only_box.points is None and only_box.mask is None
+    with pytest.raises(ValueError, match="needs points, a box or a mask"):
+        manual_prompt(0)
