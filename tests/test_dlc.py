@@ -1,0 +1,139 @@
+"""DeepLabCut files read row by row into keypoints, and the batch prompt chosen from them:
+small files written here, each test through the keypoints, prompt or error it gives."""
+
+from __future__ import annotations
+
+import pytest
+
+from sam2flow.errors import UserError
+from sam2flow.prompts import check_frame_count, dlc_batch_prompt, read_dlc
+
+
+def write_csv(path, rows, bodyparts=("snout", "tail"), likelihood=True, index=None):
+    """A single-animal DeepLabCut CSV: ``rows`` holds (x, y[, likelihood]) per bodypart."""
+    coords = ("x", "y", "likelihood") if likelihood else ("x", "y")
+    lines = [
+        ",".join(["scorer"] + ["DLC"] * len(bodyparts) * len(coords)),
+        ",".join(["bodyparts"] + [b for b in bodyparts for _ in coords]),
+        ",".join(["coords"] + list(coords) * len(bodyparts)),
+    ]
+    for i, row in enumerate(rows):
+        name = str(i) if index is None else index[i]
+        lines.append(",".join([name] + ["" if v is None else str(v) for v in row]))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_rows_become_frames_x_individuals_x_bodyparts_x_xyl(tmp_path):
+    kp = read_dlc(write_csv(tmp_path / "a.csv", [[1, 2, 0.9, 3, 4, 0.5], [5, 6, 0.8, 7, 8, 0.7]]))
+    assert kp.frames.tolist() == [0, 1] and kp.individuals == ["single"]
+    assert kp.bodyparts == ["snout", "tail"] and kp.xyl.shape == (2, 1, 2, 3)
+    assert kp.xyl[1, 0, 1].tolist() == pytest.approx([7, 8, 0.7])
+    assert kp.is_label_file is False and kp.path == str(tmp_path / "a.csv")
+
+
+def test_a_label_file_is_sparse_certain_and_numbered_by_its_image_names(tmp_path):
+    names = ["labeled-data/m4s1/img0042.png", "labeled-data/m4s1/img0107.png"]
+    path = write_csv(tmp_path / "l.csv", [[1, 2, 3, 4], [5, 6, None, None]], likelihood=False,
+                     index=names)  # fmt: skip
+    kp = read_dlc(path)
+    assert kp.frames.tolist() == [42, 107] and kp.is_label_file
+    assert kp.xyl[:, 0, :, 2].tolist() == [[1.0, 1.0], [1.0, 0.0]]  # labelled: certain
+    check_frame_count(kp, 5000)  # sparse: any video length
+
+
+def test_a_row_without_a_frame_number_names_its_line(tmp_path):
+    path = write_csv(tmp_path / "l.csv", [[1, 2, 0.9, 3, 4, 0.9]] * 2, index=["7", "intro"])
+    with pytest.raises(UserError, match=r"line 5: cannot read a frame number from 'intro'"):
+        read_dlc(path)
+
+
+def test_a_prediction_file_needs_a_row_per_video_frame(tmp_path):
+    kp = read_dlc(write_csv(tmp_path / "a.csv", [[1, 2, 0.9, 3, 4, 0.9]] * 5))
+    check_frame_count(kp, 5)
+    with pytest.raises(UserError, match=r"has 5 frame rows but the video has 6 frames"):
+        check_frame_count(kp, 6)
+
+
+@pytest.mark.parametrize(
+    "first_lines, message",
+    [
+        ("frame,x,y\n0,1,2\n", "line 1 starts with 'frame', not 'scorer'"),
+        ("scorer,D,D\nbodyparts,a,a\nx,x,y\n0,1,2\n", "unexpected header rows"),
+        ("scorer,D,D\nfoo,a,a\ncoords,x,y\n0,1,2\n", "unexpected header rows"),
+    ],
+)
+def test_a_file_that_is_not_a_dlc_csv_says_so(tmp_path, first_lines, message):
+    (tmp_path / "x.csv").write_text(first_lines)
+    with pytest.raises(UserError, match=message):
+        read_dlc(tmp_path / "x.csv")
+
+
+def test_coords_without_y_are_named(tmp_path):
+    (tmp_path / "x.csv").write_text("scorer,D,D\nbodyparts,a,a\ncoords,x,likelihood\n0,1,0.9\n")
+    with pytest.raises(UserError, match=r"coords \(header line 3\) lack y"):
+        read_dlc(tmp_path / "x.csv")
+
+
+def test_missing_and_unknown_files_are_named(tmp_path):
+    with pytest.raises(UserError, match=r"prompt file not found"):
+        read_dlc(tmp_path / "none.csv")
+    (tmp_path / "p.txt").write_text("x")
+    with pytest.raises(UserError, match=r"unknown prompt file type: .*p.txt"):
+        read_dlc(tmp_path / "p.txt")
+
+
+def test_selected_bodyparts_keep_the_order_asked_for(tmp_path):
+    kp = read_dlc(write_csv(tmp_path / "a.csv", [[1, 2, 0.9, 3, 4, 0.5]]))
+    picked = kp.select(["tail", "snout"])
+    assert picked.bodyparts == ["tail", "snout"]
+    assert picked.xyl[0, 0, :, 0].tolist() == [3, 1] and kp.select([]) is kp
+
+
+def keypoints(tmp_path, rows):
+    return read_dlc(write_csv(tmp_path / "a.csv", rows))
+
+
+def test_the_prompt_frame_has_most_usable_points_then_highest_likelihood(tmp_path):
+    rows = [
+        [1, 1, 0.7, None, None, None],  # one point
+        [2, 2, 0.7, 3, 3, 0.7],  # two points, mean 0.7
+        [4, 4, 0.9, 5, 5, 0.9],  # two points, mean 0.9: chosen
+        [6, 6, 0.9, 7, 7, 0.9],  # a tie with the row before: the earlier wins
+    ]
+    prompt = dlc_batch_prompt(keypoints(tmp_path, rows), [0, 1, 2, 3])
+    assert prompt.frame == 2 and prompt.objects[1].points.tolist() == [[4, 4], [5, 5]]
+    assert prompt.objects[1].labels.tolist() == [1, 1]
+    assert dlc_batch_prompt(keypoints(tmp_path, rows), [0, 1]).frame == 1
+
+
+def test_points_at_the_cutoff_count_and_below_do_not(tmp_path):
+    rows = [[1, 1, 0.6, 2, 2, 0.59]]
+    prompt = dlc_batch_prompt(keypoints(tmp_path, rows), [0], cutoff=0.6)
+    assert prompt.objects[1].points.tolist() == [[1, 1]]
+    assert dlc_batch_prompt(keypoints(tmp_path, rows), [0], cutoff=0.61) is None
+
+
+def test_frames_outside_the_batch_are_never_chosen(tmp_path):
+    rows = [[1, 1, 0.99, 2, 2, 0.99], [3, 3, 0.7, None, None, None]]
+    assert dlc_batch_prompt(keypoints(tmp_path, rows), [1]).frame == 1
+    assert dlc_batch_prompt(keypoints(tmp_path, rows), [5, 6]) is None
+
+
+def test_scale_then_offset(tmp_path):
+    rows = [[10, 20, 0.9, None, None, None]]
+    prompt = dlc_batch_prompt(keypoints(tmp_path, rows), [0], scale=2.0, offset=(1.0, -3.0))
+    assert prompt.objects[1].points.tolist() == [[21, 37]]
+
+
+def test_other_frames_that_prompt_every_object_are_anchors(tmp_path):
+    rows = [
+        [1, 1, 0.9, 2, 2, 0.9],  # the prompt frame
+        [3, 3, 0.8, None, None, None],  # prompts the object too: an anchor
+        [None, None, None, None, None, None],  # nothing usable: not an anchor
+        [5, 5, 0.3, 6, 6, 0.8],  # one usable point: an anchor
+    ]
+    prompt = dlc_batch_prompt(keypoints(tmp_path, rows), [0, 1, 2, 3])
+    assert prompt.frame == 0 and sorted(prompt.anchors) == [1, 3]
+    assert prompt.anchors[3][1].points.tolist() == [[6, 6]]
+    assert prompt.source == str(tmp_path / "a.csv")
