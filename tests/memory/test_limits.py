@@ -7,6 +7,7 @@ from sam2flow.memory import GuardConfig
 from sam2flow.memory.limits import (
     allocator_env_var,
     apply_memory_cap,
+    clean_up_if_needed,
     enable_expandable_segments,
     should_clean_up,
     validate_threshold,
@@ -49,10 +50,20 @@ def test_expandable_segments_set_without_overriding_the_user():
     assert user == {"PYTORCH_CUDA_ALLOC_CONF": "max_split_size_mb:128"}
 
 
-def test_allocator_variable_follows_the_torch_version():
-    major, minor = (int(p) for p in torch.__version__.split(".")[:2])
-    expected = "PYTORCH_ALLOC_CONF" if (major, minor) >= (2, 11) else "PYTORCH_CUDA_ALLOC_CONF"
-    assert allocator_env_var() == expected
+@pytest.mark.parametrize(
+    "version, name",
+    [
+        ("2.5.1", "PYTORCH_CUDA_ALLOC_CONF"),
+        ("2.10.0+cu128", "PYTORCH_CUDA_ALLOC_CONF"),
+        ("2.11.0+cu130", "PYTORCH_ALLOC_CONF"),
+        ("2.12.1", "PYTORCH_ALLOC_CONF"),
+        ("3.0.0", "PYTORCH_ALLOC_CONF"),
+    ],
+)
+def test_allocator_variable_follows_the_torch_version(monkeypatch, version, name):
+    """torch 2.11 renamed PYTORCH_CUDA_ALLOC_CONF (the old name still works, with a warning)."""
+    monkeypatch.setattr(torch, "__version__", version)
+    assert allocator_env_var() == name
 
 
 def test_cleanup_only_above_the_threshold():
@@ -71,3 +82,13 @@ def test_a_job_given_too_little_host_memory_fails_at_once_naming_both():
     listed_in_troubleshooting(str(info.value))
     check_host_memory(3000 * 2**20, mem_mb=4000)  # enough: no error
     check_host_memory(3000 * 2**20, mem_mb=None)  # not given (a workstation): no check
+
+
+def test_cleanup_runs_on_the_device_only_past_the_threshold(monkeypatch):
+    cleared = []
+    monkeypatch.setattr("sam2flow.memory.devices.clear_device_cache", cleared.append)
+    snap = take_snapshot(torch.device("cpu"), "now")
+    device = torch.device("cpu")
+    assert clean_up_if_needed(device, snap, min(1.0, snap.fraction + 0.01)) is False
+    assert clean_up_if_needed(device, None, 0.01) is False and cleared == []
+    assert clean_up_if_needed(device, snap, snap.fraction) is True and cleared == [device]

@@ -113,3 +113,10 @@ def test_disabled_adaptive_sizing_writes_nothing(tmp_path):
     guard = MemoryGuard(GuardConfig(sizing_file=path, adaptive_batch_size=False), device="cpu")
     guard.run(oom_above(100), 0, 399, key="k")
     assert not path.exists()
+
+
+def test_the_sizing_key_names_every_condition_a_size_holds_for():
+    from sam2flow.memory.sizing import sizing_key
+
+    assert sizing_key("H100", 80, "tiny", 1024, 2, 16) == "H100|80|cap 16|tiny|1024|2"
+    assert sizing_key("cpu", None, "tiny", 256, 1) == "cpu|0|cap 0|tiny|256|1"
