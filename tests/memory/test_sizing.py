@@ -1,13 +1,15 @@
 """Adaptive sizing: remembered chunk sizes, shared through a JSON file."""
 
+import json
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from sam2flow.memory import GuardConfig, MemoryGuard
 from sam2flow.memory.recovery import Attempt
-from sam2flow.memory.sizing import GROW_AFTER, SizeMemory
+from sam2flow.memory.sizing import GROW_AFTER, SizeMemory, sizing_key
 
 
 def attempt(size, outcome, level="chunked"):
@@ -64,8 +66,6 @@ def test_how_many_clean_runs_is_configurable(tmp_path):
 
 
 def test_the_memory_cap_is_part_of_the_key():
-    from sam2flow.memory.sizing import sizing_key
-
     assert sizing_key("H100", 80, "tiny", 1024, 1, 16) != sizing_key("H100", 80, "tiny", 1024, 1)
 
 
@@ -116,7 +116,66 @@ def test_disabled_adaptive_sizing_writes_nothing(tmp_path):
 
 
 def test_the_sizing_key_names_every_condition_a_size_holds_for():
-    from sam2flow.memory.sizing import sizing_key
-
     assert sizing_key("H100", 80, "tiny", 1024, 2, 16) == "H100|80|cap 16|tiny|1024|2"
     assert sizing_key("cpu", None, "tiny", 256, 1) == "cpu|0|cap 0|tiny|256|1"
+
+
+def attempts(*tries):
+    """``(level, chunk size, outcome)`` -> the Attempts a unit would record."""
+    return [attempt(n, out, lv) for lv, n, out in tries]
+
+
+def entry(mem):
+    return json.loads(mem.path.read_text())["k"]
+
+
+def test_the_memory_folds_each_units_outcome(tmp_path):
+    mem = SizeMemory(tmp_path / "s.json", grow_after=2)
+    mem.update("k", attempts(("whole", 400, "ok")))
+    assert entry(mem) == {"largest_ok": 400, "successes": 1}
+    mem.update("k", attempts(("whole", 400, "ok")))
+    assert entry(mem) == {"largest_ok": 400, "successes": 2}
+    mem.update("k", attempts(("whole", 500, "oom"), ("chunked", 250, "ok")))
+    assert entry(mem) == {"largest_ok": 400, "smallest_failed": 500, "successes": 0}
+    mem.update("k", attempts(("chunked", 200, "oom"), ("chunked", 100, "ok")))
+    # a failure at or below the largest success: that success no longer holds
+    assert entry(mem) == {"smallest_failed": 200, "largest_ok": 100, "successes": 0}
+    mem.update("k", attempts(("chunked", 300, "oom"), ("chunked", 100, "ok")))
+    assert entry(mem)["smallest_failed"] == 200  # the smallest failure is kept
+    mem.update("k", attempts(("chunked", 100, "ok")))
+    assert entry(mem) == {"smallest_failed": 200, "largest_ok": 100, "successes": 1}
+    mem.update("k", attempts(("whole", 200, "ok")))  # conditions changed: it fits now
+    assert entry(mem) == {"largest_ok": 200, "successes": 1}
+    assert "\n" in mem.path.read_text()  # people read this file: one field a line
+
+
+def test_offload_and_cpu_attempts_are_not_sizes_of_this_device(tmp_path):
+    mem = SizeMemory(tmp_path / "s.json")
+    mem.update("k", attempts(("offload", 25, "ok"), ("cpu", 25, "ok")))
+    assert not mem.path.exists()
+
+
+@pytest.mark.parametrize(
+    "stored, frames, start",
+    [
+        ({}, 400, None),  # nothing known: whole
+        ({"smallest_failed": 300}, 299, None),  # a shorter unit than what failed: whole
+        ({"smallest_failed": 300}, 300, 150),  # only a failure known: half of it
+        ({"smallest_failed": 3}, 400, 1),
+        ({"smallest_failed": 1}, 400, 1),  # never under one frame
+        ({"smallest_failed": 300, "largest_ok": 120}, 400, 120),
+        ({"smallest_failed": 300, "largest_ok": 120, "successes": 1}, 400, 120),
+        ({"smallest_failed": 300, "largest_ok": 120, "successes": 2}, 400, None),  # try again
+    ],
+)
+def test_where_a_unit_starts(tmp_path, stored, frames, start):
+    (tmp_path / "s.json").write_text(json.dumps({"k": stored, "other": {"largest_ok": 5}}))
+    assert SizeMemory(tmp_path / "s.json", grow_after=2).start_size("k", frames) == start
+
+
+def test_an_unreadable_memory_is_forgotten_not_fatal(tmp_path, caplog):
+    (tmp_path / "s.json").write_text("{ not json")
+    mem = SizeMemory(tmp_path / "s.json")
+    assert mem.entry("k") == {} and "ignoring unreadable sizing memory" in caplog.text
+    mem.update("k", attempts(("whole", 50, "ok")))
+    assert entry(mem) == {"largest_ok": 50, "successes": 1}
