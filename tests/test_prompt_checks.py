@@ -226,3 +226,72 @@ def test_a_manual_prompt_is_object_1_on_its_frame_from_the_config(tmp_path):
     assert only_box.points is None and only_box.mask is None
     with pytest.raises(ValueError, match="needs points, a box or a mask"):
         manual_prompt(0)
+
+
+def test_each_prompt_error_is_one_line_with_the_file_and_the_fix(tmp_path):
+    """The whole message, as the user reads it: what, which file, what to do."""
+    off = BatchPrompt(frame=3, objects={1: points((-1, 2))}, source="p.csv")
+    assert error(off) == (
+        "object 1: point (-1, 2) on frame 3 is outside the 640x480 frame: p.csv: "
+        "give video pixel coordinates (DeepLabCut: check prompts.scale and offset)"
+    )
+    mask = BatchPrompt(frame=0, objects={1: ObjectPrompt(mask=np.zeros((2, 3)))}, source="m.png")
+    assert error(mask) == (
+        "mask is 3x2, the frames 640x480: m.png: give a mask PNG the size of the video's frames"
+    )
+    late = BatchPrompt(frame=100, objects={1: points((1, 2))}, source="p.csv")
+    assert error(late) == (
+        "prompt frame 100 is outside the video (frames 0-99): p.csv: "
+        "fix prompt_frame (--prompt-frame)"
+    )
+    with pytest.raises(UserError) as info:
+        read_mask_png(tmp_path / "none.png")
+    assert str(info.value) == (
+        f"cannot read mask image: {tmp_path / 'none.png'}: give a PNG with the object non-zero"
+    )
+    with pytest.raises(ValueError) as info:
+        manual_prompt(0)
+    assert str(info.value) == "a manual prompt needs points, a box or a mask"
+
+
+def test_a_point_off_the_frame_is_found_beside_a_box_on_it():
+    obj = points((5, 5), (5, 900))
+    obj.box = np.asarray([0, 0, 10, 10], dtype=np.float32)
+    assert "point (5, 900)" in error(BatchPrompt(frame=0, objects={1: obj}))
+
+
+def test_a_leading_separator_does_not_end_the_points():
+    assert parse_points(";1,2;3,4")[0].tolist() == [[1, 2], [3, 4]]
+    assert parse_box("1,2,3,4").dtype == np.float32
+
+
+def test_last_masks_of_a_frame_whose_pixels_are_not_a_multiple_of_8(tmp_path):
+    mask = np.zeros((2, 3, 5), dtype=bool)  # 15 pixels: the last byte is padded
+    mask[0, 1, 2] = mask[1, 2, 4] = True
+    np.savez_compressed(
+        tmp_path / "masks.npz",
+        frames=np.array([8, 9]),
+        object_ids=np.array([1, 2]),
+        masks=np.packbits(mask.reshape(2, -1), axis=-1)[None].repeat(2, axis=0),
+        shape=np.array([2, 2, 3, 5]),
+        status=np.array([["ok", "ok"], ["ok", "empty"]]),
+    )
+    frame, objects, masks, status = last_masks(tmp_path / "masks.npz")
+    assert (frame, objects, status) == (9, [1, 2], ["ok", "empty"])
+    assert np.array_equal(masks, mask)
+
+
+def test_carry_errors_name_the_masks_and_the_fix(tmp_path):
+    path = save_batch(tmp_path)
+    with pytest.raises(UserError) as info:
+        carried_prompt(path, 20, "x.jpg")
+    assert str(info.value) == (
+        f"previous batch ends on frame 12, not 19: {path}: "
+        "rerun the previous batch (carry: chained needs batches in order)"
+    )
+    with pytest.raises(UserError) as info:
+        carried_prompt(path, 13, None)
+    assert str(info.value) == (
+        f"the JPEG of frame 12 (where the carried masks belong) is needed: {path}: "
+        "give --carry-image, or segment a folder made by 'sam2flow extract'"
+    )
