@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
 from sam2flow.errors import UserError
@@ -179,4 +180,112 @@ def test_selected_keypoints_keep_the_file_frames_and_individuals(tmp_path):
     assert str(info.value) == (
         "unknown bodypart(s) ear, paw (line 3 of the header lists snout, tail): "
         f"{kp.path}: fix 'bodyparts' in the config"
+    )
+
+
+def test_a_label_file_with_the_image_path_in_three_index_columns(tmp_path):
+    """Newer DeepLabCut label files: ``labeled-data,m4s1,img0042.png,x,y``."""
+    (tmp_path / "CollectedData.csv").write_text(
+        "scorer,,,Pranav,Pranav,Pranav,Pranav\n"
+        "bodyparts,,,snout,snout,tail,tail\n"
+        "coords,,,x,y,x,y\n"
+        "labeled-data,m4s1,img0042.png,1,2,3,\n"
+        "labeled-data,m4s1,img0107.png,5,6,7,8\n"
+    )
+    kp = read_dlc(tmp_path / "CollectedData.csv")
+    assert kp.frames.tolist() == [42, 107] and kp.bodyparts == ["snout", "tail"]
+    assert kp.xyl[0, 0, :, :2].tolist()[0] == [1, 2]
+    # a labelled point needs both coordinates: tail on frame 42 has no y
+    assert kp.xyl[:, 0, :, 2].tolist() == [[1.0, 0.0], [1.0, 1.0]]
+
+
+def test_a_header_with_bytes_that_are_not_utf8_still_reads(tmp_path):
+    path = write_csv(tmp_path / "a.csv", [[1, 2, 0.9, 3, 4, 0.9]])
+    path.write_bytes(path.read_bytes().replace(b"DLC", b"D\xe9C", 1))
+    assert read_dlc(path).bodyparts == ["snout", "tail"]
+
+
+def test_an_hdf5_file_reads_like_its_csv(tmp_path):
+    pytest.importorskip("tables")
+    csv = write_csv(tmp_path / "a.csv", [[1, 2, 0.9, 3, 4, 0.5], [5, 6, 0.8, 7, 8, 0.7]])
+    table = pd.read_csv(csv, header=[0, 1, 2], index_col=0)
+    table.to_hdf(tmp_path / "a.hdf5", key="df_with_missing")
+    got, want = read_dlc(tmp_path / "a.hdf5"), read_dlc(csv)
+    assert got.frames.tolist() == want.frames.tolist()
+    assert np.array_equal(got.xyl, want.xyl) and got.bodyparts == want.bodyparts
+
+
+def test_prompt_points_and_labels_have_sam2s_dtypes(tmp_path):
+    prompt = dlc_batch_prompt(
+        read_dlc(write_csv(tmp_path / "a.csv", [[1, 2, 0.9, 3, 4, 0.9]])), [0]
+    )
+    assert prompt.objects[1].points.dtype == np.float32
+    assert prompt.objects[1].labels.dtype == np.int32
+
+
+def write_two_animals(path, rows):
+    """A multi-animal CSV (4 header rows): ``rows`` holds (x, y, likelihood) of the snout
+    of mouse1, then of mouse2."""
+    cols = pd.MultiIndex.from_tuples(
+        [
+            ("DLC", ind, "snout", c)
+            for ind in ("mouse1", "mouse2")
+            for c in ("x", "y", "likelihood")
+        ],
+        names=["scorer", "individuals", "bodyparts", "coords"],
+    )
+    pd.DataFrame(rows, columns=cols, dtype=float).to_csv(path)
+    return path
+
+
+def test_an_anchor_must_prompt_every_object_of_the_batch(tmp_path):
+    nan = float("nan")
+    rows = [
+        [1, 1, 0.9, 2, 2, 0.9],  # both: the prompt frame
+        [3, 3, 0.9, nan, nan, nan],  # mouse1 only: not an anchor
+        [4, 4, 0.9, 5, 5, 0.8],  # both: an anchor
+    ]
+    kp = read_dlc(write_two_animals(tmp_path / "m.csv", rows))
+    prompt = dlc_batch_prompt(kp, [0, 1, 2])
+    assert prompt.frame == 0 and sorted(prompt.objects) == [1, 2]
+    assert sorted(prompt.anchors) == [2] and prompt.anchors[2][2].points.tolist() == [[5, 5]]
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("scorer,D,D\nbodyparts,a,a\ncoords,x,y\n0,1,2,3,4\n", "cannot parse CSV ("),
+        ("x\n", "line 1 starts with 'x', not 'scorer': not a DeepLabCut CSV: {path}: "
+         "give a DeepLabCut prediction or label file (3 or 4 header rows)"),
+        ("scorer,D\nfoo,a\nbar,x\n", "unexpected header rows ['scorer', 'foo', 'bar']: expected "
+         "scorer/bodyparts/coords or scorer/individuals/bodyparts/coords: {path}: "
+         "export the file again from DeepLabCut"),
+        ("scorer,D,D\nbodyparts,a,a\ncoords,x,likelihood\n0,1,0.9\n", "coords (header line 3) "
+         "lack y: {path}: export the file again from DeepLabCut (coords x, y and likelihood)"),
+        ("scorer,D,D\nbodyparts,a,a\ncoords,x,y\nintro,1,2\n", "line 4: cannot read a frame "
+         "number from 'intro': {path}: rows must be frame numbers or image names with a number"),
+    ],
+)  # fmt: skip
+def test_each_dlc_error_is_one_line_with_the_file_and_the_fix(tmp_path, text, message):
+    path = tmp_path / "x.csv"
+    path.write_text(text)
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    assert str(info.value).startswith(message.format(path=path))
+    if message.startswith("cannot parse CSV"):
+        assert str(info.value).endswith(f": {path}: export it again")
+
+
+def test_missing_and_unknown_files_name_the_fix(tmp_path):
+    with pytest.raises(UserError) as info:
+        read_dlc(tmp_path / "none.csv")
+    assert str(info.value) == (
+        f"prompt file not found: {tmp_path / 'none.csv'}: "
+        "check the 'prompts' column of the sample sheet"
+    )
+    (tmp_path / "p.txt").write_text("x")
+    with pytest.raises(UserError) as info:
+        read_dlc(tmp_path / "p.txt")
+    assert str(info.value) == (
+        f"unknown prompt file type: {tmp_path / 'p.txt'}: give a DeepLabCut .csv or .h5 file"
     )
