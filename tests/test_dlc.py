@@ -289,3 +289,15 @@ def test_missing_and_unknown_files_name_the_fix(tmp_path):
     assert str(info.value) == (
         f"unknown prompt file type: {tmp_path / 'p.txt'}: give a DeepLabCut .csv or .h5 file"
     )
+
+
+def test_an_anchor_needs_only_the_objects_of_the_prompt(tmp_path):
+    nan = float("nan")
+    rows = [
+        [1, 1, 0.9, nan, nan, nan],  # mouse1 only: the prompt frame, one object
+        [2, 2, 0.8, nan, nan, nan],  # mouse1 again: an anchor
+        [nan, nan, nan, 3, 3, 0.5],  # mouse2 only: not an object of this batch's prompt
+    ]
+    prompt = dlc_batch_prompt(read_dlc(write_two_animals(tmp_path / "m.csv", rows)), [0, 1, 2])
+    assert prompt.frame == 0 and sorted(prompt.objects) == [1]
+    assert sorted(prompt.anchors) == [1]
