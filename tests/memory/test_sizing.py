@@ -179,3 +179,10 @@ def test_an_unreadable_memory_is_forgotten_not_fatal(tmp_path, caplog):
     assert mem.entry("k") == {} and "ignoring unreadable sizing memory" in caplog.text
     mem.update("k", attempts(("whole", 50, "ok")))
     assert entry(mem) == {"largest_ok": 50, "successes": 1}
+
+
+def test_a_unit_whose_every_attempt_failed_is_remembered(tmp_path):
+    mem = SizeMemory(tmp_path / "s.json")
+    mem.update("k", attempts(("whole", 400, "oom"), ("chunked", 200, "oom")))
+    assert entry(mem) == {"smallest_failed": 200, "successes": 0}
+    assert mem.start_size("k", 400) == 100
