@@ -17,7 +17,6 @@ import json
 import os
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+from extraction import timed  # noqa: E402 (bench/ is this script's folder)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
@@ -60,9 +60,7 @@ def extract(video: Path, out: Path, workers: int) -> float:
     shutil.rmtree(out, ignore_errors=True)
     cmd = [sys.executable, "-m", "sam2flow.cli", "extract", "--video", str(video)]
     cmd += ["--out", str(out), "--batch-size", "400", "--workers", str(workers)]
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    return timed(cmd)
 
 
 def main() -> None:
