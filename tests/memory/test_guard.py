@@ -4,15 +4,18 @@ chunk size came from (the record's ``sizing``)."""
 from __future__ import annotations
 
 import json
+import logging
 
 import pytest
 import torch
 
-from sam2flow.memory import GuardConfig, MemoryGuard
+from sam2flow.memory import GuardConfig, MemoryGuard, devices, limits
+from sam2flow.memory import guard as guard_module
 from sam2flow.memory.guard import RECORD_ONLY, mask_settings
-from sam2flow.memory.sizing import SizeMemory
+from sam2flow.memory.sizing import SizeMemory, sizing_key
 
 CPU = torch.device("cpu")
+GIB = 1024**3
 
 
 def test_only_options_that_change_masks_are_mask_settings():
@@ -131,3 +134,73 @@ def test_a_unit_without_work_has_a_record_of_its_frames():
     record = MemoryGuard(GuardConfig(), CPU).record_without_work(12)
     assert record.frames_ok == 0 and record.attempts == []
     assert record.to_dict()["frames_total"] == 12 and record.status == "ok"
+
+
+def test_a_guard_without_a_device_runs_on_auto_and_a_named_one_is_taken(caplog):
+    assert MemoryGuard(GuardConfig(monitoring=False)).device == devices.resolve_device("auto")
+    caplog.clear()
+    assert MemoryGuard(GuardConfig(monitoring=False), "cpu").device == CPU
+    assert caplog.text == ""  # auto would have warned that it fell back to the CPU
+
+
+def test_the_memory_cap_reaches_every_record_and_the_monitor(monkeypatch):
+    asked, monitors = [], []
+    monkeypatch.setattr(limits, "apply_memory_cap", lambda d, gb: asked.append((d, gb)) or GIB)
+    real_monitor = guard_module.Monitor
+    monkeypatch.setattr(guard_module, "Monitor", lambda *a: monitors.append(a) or real_monitor(*a))
+    guard = MemoryGuard(GuardConfig(max_gpu_memory_gb=1.5), CPU)
+    assert asked == [(CPU, 1.5)] and guard.cap_bytes == GIB
+    assert guard.record_without_work(3).memory_cap_bytes == GIB
+    assert guard.run(whole, 0, 9).memory_cap_bytes == GIB
+    assert monitors == [(CPU, True, GIB)]
+
+
+def test_the_sizing_key_names_this_device_and_workload():
+    guard = MemoryGuard(GuardConfig(monitoring=False), CPU)
+    assert guard.sizing_key("tiny", 256, 2) == sizing_key("cpu", None, "tiny", 256, 2, None)
+    keys = {guard.sizing_key(*w) for w in [("tiny", 256, 2), ("small", 256, 2), ("tiny", 512, 2)]}
+    assert len(keys | {guard.sizing_key("tiny", 256, 3)}) == 4
+
+
+def test_the_sizing_file_is_asked_for_this_units_length(tmp_path, caplog):
+    guard = MemoryGuard(GuardConfig(sizing_file=tmp_path / "s.json", min_chunk=25), CPU)
+    asked = []
+    guard.sizes.start_size = lambda key, frames: asked.append((key, frames)) or 40
+    caplog.set_level(logging.INFO, logger="sam2flow.memory.guard")
+    record = guard.run(whole, 100, 299, key="k")
+    assert asked == [("k", 200)] and record.sizing["start_chunk"] == 40
+    assert "adaptive sizing: starting at chunks of 40 frames" in caplog.text
+
+
+def test_a_short_unit_late_in_the_video_starts_at_its_own_length():
+    guard = MemoryGuard(GuardConfig(min_chunk=30, monitoring=False), CPU)
+    assert guard.run(whole, 1000, 1009, start_chunk=5).sizing["start_chunk"] == 10
+
+
+@pytest.mark.parametrize("action", ["read", "update"])
+def test_a_sizing_file_that_fails_is_a_warning_and_the_unit_runs(tmp_path, caplog, action):
+    guard = MemoryGuard(GuardConfig(sizing_file=tmp_path / "s.json", monitoring=False), CPU)
+
+    def fail(*args):
+        raise OSError("disk gone")
+
+    setattr(guard.sizes, {"read": "start_size", "update": "update"}[action], fail)
+    record = guard.run(whole, 0, 9, key="k")
+    text = f"could not {action} the sizing file {tmp_path / 's.json'} (OSError: disk gone)"
+    assert record.status == "ok" and record.sizing["warning"] == text
+    assert f"{text}; the batch goes on" in caplog.text
+
+
+def test_forced_offload_reaches_every_chunk():
+    seen = []
+    guard = MemoryGuard(GuardConfig(force_cpu_offload=True, monitoring=False), CPU)
+    guard.run(lambda plan, carry: seen.append(plan.offload), 0, 59, start_chunk=30)
+    assert seen == [True, True]
+
+
+def test_the_monitor_sees_each_attempt_and_a_low_threshold_cleans_up(monkeypatch):
+    cleared = []
+    monkeypatch.setattr(devices, "clear_device_cache", lambda d, *a: cleared.append(d))
+    record = MemoryGuard(GuardConfig(memory_threshold=1e-6), CPU).run(whole, 0, 9)
+    stages = [s["stage"] for s in record.snapshots]
+    assert stages == ["start 0-9", "end 0-9", "after unit"] and cleared[-1] == CPU

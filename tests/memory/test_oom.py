@@ -133,3 +133,13 @@ def test_frame_targeted_injection_hits_only_attempts_over_those_frames(monkeypat
     maybe_inject_oom(list(range(146, 400)))
     with pytest.raises(torch.OutOfMemoryError, match="including frame 145"):
         maybe_inject_oom([150, 149, 148, 147, 146, 145])
+
+
+def test_injection_over_several_ranges_hits_each_ranges_first_and_last_frame(monkeypatch):
+    hook = "frames=5-9,20-20"
+    assert injected_oom({"SAM2FLOW_INJECT_OOM": hook}) == (None, [(5, 9), (20, 20)])
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", hook)
+    maybe_inject_oom([4, 10, 19, 21])
+    for frame in (5, 9, 20):
+        with pytest.raises(torch.OutOfMemoryError, match=f"including frame {frame}\\)"):
+            maybe_inject_oom([frame])

@@ -159,9 +159,9 @@ def format_status(row: dict) -> str:
     def g(v):
         return "n/a" if v is None else f"{v / gib:.2f} GiB"
 
-    frag = "n/a" if row.get("inactive_split") is None else g(row["inactive_split"])
     return (
         f"{row['device']:<7} {row['name']}: used {g(row['used'])}, free {g(row['free'])}, "
-        f"total {g(row['total'])}, fragmentation {frag}, level {row['level']}, "
+        f"total {g(row['total'])}, fragmentation {g(row.get('inactive_split'))}, "
+        f"level {row['level']}, "
         f"NVML {'available' if row['nvml_available'] else 'unavailable'}"
     )
