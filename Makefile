@@ -44,14 +44,13 @@ test-gpu: install
 	$(VENV)/bin/pytest -q -m gpu tests/test_gpu.py -rA
 	$(PY) bench/run.py --gpu
 
-# Mutation testing (mutmut, configured in pyproject.toml) of the modules that hold the
-# promises; scores per module go to TESTING.md. mutants/ holds the run (mutmut browse).
+# Mutation testing (mutmut) of the modules that hold the promises, one group of modules at
+# a time with its own tests (tests/mutation_run.py); scores per module go to TESTING.md.
+# .mutation/<group>/ keeps each group's results (mutmut browse there).
 mutation: install
 	$(PIP) install -q "mutmut>=3.8"
-	rm -rf mutants
-	SAM2FLOW_SHARED_DATA=$(CURDIR)/../shared/data $(VENV)/bin/mutmut run --max-children $(CORES)
-	$(PY) tests/mutation_scores.py || true
 	$(PY) tests/named_mutants.py
+	$(PY) tests/mutation_run.py --cores $(CORES)
 
 lint: install
 	$(VENV)/bin/ruff check src tests workflow bench

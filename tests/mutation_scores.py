@@ -1,6 +1,7 @@
-"""Mutation scores per module from ``mutmut results --all true`` (run by ``make mutation``).
+"""Mutation scores per module from ``mutmut results --all true`` (run by
+``tests/mutation_run.py``, or alone on the workspaces it left):
 
-    python tests/mutation_scores.py [--target 85]   # markdown table; survivors listed
+    python tests/mutation_scores.py [--target 85] [--dir .mutation/memory ...]
 
 A mutant counts as caught when a test failed (killed) or hung past mutmut's timeout; one
 that no selected test reaches ("no tests") counts as missed, like a survivor.
@@ -39,14 +40,24 @@ def scores(lines: list[str]) -> tuple[dict[str, Counter], dict[str, list[str]]]:
     return counts, missed
 
 
-def main() -> int:
+def results(directory: Path, mutmut: str) -> list[str]:
+    """``mutmut results --all true`` of the mutmut workspace ``directory``."""
+    return subprocess.run(
+        [mutmut, "results", "--all", "true"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+
+
+def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--target", type=float, default=85.0)
     p.add_argument("--mutmut", default=str(Path(sys.executable).with_name("mutmut")))
-    args = p.parse_args()
-    out = subprocess.run(
-        [args.mutmut, "results", "--all", "true"], capture_output=True, text=True, check=True
-    ).stdout.splitlines()
+    p.add_argument("--dir", type=Path, action="append", help="a mutmut workspace (default: .)")
+    args = p.parse_args(argv)
+    out = [line for d in args.dir or [Path(".")] for line in results(d, args.mutmut)]
     counts, missed = scores(out)
     print("| module | mutants | killed | timeout | survived | no tests | score |")
     print("|---|---|---|---|---|---|---|")

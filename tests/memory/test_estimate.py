@@ -134,6 +134,12 @@ def test_host_memory_on_a_gpu_is_runtime_weights_and_packed_masks():
     assert large == int(CALIBRATION["cpu_runtime_bytes"] + 224.4e6 * 4 + 38400)
 
 
+def test_host_memory_on_the_cpu_is_the_whole_estimate_at_that_image_size():
+    on_cpu = estimate_host(100, 480, 640, 2, "sam2.1_hiera_small", 512, device="cpu")
+    assert on_cpu == estimate(100, 480, 640, 2, "sam2.1_hiera_small", 512, device="cpu")
+    assert on_cpu != estimate(100, 480, 640, 2, "sam2.1_hiera_small", device="cpu")
+
+
 def test_a_job_given_just_enough_host_memory_runs_and_one_byte_less_fails():
     check_host_memory(1500 * MIB, mem_mb=1500)
     check_host_memory(10**12, mem_mb=None)

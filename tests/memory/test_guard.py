@@ -155,9 +155,13 @@ def test_the_memory_cap_reaches_every_record_and_the_monitor(monkeypatch):
     assert monitors == [(CPU, True, GIB)]
 
 
-def test_the_sizing_key_names_this_device_and_workload():
+def test_the_sizing_key_names_this_device_and_workload(monkeypatch):
     guard = MemoryGuard(GuardConfig(monitoring=False), CPU)
     assert guard.sizing_key("tiny", 256, 2) == sizing_key("cpu", None, "tiny", 256, 2, None)
+    monkeypatch.setattr(limits, "apply_memory_cap", lambda device, gb: GIB)
+    monkeypatch.setattr(devices, "total_memory", lambda device: 8 * GIB)
+    capped = MemoryGuard(GuardConfig(monitoring=False, max_gpu_memory_gb=1), CPU)
+    assert capped.sizing_key("tiny", 256, 2) == sizing_key("cpu", 8 * GIB, "tiny", 256, 2, GIB)
     keys = {guard.sizing_key(*w) for w in [("tiny", 256, 2), ("small", 256, 2), ("tiny", 512, 2)]}
     assert len(keys | {guard.sizing_key("tiny", 256, 3)}) == 4
 

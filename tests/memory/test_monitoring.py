@@ -132,3 +132,32 @@ def test_a_status_line_in_gib_with_na_for_what_the_device_lacks():
     assert format_status(row).endswith(
         "free n/a, total 16.00 GiB, fragmentation n/a, level warning, NVML unavailable"
     )
+
+
+def test_status_lists_every_gpu_then_mps_then_the_cpu(monkeypatch):
+    """On a machine with two GPUs and MPS (torch's answers stood in): one row each, in
+    that order, with what is used taken from the free memory where the device says it."""
+    from sam2flow.memory import devices, monitoring
+
+    inits = []
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.cuda, "init", lambda: inits.append(1))
+    monkeypatch.setattr(devices, "_mps_available", lambda: True)
+    monkeypatch.setattr(devices, "device_name", lambda d: f"name of {d}")
+    monkeypatch.setattr(nvml, "nvml_available", lambda: True)
+
+    def snapshot(device, stage):
+        snap = monitoring.Snapshot(stage=stage, time=0.0, device=str(device))
+        snap.total, snap.reserved = 16 * GIB, 3 * GIB
+        snap.free = {"cuda:0": 10 * GIB, "cpu": 4 * GIB}.get(str(device))
+        return snap
+
+    monkeypatch.setattr(monitoring, "take_snapshot", snapshot)
+    rows = device_status()
+    assert [(r["device"], r["name"], r["used"] // GIB, r["stage"]) for r in rows] == [
+        ("cuda:0", "name of cuda:0", 6, "status"),
+        ("cuda:1", "name of cuda:1", 3, "status"),  # no free figure: torch's reserved
+        ("mps", "name of mps", 3, "status"),
+        ("cpu", "name of cpu", 12, "status"),
+    ]
+    assert inits == [1, 1] and all(r["nvml_available"] is True for r in rows)

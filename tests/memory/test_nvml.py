@@ -4,6 +4,7 @@ real one)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 import types
 
@@ -17,7 +18,7 @@ class NVMLError(Exception):
     pass
 
 
-def fake_pynvml(*, uuids=("GPU-b",), v2=True, fail_init=False, fail_query=False):
+def fake_pynvml(*, uuids=("GPU-b",), v2=True, reserved=True, fail_init=False, fail_query=False):
     """A ``pynvml`` with GPUs at indexes 0.. named ``uuids``; records the handles asked for."""
     m = types.ModuleType("pynvml")
     m.asked = []
@@ -44,7 +45,7 @@ def fake_pynvml(*, uuids=("GPU-b",), v2=True, fail_init=False, fail_query=False)
         if version is not None and not v2:
             raise NVMLError("Function Not Found")
         info = types.SimpleNamespace(total=8000 + handle, used=3000.0, free=5000)
-        if version is not None:
+        if version is not None and reserved:
             info.reserved = 300
         return info
 
@@ -75,16 +76,24 @@ def test_the_gpu_is_found_by_its_uuid_and_v2_gives_reserved(use):
     assert pynvml.asked == [("uuid", "GPU-b"), ("memory", 1, "v2")]
 
 
-def test_an_unknown_uuid_falls_back_to_the_index(use):
+def test_an_unknown_uuid_falls_back_to_the_index(use, caplog):
+    caplog.set_level(logging.DEBUG, logger="sam2flow.memory.nvml")
     pynvml = use(fake_pynvml())
     assert nvml.nvml_memory("GPU-zz", index=2).total == 8002
+    assert "NVML has no device with UUID GPU-zz; using index 2" in caplog.text
     assert pynvml.asked == [("uuid", "GPU-zz"), ("index", 2), ("memory", 2, "v2")]
 
 
-def test_without_a_uuid_the_index_is_asked(use):
+def test_without_a_uuid_the_index_is_asked_and_it_defaults_to_the_first_gpu(use):
     pynvml = use(fake_pynvml())
-    assert nvml.nvml_memory(None, index=0).total == 8000
-    assert pynvml.asked == [("index", 0), ("memory", 0, "v2")]
+    assert nvml.nvml_memory(None, index=1).total == 8001
+    assert nvml.nvml_memory().total == 8000
+    assert pynvml.asked == [("index", 1), ("memory", 1, "v2"), ("index", 0), ("memory", 0, "v2")]
+
+
+def test_a_v2_answer_without_a_reserved_field_reserves_nothing(use):
+    use(fake_pynvml(reserved=False))
+    assert nvml.nvml_memory("GPU-b") == NvmlMemory(8000, 3000, 5000, 0)
 
 
 def test_a_driver_without_v2_answers_v1_with_nothing_reserved(use):
@@ -93,9 +102,11 @@ def test_a_driver_without_v2_answers_v1_with_nothing_reserved(use):
     assert pynvml.asked[-2:] == [("memory", 0, "v2"), ("memory", 0, "v1")]
 
 
-def test_a_failed_query_is_none_not_an_error(use):
+def test_a_failed_query_is_none_not_an_error(use, caplog):
+    caplog.set_level(logging.DEBUG, logger="sam2flow.memory.nvml")
     use(fake_pynvml(fail_query=True))
     assert nvml.nvml_available() is True and nvml.nvml_memory("GPU-b") is None
+    assert "NVML query failed: GPU is lost" in caplog.text
 
 
 def test_a_driver_that_does_not_start_is_unavailable_and_initialised_once(use):

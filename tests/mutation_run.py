@@ -1,0 +1,131 @@
+"""``make mutation``: mutmut over each group of modules, with the tests written for it.
+
+mutmut reads one test selection, and a surviving mutant runs every selected test that
+reaches its function. One selection for the whole library makes a mutant of the memory
+guard (which every segment test reaches) pay for the real-model tests. So each group runs
+in its own workspace, ``.mutation/<group>/`` (a copy of the project whose
+``[tool.mutmut]`` names the group's modules and tests), and results are kept there:
+a later run tests only what changed.
+
+    python tests/mutation_run.py [--cores N] [group ...]   # then the scores per module
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mutation_scores
+import tomllib
+
+ROOT = Path(__file__).resolve().parents[1]
+SELECT = ["-m", "not slow and not slurm and not gpu"]
+
+#: group: (modules to mutate, tests that run against them). Tests whose work happens in a
+#: subprocess are left out: the subprocess imports the unmutated package.
+GROUPS = {
+    "memory": (
+        ["src/sam2flow/memory/*"],
+        ["tests/memory"]
+        + ["--deselect", "tests/memory/test_real_oom.py"]
+        + ["--deselect", "tests/memory/test_sizing.py::test_remembered_size_survives_a_new_process"]
+        # 30 s of 1,000 unit lengths, paid again by every survivor it reaches
+        + [
+            "--deselect",
+            "tests/memory/test_recovery.py::"
+            "test_no_chunk_is_under_the_floor_for_any_unit_and_failing_size",
+        ],
+    ),  # fmt: skip
+    "prompts": (
+        ["src/sam2flow/prompts.py"],
+        ["tests/test_prompts.py", "tests/test_prompt_checks.py", "tests/test_dlc.py"],
+    ),
+    "frames": (
+        ["src/sam2flow/frames.py"],
+        ["tests/test_frames.py", "tests/test_frame_folders.py", "tests/test_alignment.py"],
+    ),
+    "outputs": (
+        ["src/sam2flow/outputs.py"],
+        ["tests/test_outputs.py", "tests/test_mask_store.py", "tests/test_prompt_checks.py"]
+        + ["tests/test_alignment.py"],
+    ),
+    "segment": (
+        ["src/sam2flow/segment.py"],
+        ["tests/test_segment.py", "tests/test_alignment.py", "tests/test_seams.py"]
+        + ["tests/test_equivalence.py"],
+    ),
+}
+
+
+def project_files() -> list[str]:
+    """Tracked and untracked-but-not-ignored files: what a clone of this tree would hold."""
+    out = subprocess.run(
+        ["git", "ls-files", "-co", "--exclude-standard", "-z"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    return [f for f in out.split("\0") if f and (ROOT / f).is_file()]
+
+
+def mutmut_config(modules: list[str], tests: list[str]) -> str:
+    """pyproject's ``[tool.mutmut]`` with the group's modules and tests, as TOML."""
+    base = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["mutmut"]
+    config = base | {
+        "only_mutate": modules,
+        "pytest_add_cli_args_test_selection": SELECT + tests,
+    }
+    return "[tool.mutmut]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in config.items())
+
+
+def workspace(group: str) -> Path:
+    """``.mutation/<group>/``, brought up to date with the project (unchanged files are
+    left alone, so mutmut's cached results of unchanged code stay valid)."""
+    ws = ROOT / ".mutation" / group
+    for name in project_files():
+        source, copy = ROOT / name, ws / name
+        if not copy.exists() or copy.read_bytes() != source.read_bytes():
+            copy.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, copy)
+    text = (ROOT / "pyproject.toml").read_text()
+    text = text[: text.index("[tool.mutmut]")] + mutmut_config(*GROUPS[group])
+    if (ws / "pyproject.toml").read_text() != text:
+        (ws / "pyproject.toml").write_text(text)
+    return ws
+
+
+def main() -> int:
+    p = argparse.ArgumentParser()
+    p.add_argument("groups", nargs="*", help=f"of {', '.join(GROUPS)} (default: all)")
+    p.add_argument("--cores", type=int, default=os.cpu_count() or 1)
+    p.add_argument("--target", type=float, default=85.0)
+    args = p.parse_args()
+    unknown = set(args.groups) - set(GROUPS)
+    if unknown:
+        p.error(f"unknown groups {sorted(unknown)}: choose from {', '.join(GROUPS)}")
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    env = dict(os.environ, SAM2FLOW_SHARED_DATA=str(ROOT.parent / "shared" / "data"))
+    dirs = []
+    for group in args.groups or GROUPS:
+        ws = workspace(group)
+        start = time.perf_counter()
+        subprocess.run(
+            [mutmut, "run", "--max-children", str(args.cores)],
+            cwd=ws,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            check=True,
+        )
+        print(f"{group}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
+        dirs += ["--dir", str(ws)]
+    return mutation_scores.main(["--target", str(args.target), *dirs])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

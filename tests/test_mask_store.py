@@ -1,0 +1,104 @@
+"""A batch's slots before they are written: what ``MaskStore`` keeps of SAM 2's logits for
+each frame and object, and the slot checks that make a bookkeeping bug fail loudly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from sam2flow.outputs import COLUMNS, MaskStore, check_slots, mask_scores
+
+
+def logits_with(boxes, height=12, width=16, inside=2.0):
+    """Logits (objects x 1 x H x W): ``inside`` in each object's box, -5 elsewhere."""
+    out = torch.full((len(boxes), 1, height, width), -5.0)
+    for k, box in enumerate(boxes):
+        if box is not None:
+            x0, y0, x1, y1 = box
+            out[k, 0, y0 : y1 + 1, x0 : x1 + 1] = inside
+    return out
+
+
+@pytest.fixture
+def store():
+    s = MaskStore([10, 11, 12], [3, 7], 12, 16)
+    yield s
+    s.flush()
+
+
+def test_each_frames_mask_is_where_its_logits_are_positive(store):
+    logits = logits_with([(2, 1, 5, 3), (0, 0, 15, 11)])
+    store.put(11, logits)
+    for k in range(2):
+        assert np.array_equal(store.mask(11, k), (logits[k, 0] > 0).numpy())
+    assert not store.mask(10, 0).any()  # another frame's slot is untouched
+
+
+def test_area_centroid_box_and_score_of_an_object(store):
+    store.put(10, logits_with([(2, 1, 5, 4), None], inside=2.0))  # holds pixel (4, 4)
+    row = store.table().iloc[0]
+    assert (row["frame"], row["object"], row["status"]) == (10, 3, "ok")
+    assert [row[c] for c in ["area", "cx", "cy", "x0", "y0", "x1", "y1"]] == [
+        16, 3.5, 2.5, 2, 1, 5, 4
+    ]  # fmt: skip
+    # the score reads every 4th pixel of the logits: only (4, 4) of this box
+    assert row["score"] == pytest.approx(1 / (1 + np.exp(-2.0)))
+
+
+def test_an_object_without_pixels_is_empty_with_area_0_and_no_box(store):
+    store.put(10, logits_with([(2, 1, 5, 3), None]))
+    row = store.table().iloc[1]
+    assert (row["object"], row["status"], row["area"], row["score"]) == (7, "empty", 0, 0)
+    assert np.isnan([row[c] for c in ["cx", "cy", "x0", "y0", "x1", "y1"]]).all()
+
+
+def test_marked_frames_keep_their_slot_with_an_empty_mask_and_their_status(store):
+    store.put(12, logits_with([(0, 0, 3, 3), (4, 4, 6, 6)]))
+    store.mark([12], "skipped_oom")
+    assert not store.mask(12, 0).any() and not store.mask(12, 1).any()
+    rows = store.table().query("frame == 12")
+    assert rows["status"].tolist() == ["skipped_oom"] * 2 and rows["area"].isna().all()
+
+
+def test_the_table_has_a_row_per_frame_and_object_in_order(store):
+    for frame in (10, 11, 12):
+        store.put(frame, logits_with([(0, 0, frame - 10, 0), None]))
+    table = store.table()
+    assert table.columns.tolist() == COLUMNS
+    assert table[["frame", "object"]].values.tolist() == [
+        [10, 3], [10, 7], [11, 3], [11, 7], [12, 3], [12, 7]
+    ]  # fmt: skip
+    assert table["area"].tolist() == [1, 0, 2, 0, 3, 0]
+    assert store.status_counts() == {"ok": 3, "empty": 3}
+
+
+def test_status_counts_include_slots_not_yet_filled(store):
+    store.put(10, logits_with([None, None]))
+    assert store.status_counts() == {"": 4, "empty": 2}
+
+
+def test_the_score_is_the_mean_probability_inside_the_mask():
+    logits = np.array([[[2.0, 0.0], [-1.0, 4.0]], [[-1.0, -1.0], [-1.0, -1.0]]], np.float32)
+    inside = 1 / (1 + np.exp(-np.array([2.0, 4.0])))
+    assert mask_scores(logits) == pytest.approx([inside.mean(), 0.0])
+
+
+@pytest.mark.parametrize(
+    "frames, status, message",
+    [
+        ([4, 6, 6, 7], [["ok"]] * 4, r"frames not strictly increasing at \[6\]"),
+        ([4, 3], [["ok"]] * 2, r"frames not strictly increasing at \[3\]"),
+        ([4, 5], [["ok"]] * 3, "3 status rows for 2 frames"),
+        ([4, 5, 6], [["ok", "ok"], ["ok", ""], ["x", "ok"]], r"known status: \[5, 6\]$"),
+    ],
+)
+def test_slots_out_of_order_missing_or_unfilled_fail_loudly(frames, status, message):
+    with pytest.raises(RuntimeError, match=message):
+        check_slots(np.array(frames), np.array(status, dtype=object))
+
+
+def test_every_known_status_passes_the_slot_check():
+    check_slots(
+        np.array([0, 1, 2, 3]), np.array([["ok"], ["skipped_oom"], ["no_prompt"], ["empty"]])
+    )
