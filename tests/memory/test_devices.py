@@ -24,11 +24,13 @@ pytestmark = pytest.mark.skipif(
 CPU = torch.device("cpu")
 
 
-@pytest.mark.parametrize("requested", ["auto", "AUTO", "", None])
+@pytest.mark.parametrize("requested", ["auto", "AUTO", "", None, "default"])
 def test_auto_falls_back_to_the_cpu_and_says_so(requested, caplog):
     with caplog.at_level(logging.WARNING):
-        assert resolve_device(requested) == CPU
-    assert "no CUDA or MPS device found: running on the CPU (slow)" in caplog.text
+        assert (resolve_device() if requested == "default" else resolve_device(requested)) == CPU
+    assert [r.getMessage() for r in caplog.records] == [
+        "no CUDA or MPS device found: running on the CPU (slow)"
+    ]
 
 
 @pytest.mark.parametrize("requested", ["cpu", "CPU"])
@@ -55,6 +57,13 @@ def test_an_unknown_device_lists_the_known_ones():
     with pytest.raises(UserError) as info:
         resolve_device("gpu0")
     assert str(info.value) == "unknown device 'gpu0': use auto, cpu, cuda, cuda:N or mps"
+
+
+@pytest.mark.parametrize("requested", ["gpu0", "cuda", "mps"])
+def test_a_device_error_names_no_file_and_gives_the_fix(requested):
+    with pytest.raises(UserError) as info:
+        resolve_device(requested)
+    assert info.value.path is None and info.value.fix.startswith("use ")
 
 
 def test_the_cpu_is_named_and_has_no_device_memory_or_uuid():

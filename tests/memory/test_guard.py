@@ -173,7 +173,9 @@ def test_the_sizing_file_is_asked_for_this_units_length(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="sam2flow.memory.guard")
     record = guard.run(whole, 100, 299, key="k")
     assert asked == [("k", 200)] and record.sizing["start_chunk"] == 40
-    assert "adaptive sizing: starting at chunks of 40 frames" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [
+        "adaptive sizing: starting at chunks of 40 frames"
+    ]
 
 
 def test_a_short_unit_late_in_the_video_starts_at_its_own_length():
@@ -192,7 +194,7 @@ def test_a_sizing_file_that_fails_is_a_warning_and_the_unit_runs(tmp_path, caplo
     record = guard.run(whole, 0, 9, key="k")
     text = f"could not {action} the sizing file {tmp_path / 's.json'} (OSError: disk gone)"
     assert record.status == "ok" and record.sizing["warning"] == text
-    assert f"{text}; the batch goes on" in caplog.text
+    assert [r.getMessage() for r in caplog.records] == [f"{text}; the batch goes on"]
 
 
 def test_forced_offload_reaches_every_chunk():
@@ -208,3 +210,26 @@ def test_the_monitor_sees_each_attempt_and_a_low_threshold_cleans_up(monkeypatch
     record = MemoryGuard(GuardConfig(memory_threshold=1e-6), CPU).run(whole, 0, 9)
     stages = [s["stage"] for s in record.snapshots]
     assert stages == ["start 0-9", "end 0-9", "after unit"] and cleared[-1] == CPU
+
+
+def test_the_guard_hands_its_options_and_the_callers_to_recovery(monkeypatch):
+    """On the CPU, CPU fallback is no extra level: what the guard passes is checked here."""
+    passed = []
+    real = guard_module.run_with_recovery
+    monkeypatch.setattr(
+        guard_module, "run_with_recovery", lambda *a, **kw: passed.append(kw) or real(*a, **kw)
+    )
+    config = GuardConfig(allow_cpu_fallback=True, min_chunk=7, monitoring=False)
+
+    def frames_of(a, b):
+        return list(range(a + 100, b + 101))
+
+    carried = []
+    MemoryGuard(config, CPU).run(
+        lambda plan, carry: carried.append(carry) or "next",
+        0, 19, carry="seed", anchors=[5], frames_of=frames_of,
+    )  # fmt: skip
+    kw = passed[0]
+    assert (kw["allow_cpu_fallback"], kw["min_chunk"], kw["carry"]) == (True, 7, "seed")
+    assert list(kw["anchors"]) == [5] and kw["frames_of"] is frames_of
+    assert carried[0] == "seed"

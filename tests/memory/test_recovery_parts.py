@@ -155,3 +155,4 @@ def test_a_skip_records_both_reasons_and_ranges():
     assert rec.skip_reasons[1] == unreachable(list(range(0, 30)))
     assert rec.skip_reasons[2].startswith("out of memory at every level down to 20 frames")
     assert rec.skip_reason == rec.skip_reasons[0] and rec.frames_skipped == 60
+    assert rec.to_dict()["skipped_ranges"] == [[0, 29], [30, 39], [40, 59]]  # JSON lists
