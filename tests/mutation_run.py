@@ -7,7 +7,10 @@ in its own workspace, ``.mutation/<group>/`` (a copy of the project whose
 ``[tool.mutmut]`` names the group's modules and tests), and results are kept there:
 a later run tests only what changed.
 
-    python tests/mutation_run.py [--cores N] [group ...]   # then the scores per module
+    python tests/mutation_run.py [--cores N] [--recheck] [group ...]   # then the scores
+
+mutmut keeps a verdict until the mutated function changes, so a test added later does not
+reach the survivors it would kill: ``--recheck`` runs every mutant not yet caught again.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -105,11 +109,21 @@ def workspace(group: str) -> Path:
     return ws
 
 
+def missed(ws: Path, mutmut: str) -> list[str]:
+    """The mutants of workspace ``ws`` that no test has caught yet."""
+    found = (
+        re.match(r"^\s*(\S+__mutmut_\d+): (.+)$", line)
+        for line in mutation_scores.results(ws, mutmut)
+    )
+    return [m[1] for m in found if m and m[2].strip() not in mutation_scores.CAUGHT]
+
+
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("groups", nargs="*", help=f"of {', '.join(GROUPS)} (default: all)")
     p.add_argument("--cores", type=int, default=os.cpu_count() or 1)
     p.add_argument("--target", type=float, default=85.0)
+    p.add_argument("--recheck", action="store_true", help="run the uncaught mutants again")
     args = p.parse_args()
     unknown = set(args.groups) - set(GROUPS)
     if unknown:
@@ -120,13 +134,11 @@ def main() -> int:
     for group in args.groups or GROUPS:
         ws = workspace(group)
         start = time.perf_counter()
-        subprocess.run(
-            [mutmut, "run", "--max-children", str(args.cores)],
-            cwd=ws,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            check=True,
-        )
+        run = [mutmut, "run", "--max-children", str(args.cores)]
+        subprocess.run(run, cwd=ws, env=env, stdout=subprocess.DEVNULL, check=True)
+        again = missed(ws, mutmut) if args.recheck else []
+        if again:
+            subprocess.run(run + again, cwd=ws, env=env, stdout=subprocess.DEVNULL, check=True)
         print(f"{group}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
         dirs += ["--dir", str(ws)]
     return mutation_scores.main(["--target", str(args.target), *dirs])

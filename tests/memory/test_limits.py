@@ -1,5 +1,7 @@
 """Limits: threshold validation, the cap, expandable segments."""
 
+import logging
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from sam2flow.memory.limits import (
     clean_up_if_needed,
     enable_expandable_segments,
     should_clean_up,
+    validate_max_gpu_memory,
     validate_threshold,
 )
 from sam2flow.memory.monitoring import take_snapshot
@@ -92,3 +95,34 @@ def test_cleanup_runs_on_the_device_only_past_the_threshold(monkeypatch):
     assert clean_up_if_needed(device, snap, min(1.0, snap.fraction + 0.01)) is False
     assert clean_up_if_needed(device, None, 0.01) is False and cleared == []
     assert clean_up_if_needed(device, snap, snap.fraction) is True and cleared == [device]
+
+
+@pytest.mark.parametrize("name", ["PYTORCH_ALLOC_CONF", "PYTORCH_CUDA_ALLOC_CONF"])
+def test_an_allocator_setting_of_the_user_under_either_name_wins(name):
+    user = {name: "max_split_size_mb:128"}
+    assert enable_expandable_segments(user) is False and user == {name: "max_split_size_mb:128"}
+
+
+def test_expandable_segments_are_not_set_once_cuda_has_started(monkeypatch, caplog):
+    caplog.set_level(logging.DEBUG, logger="sam2flow.memory.limits")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    env = {}
+    assert enable_expandable_segments(env) is False and env == {}
+    assert [r.getMessage() for r in caplog.records] == [
+        "CUDA already initialised: expandable segments not set"
+    ]
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    assert enable_expandable_segments(env) is True and env  # available, not yet started
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    assert enable_expandable_segments({}) is True  # nothing to start: set it anyway
+
+
+@pytest.mark.parametrize("gb, ok", [(0.5, True), (1, True), (0, False), (-1, False)])
+def test_a_cap_under_one_gib_is_allowed_and_zero_is_not(gb, ok):
+    if ok:
+        assert validate_max_gpu_memory(gb) == gb
+    else:
+        with pytest.raises(ValueError, match=f"max_gpu_memory_gb must be > 0, got {gb!r}"):
+            validate_max_gpu_memory(gb)

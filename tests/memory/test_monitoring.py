@@ -161,3 +161,83 @@ def test_status_lists_every_gpu_then_mps_then_the_cpu(monkeypatch):
         ("cpu", "name of cpu", 12, "status"),
     ]
     assert inits == [1, 1] and all(r["nvml_available"] is True for r in rows)
+
+
+def cuda_answers(monkeypatch, used_by_nvml=True):
+    """torch.cuda and NVML answers of a 16 GiB GPU (stand-ins: this machine has none)."""
+    from sam2flow.memory import devices
+
+    answers = {
+        "is_initialized": True,
+        "memory_allocated": 5 * GIB,
+        "memory_reserved": 6 * GIB,
+        "max_memory_allocated": 7 * GIB,
+        "max_memory_reserved": 8 * GIB,
+        "mem_get_info": (9 * GIB, 16 * GIB),
+        "memory_stats": {
+            "inactive_split_bytes.all.current": 123,
+            "num_alloc_retries": 4,
+            "num_ooms": 2,
+        },
+    }
+    asked = []
+    for name, value in answers.items():
+        monkeypatch.setattr(
+            torch.cuda, name, lambda *a, _n=name, _v=value: asked.append((_n, *a)) or _v
+        )
+    monkeypatch.setattr(devices, "device_uuid", lambda d: f"GPU-uuid-of-{d}")
+    memory = nvml.NvmlMemory(total=16 * GIB, used=7 * GIB, free=9 * GIB, reserved=GIB // 2)
+    monkeypatch.setattr(
+        nvml,
+        "nvml_memory",
+        lambda uuid, index: (
+            asked.append(("nvml", uuid, index)) or (memory if used_by_nvml else None)
+        ),
+    )
+    return asked
+
+
+def test_a_cuda_snapshot_holds_every_figure_torch_and_nvml_give(monkeypatch):
+    asked = cuda_answers(monkeypatch)
+    device = torch.device("cuda", 1)
+    snap = take_snapshot(device, "start 0-9")
+    assert (snap.stage, snap.device, snap.host_rss > 0) == ("start 0-9", "cuda:1", True)
+    assert [snap.allocated, snap.reserved, snap.peak_allocated, snap.peak_reserved] == [
+        5 * GIB, 6 * GIB, 7 * GIB, 8 * GIB
+    ]  # fmt: skip
+    assert (snap.free, snap.total) == (9 * GIB, 16 * GIB)
+    assert (snap.inactive_split, snap.alloc_retries, snap.ooms) == (123, 4, 2)
+    assert (snap.nvml_available, snap.nvml_used, snap.nvml_reserved) == (True, 7 * GIB, GIB // 2)
+    assert snap.fraction == 6 / 16 and snap.level == "healthy"
+    assert ("nvml", "GPU-uuid-of-cuda:1", 1) in asked
+    assert ("memory_reserved", device) in asked and ("mem_get_info", device) in asked
+
+
+def test_a_cuda_snapshot_measures_against_the_cap_and_without_nvml(monkeypatch):
+    asked = cuda_answers(monkeypatch, used_by_nvml=False)
+    snap = take_snapshot(torch.device("cuda"), "end", cap_bytes=8 * GIB)
+    assert snap.fraction == 6 / 8 and snap.level == "caution"
+    assert (snap.nvml_available, snap.nvml_used, snap.nvml_reserved) == (False, None, None)
+    assert ("nvml", "GPU-uuid-of-cuda", 0) in asked  # no index: the first GPU
+
+
+def test_a_cuda_not_yet_started_is_read_like_the_host(monkeypatch):
+    cuda_answers(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: False)
+    snap = take_snapshot(torch.device("cuda", 0), "start")
+    assert snap.allocated is None and snap.total == psutil.virtual_memory().total
+
+
+def test_an_mps_snapshot_is_the_drivers_memory_against_the_recommended_maximum(monkeypatch):
+    from sam2flow.memory import devices
+
+    monkeypatch.setattr(devices, "_mps_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "current_allocated_memory", lambda: 3.0 * GIB)
+    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: 4.0 * GIB)
+    monkeypatch.setattr(devices, "total_memory", lambda d: 16 * GIB)
+    snap = take_snapshot(torch.device("mps"), "start")
+    assert (snap.allocated, snap.reserved, snap.total) == (3 * GIB, 4 * GIB, 16 * GIB)
+    assert type(snap.allocated) is int and type(snap.reserved) is int
+    assert snap.fraction == 0.25 and snap.free is None
+    capped = take_snapshot(torch.device("mps"), "end", cap_bytes=5 * GIB)
+    assert (capped.fraction, capped.level) == (0.8, "caution")
