@@ -196,3 +196,73 @@ def test_a_file_that_is_not_a_mask_file_is_refused_with_its_name(tmp_path):
             read_masks(path)
         assert str(path) in str(err.value)
         listed_in_troubleshooting(str(err.value))
+
+
+def merge_error(tmp_path, batches) -> str:
+    for name, frames, objects in batches:
+        write_batch(tmp_path / name, frames, objects)
+    with pytest.raises(UserError) as err:
+        merge_video([tmp_path / name for name, _, _ in batches], tmp_path / "merged")
+    assert not (tmp_path / "merged" / "masks.h5").exists()
+    return str(err.value)
+
+
+def test_batches_that_overlap_are_refused_naming_both_and_the_frames(tmp_path):
+    text = merge_error(tmp_path, [("a", list(range(0, 10)), [1]), ("b", list(range(8, 20)), [1])])
+    assert text == (
+        f"batches {tmp_path / 'a'} and {tmp_path / 'b'} overlap (frames 8-9): {tmp_path / 'b'}: "
+        "give each batch of one video once"
+    )
+
+
+def test_a_missing_batch_is_refused_naming_the_frames_no_batch_holds(tmp_path):
+    text = merge_error(tmp_path, [("a", list(range(0, 10)), [1]), ("b", list(range(15, 20)), [1])])
+    assert text == (
+        f"frames 10-14 are in no batch given (between {tmp_path / 'a'} and {tmp_path / 'b'}): "
+        f"{tmp_path / 'b'}: give every batch of the video"
+    )
+
+
+def test_batches_of_different_frame_sizes_are_refused(tmp_path):
+    write_batch(tmp_path / "a", list(range(0, 5)), [1])
+    write_batch(tmp_path / "b", list(range(5, 10)), [1])
+    with np.load(tmp_path / "b" / "masks.npz") as data:
+        arrays = dict(data)
+    arrays["shape"] = np.asarray([5, 1, H, W // 2])
+    arrays["masks"] = arrays["masks"][:, :, : H * W // 16]
+    np.savez_compressed(tmp_path / "b" / "masks.npz", **arrays)
+    with pytest.raises(UserError) as err:
+        merge_video([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    assert str(err.value) == (
+        f"batches {tmp_path / 'a'} and {tmp_path / 'b'} differ in frame size "
+        f"({W}x{H} and {W // 2}x{H}): {tmp_path / 'b'}: merge the batches of one video only"
+    )
+
+
+def test_a_batch_whose_masks_cannot_be_read_is_named_with_the_fix(tmp_path):
+    write_batch(tmp_path / "a", list(range(0, 5)), [1])
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "masks.npz").write_bytes(b"not a zip")
+    with pytest.raises(UserError) as err:
+        merge_video([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    assert str(err.value).startswith("cannot read batch masks (")
+    assert str(err.value).endswith(f"): {tmp_path / 'b' / 'masks.npz'}: segment that batch again")
+
+
+def test_a_batch_archive_whose_masks_do_not_fit_its_frames_or_type_is_named(tmp_path):
+    write_batch(tmp_path / "a", list(range(0, 5)), [1])
+    with np.load(tmp_path / "a" / "masks.npz") as data:
+        arrays = dict(data)
+    (tmp_path / "short").mkdir()
+    short = dict(arrays, frames=np.arange(0, 6))  # one frame more than the masks hold
+    np.savez(tmp_path / "short" / "masks.npz", **short)
+    with pytest.raises(UserError) as err:
+        load_masks(tmp_path / "short" / "masks.npz")
+    assert str(err.value) == (
+        f"masks array (5, 1, {H * W // 8}) uint8 is not sam2flow's: "
+        f"{tmp_path / 'short' / 'masks.npz'}"
+    )
+    (tmp_path / "other").mkdir()
+    np.savez(tmp_path / "other" / "masks.npz", **dict(arrays, masks=arrays["masks"] * 1.0))
+    with pytest.raises(UserError, match="float64 is not sam2flow's"):
+        load_masks(tmp_path / "other" / "masks.npz")
