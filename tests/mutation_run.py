@@ -95,13 +95,18 @@ def mutmut_config(modules: list[str], tests: list[str]) -> str:
 
 def workspace(group: str) -> Path:
     """``.mutation/<group>/``, brought up to date with the project (unchanged files are
-    left alone, so mutmut's cached results of unchanged code stay valid)."""
+    left alone, so mutmut's cached results of unchanged code stay valid; files the
+    project no longer has are removed)."""
     ws = ROOT / ".mutation" / group
-    for name in project_files():
+    files = project_files()
+    for name in files:
         source, copy = ROOT / name, ws / name
         if not copy.exists() or copy.read_bytes() != source.read_bytes():
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy)
+    for gone in {p.relative_to(ws) for p in ws.rglob("*") if p.is_file()} - set(map(Path, files)):
+        if gone.parts[0] != "mutants":  # a file the project no longer has (a deleted test)
+            (ws / gone).unlink()
     text = (ROOT / "pyproject.toml").read_text()
     text = text[: text.index("[tool.mutmut]")] + mutmut_config(*GROUPS[group])
     if (ws / "pyproject.toml").read_text() != text:
