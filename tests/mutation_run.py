@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -116,11 +115,8 @@ def workspace(group: str) -> Path:
 
 def missed(ws: Path, mutmut: str) -> list[str]:
     """The mutants of workspace ``ws`` that no test has caught yet."""
-    found = (
-        re.match(r"^\s*(\S+__mutmut_\d+): (.+)$", line)
-        for line in mutation_scores.results(ws, mutmut)
-    )
-    return [m[1] for m in found if m and m[2].strip() not in mutation_scores.CAUGHT]
+    found = (mutation_scores.LINE.match(line) for line in mutation_scores.results(ws, mutmut))
+    return [m["mutant"] for m in found if m and m["status"].strip() not in mutation_scores.CAUGHT]
 
 
 def main() -> int:
