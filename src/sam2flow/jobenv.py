@@ -18,8 +18,8 @@ def expose_library(repository: str | Path) -> str:
     >>> import os; old = os.environ.pop("PYTHONPATH", None)
     >>> expose_library("/repo")
     '/repo/src'
-    >>> _ = os.environ.pop("PYTHONPATH"); old is None or os.environ.update(PYTHONPATH=old)
-    True
+    >>> _ = os.environ.pop("PYTHONPATH")
+    >>> os.environ.update({} if old is None else {"PYTHONPATH": old})
     """
     src = str(Path(repository, "src"))
     parts = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and p != src]
