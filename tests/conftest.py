@@ -6,6 +6,7 @@ import copy
 import functools
 import hashlib
 import http.server
+import json
 import os
 import re
 import shutil
@@ -101,9 +102,43 @@ def listed_in_troubleshooting(message: str) -> str:
 
 
 def pytest_collection_modifyitems(config, items):
-    """The check that every troubleshooting row was met runs after the tests that meet them."""
+    """The check that every troubleshooting row was met runs after the tests that meet them.
+    Under mutmut, a mutant's fastest tests run first (see ``fastest_first``)."""
+    if os.environ.get("MUTANT_UNDER_TEST"):
+        items[:] = fastest_first(items, Path("mutmut-stats.json"))
     last = [i for i in items if i.name == "test_every_troubleshooting_message_is_met_by_a_test"]
     items[:] = [i for i in items if i not in last] + last
+
+
+def fastest_first(items: list, stats: Path) -> list:
+    """``items`` with the fastest test files first and, within a file, the fastest tests
+    first, by the durations mutmut recorded in ``stats``. mutmut stops at a mutant's first
+    failing test (``-x``) but hands over its tests unordered, so a killed mutant could pay
+    for the slow ones first. Files stay whole, so a module fixture is set up once.
+
+    >>> class Item:
+    ...     def __init__(self, nodeid): self.nodeid = nodeid
+    >>> import json, tempfile
+    >>> stats = Path(tempfile.mkdtemp()) / "mutmut-stats.json"
+    >>> _ = stats.write_text(json.dumps({"duration_by_test": {
+    ...     "a.py::slow": 9.0, "a.py::fast": 0.1, "b.py::one": 2.0}}))
+    >>> [i.nodeid for i in fastest_first([Item("a.py::slow"), Item("a.py::fast"),
+    ...                                   Item("b.py::one")], stats)]
+    ['b.py::one', 'a.py::fast', 'a.py::slow']
+    """
+    if not stats.is_file():
+        return items
+    took = json.loads(stats.read_text())["duration_by_test"]
+    per_file: dict[str, float] = {}
+    for item in items:
+        name = item.nodeid.split("::")[0]
+        per_file[name] = per_file.get(name, 0.0) + took.get(item.nodeid, 0.0)
+
+    def cost(item) -> tuple:
+        name = item.nodeid.split("::")[0]
+        return per_file[name], name, took.get(item.nodeid, 0.0)
+
+    return sorted(items, key=cost)
 
 
 def cut_video(source: Path, dest: Path, frames: int) -> Path:

@@ -57,16 +57,22 @@ GROUPS = {
     "frames": (
         ["src/sam2flow/frames.py"],
         ["tests/test_frames.py", "tests/test_frame_folders.py", "tests/test_restore.py"]
+        + ["tests/test_ranges.py", "tests/robustness/test_bad_videos.py"]
+        + ["--deselect", "tests/test_ranges.py::test_workers_end_when_the_extraction_is_killed"]
         + ALIGNMENT,
     ),
     "outputs": (
         ["src/sam2flow/outputs.py"],
         ["tests/test_outputs.py", "tests/test_mask_store.py", "tests/test_prompt_checks.py"]
+        + ["tests/test_overlay.py"]
         + ALIGNMENT,
     ),
     "segment": (
         ["src/sam2flow/segment.py"],
-        ["tests/test_segment.py", "tests/test_seams.py", "tests/test_equivalence.py"] + ALIGNMENT,
+        # The equivalence oracle (stock SAM 2 against sam2flow on two real videos, minutes)
+        # is left to make test: every survivor would pay for it. The seams compare a batch
+        # seam with a chunk seam on the real model, the alignment oracle the bookkeeping.
+        ["tests/test_segment.py", "tests/test_seams.py"] + ALIGNMENT,
     ),
 }
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tracemalloc
+import zipfile
 
 import av
 import cv2
@@ -266,3 +267,69 @@ def test_a_batch_archive_whose_masks_do_not_fit_its_frames_or_type_is_named(tmp_
     np.savez(tmp_path / "other" / "masks.npz", **dict(arrays, masks=arrays["masks"] * 1.0))
     with pytest.raises(UserError, match="float64 is not sam2flow's"):
         load_masks(tmp_path / "other" / "masks.npz")
+
+
+def test_batches_of_different_videos_are_refused_past_batches_without_a_record(tmp_path):
+    """Records name each batch's video; a batch without a readable record merges, and does
+    not hide the two videos after it. (Only the record's ``video`` is read here: the
+    records are removed at the end, as the suite checks every record left behind.)"""
+    videos = {"a": "{ unreadable", "b": '{"video": ""}', "c": '{"video": "one.mp4"}'}
+    dirs = []
+    try:
+        for k, name in enumerate("abcd"):
+            write_batch(tmp_path / name, list(range(5 * k, 5 * k + 5)), [1])
+            record = videos.get(name, '{"video": "one.mp4"}')
+            (tmp_path / name / "memory.json").write_text(record)
+            dirs.append(tmp_path / name)
+        merge_video(dirs, tmp_path / "merged")  # one video named: merged
+        (tmp_path / "d" / "memory.json").write_text('{"video": "two.mp4"}')
+        with pytest.raises(UserError) as err:
+            merge_video(dirs, tmp_path / "again")
+    finally:
+        for d in dirs:
+            (d / "memory.json").unlink()
+    assert str(err.value) == (
+        f"batches of different videos: {tmp_path / 'c'} (one.mp4) and {tmp_path / 'd'} "
+        f"(two.mp4): {tmp_path / 'd'}: merge the batches of one video only"
+    )
+
+
+def truncated_batch(tmp_path, frames: list[int], kept: int):
+    """A batch archive whose masks array declares every frame but holds only ``kept``."""
+    write_batch(tmp_path / "full", frames, [1, 2])
+    with np.load(tmp_path / "full" / "masks.npz") as data:
+        arrays = dict(data)
+    path = tmp_path / "masks.npz"
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, array in arrays.items():
+            with zf.open(f"{name}.npy", "w") as f:
+                if name == "masks":
+                    np.lib.format.write_array_header_1_0(
+                        f, np.lib.format.header_data_from_array_1_0(array)
+                    )
+                    f.write(array[:kept].tobytes())
+                else:
+                    np.lib.format.write_array(f, array)
+    return path
+
+
+def test_a_batchs_masks_are_read_for_the_frames_and_objects_asked_for(tmp_path):
+    write_batch(tmp_path / "b", list(range(10, 20)), [1, 2, 3])
+    path = tmp_path / "b" / "masks.npz"
+    frames, objects, masks = read_masks(path, [17, 12], [3, 1])
+    assert frames.tolist() == [12, 17] and objects.tolist() == [3, 1]
+    for i, f in enumerate([12, 17]):
+        assert np.array_equal(masks[i, 0], bar(f + 3)) and np.array_equal(masks[i, 1], bar(f + 1))
+    assert read_masks(path, [], [2])[2].shape == (0, 1, H, W)
+    frames, objects, masks = read_masks(path)
+    assert frames.tolist() == list(range(10, 20)) and objects.tolist() == [1, 2, 3]
+
+
+def test_a_batch_is_read_only_up_to_the_last_frame_asked_for(tmp_path):
+    """Frames before where a damaged archive ends still read; the whole archive is named."""
+    path = truncated_batch(tmp_path, list(range(10, 20)), kept=6)  # frames 10-15
+    frames, _, masks = read_masks(path, [11, 14])
+    assert frames.tolist() == [11, 14] and np.array_equal(masks[1, 0], bar(15))
+    with pytest.raises(UserError) as err:
+        read_masks(path, [11, 16])
+    assert str(err.value) == f"masks archive is truncated: {path}: segment it again"

@@ -199,9 +199,9 @@ def test_the_cap_leaves_room_for_memory_held_outside_torch(calls, cuda_memory, c
         ("cuda.memory_reserved", cuda3),
         ("cuda.set_per_process_memory_fraction", 0.5, cuda3),
     ]
-    assert "GPU memory cap: 8.00 GiB for torch (2.00 GiB held outside torch, 16.00 GiB total)" in (
-        caplog.text
-    )
+    assert [r.getMessage() for r in caplog.records if r.name == "sam2flow.memory.limits"] == [
+        "GPU memory cap: 8.00 GiB for torch (2.00 GiB held outside torch, 16.00 GiB total)"
+    ]
     calls.clear()
     assert limits.apply_memory_cap(CUDA1, 15.0) == 14 * GIB
     assert calls[-1] == ("cuda.set_per_process_memory_fraction", 14 / 16, CUDA1)

@@ -146,3 +146,29 @@ def test_a_job_given_just_enough_host_memory_runs_and_one_byte_less_fails():
     check_host_memory(10**12, mem_mb=0)
     with pytest.raises(MemoryError, match=r"batch 7 needs about 1500 MiB .* mem_mb=1499"):
         check_host_memory(1500 * MIB, mem_mb=1499, what="batch 7")
+
+
+def test_a_frames_state_is_whole_bytes_at_any_image_size():
+    # 1000 is no multiple of 16: the feature map is 62 x 62, the mask 250 x 250
+    size = state_bytes_per_frame(1000)
+    assert size == 64 * 62 * 62 * 2 + 250 * 250 * 4 + 256 * 4 and type(size) is int
+
+
+def test_a_refused_size_says_what_must_hold():
+    with pytest.raises(ValueError) as err:
+        estimate(0, 480, 640)
+    assert str(err.value) == "frames, height, width, objects must be >= 1 and image_size >= 16"
+
+
+def test_largest_batch_applies_the_options_to_its_first_frame_too():
+    one = estimate(1, 480, 640, image_size=256)  # far under one frame at the default 1024
+    assert largest_batch_that_fits(one, 480, 640, image_size=256) == 1
+
+
+def test_a_job_given_one_mib_is_checked_like_any_other():
+    with pytest.raises(MemoryError) as err:
+        check_host_memory(2 * MIB, mem_mb=1)
+    assert str(err.value) == (
+        "job needs about 2 MiB of host memory but was given mem_mb=1; "
+        "a retry asks for more (resources grow with the attempt)"
+    )

@@ -1,5 +1,6 @@
 """Monitoring: snapshots, levels, NVML absent."""
 
+import time
 from typing import NamedTuple
 
 import psutil
@@ -241,3 +242,65 @@ def test_an_mps_snapshot_is_the_drivers_memory_against_the_recommended_maximum(m
     assert snap.fraction == 0.25 and snap.free is None
     capped = take_snapshot(torch.device("mps"), "end", cap_bytes=5 * GIB)
     assert (capped.fraction, capped.level) == (0.8, "caution")
+
+
+def test_a_cuda_snapshot_asks_torch_about_its_own_device_and_when(monkeypatch):
+    asked = cuda_answers(monkeypatch)
+    device = torch.device("cuda", 1)
+    before = time.time()
+    snap = take_snapshot(device, "start")
+    assert before <= snap.time <= time.time()
+    queries = {a for a in asked if a[0] not in ("is_initialized", "nvml")}
+    assert queries == {
+        (name, device)
+        for name in (
+            "memory_allocated",
+            "memory_reserved",
+            "max_memory_allocated",
+            "max_memory_reserved",
+            "mem_get_info",
+            "memory_stats",
+        )
+    }
+
+
+def test_allocator_counters_torch_does_not_report_are_zero(monkeypatch):
+    cuda_answers(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "memory_stats", lambda device: {})
+    snap = take_snapshot(torch.device("cuda", 0), "start")
+    assert (snap.inactive_split, snap.alloc_retries, snap.ooms) == (0, 0, 0)
+
+
+def test_a_device_that_reports_no_total_has_a_healthy_zero_fraction(monkeypatch):
+    from sam2flow.memory import devices
+
+    cuda_answers(monkeypatch)
+    monkeypatch.setattr(torch.cuda, "mem_get_info", lambda device: (0, 0))
+    assert take_snapshot(torch.device("cuda", 0), "start").fraction == 0.0
+    monkeypatch.setattr(devices, "_mps_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "current_allocated_memory", lambda: 0)
+    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: GIB)
+    monkeypatch.setattr(devices, "total_memory", lambda d: 0)
+    snap = take_snapshot(torch.device("mps"), "start")
+    assert (snap.fraction, snap.level) == (0.0, "healthy")
+
+
+def test_the_cpu_is_read_as_the_host_on_a_machine_with_mps(monkeypatch):
+    from sam2flow.memory import devices
+
+    monkeypatch.setattr(devices, "_mps_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: GIB)
+    snap = take_snapshot(torch.device("cpu"), "start")
+    assert snap.reserved is None and snap.total == psutil.virtual_memory().total
+
+
+def test_an_mps_snapshot_asks_the_total_of_the_mps_device(monkeypatch):
+    from sam2flow.memory import devices
+
+    asked = []
+    monkeypatch.setattr(devices, "_mps_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "current_allocated_memory", lambda: GIB)
+    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: GIB)
+    monkeypatch.setattr(devices, "total_memory", lambda d: asked.append(d) or 4 * GIB)
+    take_snapshot(torch.device("mps"), "start")
+    assert asked == [torch.device("mps")]

@@ -56,6 +56,11 @@ def fake_pynvml(*, uuids=("GPU-b",), v2=True, reserved=True, fail_init=False, fa
     return m
 
 
+def logged(caplog) -> list[str]:
+    """The messages this module logged (another test may leave other loggers talking)."""
+    return [r.getMessage() for r in caplog.records if r.name == "sam2flow.memory.nvml"]
+
+
 @pytest.fixture
 def use(monkeypatch):
     def install(module):
@@ -80,7 +85,7 @@ def test_an_unknown_uuid_falls_back_to_the_index(use, caplog):
     caplog.set_level(logging.DEBUG, logger="sam2flow.memory.nvml")
     pynvml = use(fake_pynvml())
     assert nvml.nvml_memory("GPU-zz", index=2).total == 8002
-    assert "NVML has no device with UUID GPU-zz; using index 2" in caplog.text
+    assert logged(caplog) == ["NVML has no device with UUID GPU-zz; using index 2"]
     assert pynvml.asked == [("uuid", "GPU-zz"), ("index", 2), ("memory", 2, "v2")]
 
 
@@ -92,8 +97,9 @@ def test_without_a_uuid_the_index_is_asked_and_it_defaults_to_the_first_gpu(use)
 
 
 def test_a_v2_answer_without_a_reserved_field_reserves_nothing(use):
-    use(fake_pynvml(reserved=False))
+    pynvml = use(fake_pynvml(reserved=False))
     assert nvml.nvml_memory("GPU-b") == NvmlMemory(8000, 3000, 5000, 0)
+    assert pynvml.asked[-1] == ("memory", 0, "v2")  # kept, not asked again as v1
 
 
 def test_a_driver_without_v2_answers_v1_with_nothing_reserved(use):
@@ -106,7 +112,7 @@ def test_a_failed_query_is_none_not_an_error(use, caplog):
     caplog.set_level(logging.DEBUG, logger="sam2flow.memory.nvml")
     use(fake_pynvml(fail_query=True))
     assert nvml.nvml_available() is True and nvml.nvml_memory("GPU-b") is None
-    assert "NVML query failed: GPU is lost" in caplog.text
+    assert logged(caplog) == ["NVML query failed: GPU is lost"]
 
 
 def test_a_driver_that_does_not_start_is_unavailable_and_initialised_once(use):

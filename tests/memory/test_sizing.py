@@ -191,3 +191,18 @@ def test_a_unit_whose_every_attempt_failed_is_remembered(tmp_path):
     mem.update("k", attempts(("whole", 400, "oom"), ("chunked", 200, "oom")))
     assert entry(mem) == {"smallest_failed": 200, "successes": 0}
     assert mem.start_size("k", 400) == 100
+
+
+def test_a_failure_at_exactly_the_largest_success_withdraws_it(tmp_path):
+    mem = SizeMemory(tmp_path / "s.json")
+    mem.update("k", attempts(("chunked", 100, "ok")))
+    mem.update("k", attempts(("chunked", 100, "oom"), ("chunked", 50, "ok")))
+    assert entry(mem) == {"smallest_failed": 100, "largest_ok": 50, "successes": 0}
+
+
+def test_single_frame_sizes_are_remembered(tmp_path):
+    mem = SizeMemory(tmp_path / "s.json")
+    mem.update("k", attempts(("chunked", 1, "oom")))
+    assert entry(mem) == {"smallest_failed": 1, "successes": 0}
+    mem.update("k", attempts(("chunked", 2, "oom"), ("chunked", 1, "ok")))
+    assert entry(mem) == {"largest_ok": 1, "successes": 0}  # one frame fits after all

@@ -144,10 +144,8 @@ def device_status() -> list[dict]:
         row = snap.to_dict()
         row["name"] = devices.device_name(dev)
         row["nvml_available"] = nvml.nvml_available()
-        if dev.type == "cpu":
-            row["used"] = snap.total - snap.free
-        else:
-            row["used"] = (snap.total - snap.free) if snap.free is not None else snap.reserved
+        # MPS has no free figure: what the driver holds is what is used.
+        row["used"] = (snap.total - snap.free) if snap.free is not None else snap.reserved
         rows.append(row)
     return rows
 
