@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 import zipfile
 
 import av
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -19,6 +21,7 @@ from sam2flow.outputs import (
     merge_video,
     read_masks,
     render_overlay,
+    write_batch_outputs,
 )
 
 from conftest import listed_in_troubleshooting
@@ -333,3 +336,72 @@ def test_a_batch_is_read_only_up_to_the_last_frame_asked_for(tmp_path):
     with pytest.raises(UserError) as err:
         read_masks(path, [11, 16])
     assert str(err.value) == f"masks archive is truncated: {path}: segment it again"
+
+
+def filled_store(frames: list[int], objects: list[int]) -> MaskStore:
+    """A batch's masks as segmenting leaves them: object k on frame f is ``bar(f + k)``."""
+    store = MaskStore(frames, objects, H, W)
+    for f in frames:
+        masks = np.stack([bar(f + k) for k in objects])
+        store.put(f, torch.from_numpy(np.where(masks, 5.0, -5.0)).float()[:, None])
+    return store
+
+
+def batch_record(frames: list[int], objects: list[int]) -> dict:
+    """A record that fits the schema, for a batch of CPU frames."""
+    from sam2flow.memory import UnitRecord
+
+    return UnitRecord.not_run(len(frames), torch.device("cpu")).to_dict() | {
+        "video": "v.mp4",
+        "batch": "0003",
+        "first_frame": frames[0],
+        "last_frame": frames[-1],
+        "objects": objects,
+        "model": "sam2.1_hiera_tiny",
+        "weights": "random",
+        "image_size": 256,
+        "seconds": 1.5,
+        "frames_per_second": None,
+        "frame_status": {"ok": len(frames) * len(objects)},
+    }
+
+
+def test_a_batchs_outputs_are_its_masks_table_and_record_each_readable(tmp_path):
+    frames, objects = list(range(30, 40)), [1, 2]
+    store, record = filled_store(frames, objects), batch_record(frames, objects)
+    out = tmp_path / "results" / "v" / "0003"  # folders made as needed
+    write_batch_outputs(out, store, record)
+    write_batch_outputs(out, store, record)  # a batch segmented again replaces its outputs
+    got_frames, got_objects, masks = load_masks(out / "masks.npz")
+    assert got_frames.tolist() == frames and got_objects.tolist() == objects
+    assert all(np.array_equal(masks[i, 1], bar(f + 2)) for i, f in enumerate(frames))
+    table = pd.read_csv(out / "frames.csv")
+    assert list(table.columns) == list(store.table().columns)  # no index column
+    assert table[["frame", "object"]].values.tolist() == [[f, o] for f in frames for o in objects]
+    assert np.allclose(table["area"], store.table()["area"])
+    text = (out / "memory.json").read_text()
+    assert json.loads(text) == record and text.startswith('{\n "')  # one field a line
+    assert sorted(p.name for p in out.iterdir()) == ["frames.csv", "masks.npz", "memory.json"]
+
+
+def test_the_merged_table_is_every_batch_row_in_frame_and_object_order(tmp_path):
+    for name, frames, objects in [("b", range(10, 20), [2, 1]), ("a", range(0, 10), [1])]:
+        out = tmp_path / name
+        store = filled_store(list(frames), objects)
+        store.mark([f for f in frames if f == 12], "skipped_oom")
+        write_batch_outputs(out, store, batch_record(list(frames), objects))
+    table = merge_video([tmp_path / "b", tmp_path / "a"], tmp_path / "merged")
+    assert list(table.columns) == list(pd.read_csv(tmp_path / "a" / "frames.csv").columns)
+    rows = [[f, 1] for f in range(10)] + [[f, o] for f in range(10, 20) for o in (1, 2)]
+    assert table[["frame", "object"]].values.tolist() == rows
+    assert table.index.tolist() == list(range(len(rows)))
+    tracks = pd.read_csv(tmp_path / "merged" / "tracks.csv")
+    assert tracks[["frame", "object", "status"]].equals(table[["frame", "object", "status"]])
+    status = maskfile.read_status(tmp_path / "merged" / "masks.h5")
+    assert status[12].tolist() == ["skipped_oom", "skipped_oom"]  # padded slots keep it
+    assert status[0].tolist() == ["ok", "no_prompt"]
+
+
+def test_batches_sharing_one_frame_overlap(tmp_path):
+    text = merge_error(tmp_path, [("a", list(range(0, 10)), [1]), ("b", list(range(9, 20)), [1])])
+    assert text.startswith(f"batches {tmp_path / 'a'} and {tmp_path / 'b'} overlap (frames 9-9)")
