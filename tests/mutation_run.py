@@ -57,7 +57,11 @@ GROUPS = {
     "frames": (
         ["src/sam2flow/frames.py"],
         ["tests/test_frames.py", "tests/test_frame_folders.py", "tests/test_restore.py"]
-        + ["tests/test_ranges.py", "tests/robustness/test_bad_videos.py"]
+        + [
+            "tests/test_ranges.py",
+            "tests/robustness/test_bad_videos.py",
+            "tests/test_frame_source.py",
+        ]
         + ["--deselect", "tests/test_ranges.py::test_workers_end_when_the_extraction_is_killed"]
         + ALIGNMENT,
     ),

@@ -1,0 +1,160 @@
+"""The frame source's parts: which frames it decodes ahead of the model and in what order,
+OpenCV's decoder, and a batch folder checked against its manifest."""
+
+from __future__ import annotations
+
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from sam2flow.errors import UserError
+from sam2flow.frames import Extraction, FrameSource, check_batch_frames, opencv_frame
+
+MEAN = np.array([0.485, 0.456, 0.406])
+STD = np.array([0.229, 0.224, 0.225])
+
+
+def image(path, bgr, size=(30, 40)):
+    cv2.imwrite(str(path), np.full((*size, 3), bgr, np.uint8))
+    return path
+
+
+@pytest.fixture
+def source(tmp_path):
+    """A source over 12 frames whose decoder records what it decodes and answers a tensor
+    holding the frame's local index."""
+    paths = [image(tmp_path / f"{i:05d}.png", (i, i, i)) for i in range(12)]
+    src = FrameSource(paths, image_size=16, read_ahead=2)
+    src.decoded = []
+
+    def decode(path, size):
+        src.decoded.append(paths.index(path))
+        return torch.full((3, size, size), float(paths.index(path)))
+
+    src._decode = decode
+    yield src
+    src.close()
+
+
+def decoded_when_idle(src, count: int) -> list[int]:
+    """What the source decoded, once ``count`` decodes have happened (5 s at most)."""
+    deadline = time.monotonic() + 5
+    while len(src.decoded) < count and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)  # nothing more may come
+    return src.decoded
+
+
+def test_the_next_frames_are_decoded_ahead_in_the_direction_of_travel(source):
+    assert float(source[5][0, 0, 0]) == 5
+    assert decoded_when_idle(source, 3) == [5, 6, 7]
+    assert float(source[6][0, 0, 0]) == 6  # read ahead: not decoded again
+    assert decoded_when_idle(source, 4) == [5, 6, 7, 8]
+    assert float(source[3][0, 0, 0]) == 3  # backwards now: 2 and 1 ahead
+    assert decoded_when_idle(source, 7) == [5, 6, 7, 8, 3, 2, 1]
+    assert float(source[2][0, 0, 0]) == 2
+    assert decoded_when_idle(source, 8) == [5, 6, 7, 8, 3, 2, 1, 0]
+
+
+def test_indexes_count_from_the_end_and_stop_at_its_length(source):
+    assert float(source[-1][0, 0, 0]) == 11 and float(source[-12][0, 0, 0]) == 0
+    for outside in (12, -13):
+        with pytest.raises(IndexError):
+            source[outside]
+    assert decoded_when_idle(source, 2)[:2] == [11, 0]
+
+
+def test_nothing_is_read_ahead_when_asked_for_none(tmp_path):
+    paths = [image(tmp_path / f"{i}.png", (0, 0, 0)) for i in range(4)]
+    src = FrameSource(paths, image_size=16, read_ahead=-3)
+    try:
+        assert src.read_ahead == 0 and src.image_size == 16
+        src.decoded = []
+        src._decode = lambda path, size: src.decoded.append(path) or torch.zeros(3, size, size)
+        src[1]
+        assert decoded_when_idle(src, 1) == [paths[1]]
+    finally:
+        src.close()
+
+
+def test_a_source_needs_frames_and_a_known_decoder(tmp_path):
+    with pytest.raises(ValueError, match="^FrameSource needs at least one frame$"):
+        FrameSource([], image_size=16)
+    with pytest.raises(ValueError) as err:
+        FrameSource([image(tmp_path / "0.png", (0, 0, 0))], image_size=16, decoder="pil")
+    assert str(err.value) == "decoder must be one of sam2, opencv, got 'pil'"
+
+
+def test_the_opencv_decoder_gives_rgb_in_imagenet_units_at_the_model_size(tmp_path):
+    red = image(tmp_path / "red.png", (0, 0, 255))  # BGR on disk
+    src = FrameSource([red], image_size=24, decoder="opencv")
+    try:
+        tensor = src[0]
+    finally:
+        src.close()
+    assert tensor.shape == (3, 24, 24) and tensor.dtype == torch.float32
+    expected = (np.array([1.0, 0.0, 0.0]) - MEAN) / STD
+    np.testing.assert_allclose(tensor[:, 5, 7].numpy(), expected, rtol=1e-6)
+    assert (src.video_height, src.video_width) == (30, 40)
+
+
+def test_the_opencv_decoder_names_a_frame_it_cannot_read(tmp_path):
+    bad = tmp_path / "0000007.jpg"
+    bad.write_bytes(b"not a jpeg")
+    with pytest.raises(UserError) as err:
+        opencv_frame(bad, 16)
+    assert str(err.value) == f"cannot read frame: {bad}: extract the frames again"
+
+
+def manifest(batches) -> Extraction:
+    return Extraction("v.mp4", 30, 4, 4, 25.0, 10, 95, batches)
+
+
+@pytest.mark.parametrize(
+    "frames, problem",
+    [
+        ([10, 11, 13, 14], "frame 12 is missing (1 missing, 0 extra"),
+        ([9, 10, 11, 12, 13, 14], "frame 9 does not belong (0 missing, 1 extra"),
+        ([10, 11, 12, 15, 16], "frame 13 is missing (2 missing, 2 extra"),
+    ],
+)
+def test_a_batch_folder_holds_exactly_the_frames_its_manifest_lists(tmp_path, frames, problem):
+    batch = tmp_path / "0001"
+    check_batch_frames(list(range(10, 15)), batch, manifest({"0001": [10, 14]}))
+    check_batch_frames(frames, tmp_path / "0009", manifest({"0001": [10, 14]}))  # not listed
+    with pytest.raises(UserError) as err:
+        check_batch_frames(frames, batch, manifest({"0001": [10, 14]}))
+    assert str(err.value) == (
+        f"{problem}; its frames.json lists frames 10-14): {batch}: extract the video again "
+        "(sam2flow extract, or delete the video's results folder)"
+    )
+
+
+def test_sams_own_decoder_gives_rgb_in_imagenet_units_at_the_model_size(tmp_path):
+    src = FrameSource([image(tmp_path / "red.png", (0, 0, 255))], image_size=24)
+    try:
+        tensor = src[0]
+    finally:
+        src.close()
+    assert tensor.shape == (3, 24, 24)
+    np.testing.assert_allclose(tensor[:, 5, 7].numpy(), (np.array([1.0, 0, 0]) - MEAN) / STD, 1e-6)
+
+
+def test_a_frame_that_cannot_be_read_is_named_with_the_fix(tmp_path):
+    good = image(tmp_path / "0000000.png", (0, 0, 0))
+    bad = tmp_path / "0000001.jpg"
+    bad.write_bytes(b"\xff\xd8\xff not really a jpeg")
+    src = FrameSource([good, bad], image_size=16)
+    try:
+        with pytest.raises(UserError) as err:
+            src[1]
+    finally:
+        src.close()
+    assert str(err.value).startswith("cannot read frame (")
+    assert str(err.value).endswith(f"): {bad}: extract the frames again")
+    with pytest.raises(UserError) as err:
+        FrameSource([bad], image_size=16)  # its size is read first
+    assert str(err.value) == f"cannot read frame: {bad}: extract the frames again"
