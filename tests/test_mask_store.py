@@ -102,3 +102,15 @@ def test_every_known_status_passes_the_slot_check():
     check_slots(
         np.array([0, 1, 2, 3]), np.array([["ok"], ["skipped_oom"], ["no_prompt"], ["empty"]])
     )
+
+
+def test_a_logit_of_zero_is_outside_and_any_positive_one_inside(store):
+    """SAM 2's threshold: a pixel is in the mask where its logit is above 0."""
+    logits = torch.full((2, 1, 12, 16), -5.0)
+    logits[0, 0, 0, :4] = torch.tensor([0.0, 0.25, 1.0, -0.5])
+    logits[1, 0, :, :] = 0.5
+    store.put(10, logits)
+    assert store.mask(10, 0)[0, :4].tolist() == [False, True, True, False]
+    assert store.mask(10, 1).all()
+    row = store.table().iloc[1]  # every 4th pixel reads 0.5: the score is its sigmoid
+    assert row["score"] == pytest.approx(1 / (1 + np.exp(-0.5)))
