@@ -158,3 +158,11 @@ def test_a_frame_that_cannot_be_read_is_named_with_the_fix(tmp_path):
     with pytest.raises(UserError) as err:
         FrameSource([bad], image_size=16)  # its size is read first
     assert str(err.value) == f"cannot read frame: {bad}: extract the frames again"
+
+
+def test_a_frame_folder_that_is_not_there_is_named():
+    from sam2flow.frames import frame_paths
+
+    with pytest.raises(UserError) as err:
+        frame_paths("/nowhere/0003")
+    assert str(err.value) == "frame folder not found: /nowhere/0003: check the path"
