@@ -39,10 +39,7 @@ def bar(frame: int) -> np.ndarray:
 
 def write_batch(out, frames: list[int], objects: list[int]) -> None:
     """A batch's masks.npz and frames.csv: object k's mask on frame f is ``bar(f + k)``."""
-    store = MaskStore(frames, objects, H, W)
-    for f in frames:
-        masks = np.stack([bar(f + k) for k in objects])
-        store.put(f, torch.from_numpy(np.where(masks, 5.0, -5.0)).float()[:, None])
+    store = filled_store(frames, objects)
     store.flush()
     out.mkdir(parents=True)
     np.savez_compressed(
