@@ -99,3 +99,50 @@ def test_frames_are_read_in_index_order_not_name_order(tmp_path):
         (tmp_path / name).write_bytes(b"")
     assert list(frame_paths(tmp_path)) == [9, 10, 100]
     assert np.all(np.diff(list(frame_paths(tmp_path))) > 0)
+
+
+def frame_folder_error(folder, names) -> str:
+    from sam2flow.errors import UserError
+    from sam2flow.frames import frame_paths
+
+    folder.mkdir()
+    for name in names:
+        (folder / name).write_bytes(b"")
+    with pytest.raises(UserError) as err:
+        frame_paths(folder)
+    return str(err.value)
+
+
+def test_frame_folder_errors_name_the_file_and_the_fix(tmp_path):
+    assert frame_folder_error(tmp_path / "a", ["00000.jpg", "frame_a.jpg"]) == (
+        f"frame file name is not an integer frame index: {tmp_path / 'a' / 'frame_a.jpg'}: "
+        "name frames by their index (ffmpeg ... -start_number 0 DIR/%05d.jpg)"
+    )
+    assert frame_folder_error(tmp_path / "b", ["00001.jpg", "0000001.jpg"]) in [
+        f"two files for frame 1: {one} and {other}: {tmp_path / 'b'}: keep one file per frame index"
+        for one, other in [("00001.jpg", "0000001.jpg"), ("0000001.jpg", "00001.jpg")]
+    ]
+    assert frame_folder_error(tmp_path / "c", ["notes.txt"]) == (
+        f"no JPEG frames in batch folder: {tmp_path / 'c'}: extract the frames again"
+    )
+
+
+def test_files_other_than_frames_are_passed_over_not_an_end(tmp_path):
+    from sam2flow.frames import frame_paths
+
+    for i in range(20):
+        (tmp_path / f"{i:05d}.jpg").write_bytes(b"")
+        (tmp_path / f"{i:05d}.txt").write_bytes(b"")
+    assert list(frame_paths(tmp_path)) == list(range(20))
+
+
+def test_a_folder_without_a_manifest_says_to_extract_first(tmp_path):
+    from sam2flow.errors import UserError
+    from sam2flow.frames import read_manifest
+
+    with pytest.raises(UserError) as err:
+        read_manifest(tmp_path)
+    assert str(err.value) == (
+        f"frames not extracted: {tmp_path / 'frames.json'}: "
+        "run 'sam2flow extract' (or the workflow) first"
+    )

@@ -3,6 +3,7 @@ OpenCV's decoder, and a batch folder checked against its manifest."""
 
 from __future__ import annotations
 
+import threading
 import time
 
 import cv2
@@ -11,7 +12,13 @@ import pytest
 import torch
 
 from sam2flow.errors import UserError
-from sam2flow.frames import Extraction, FrameSource, check_batch_frames, opencv_frame
+from sam2flow.frames import (
+    Extraction,
+    FrameSource,
+    check_batch_frames,
+    opencv_frame,
+    sam2_frame,
+)
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -22,19 +29,27 @@ def image(path, bgr, size=(30, 40)):
     return path
 
 
-@pytest.fixture
-def source(tmp_path):
-    """A source over 12 frames whose decoder records what it decodes and answers a tensor
-    holding the frame's local index."""
-    paths = [image(tmp_path / f"{i:05d}.png", (i, i, i)) for i in range(12)]
-    src = FrameSource(paths, image_size=16, read_ahead=2)
-    src.decoded = []
+def recording_source(folder, seconds: float = 0.0, **options) -> FrameSource:
+    """A source over 12 frames whose decoder records what it decodes (and in which thread,
+    and when it ends) and answers a tensor holding the frame's local index."""
+    paths = [image(folder / f"{i:05d}.png", (i, i, i)) for i in range(12)]
+    src = FrameSource(paths, image_size=16, **options)
+    src.decoded, src.threads, src.ended = [], set(), []
 
     def decode(path, size):
         src.decoded.append(paths.index(path))
+        src.threads.add(threading.current_thread().name)
+        time.sleep(seconds)
+        src.ended.append(paths.index(path))
         return torch.full((3, size, size), float(paths.index(path)))
 
     src._decode = decode
+    return src
+
+
+@pytest.fixture
+def source(tmp_path):
+    src = recording_source(tmp_path, read_ahead=2)
     yield src
     src.close()
 
@@ -59,12 +74,65 @@ def test_the_next_frames_are_decoded_ahead_in_the_direction_of_travel(source):
     assert decoded_when_idle(source, 8) == [5, 6, 7, 8, 3, 2, 1, 0]
 
 
+def test_the_first_frame_read_decodes_ahead_forwards(source):
+    source[0]
+    assert decoded_when_idle(source, 3) == [0, 1, 2]
+
+
+def test_a_frame_read_again_keeps_the_direction_of_travel(source):
+    source[5]
+    assert decoded_when_idle(source, 3) == [5, 6, 7]
+    source[5]
+    assert decoded_when_idle(source, 4) == [5, 6, 7, 5]
+
+
+def test_eight_frames_are_read_ahead_unless_told_otherwise(tmp_path):
+    src = recording_source(tmp_path)
+    try:
+        src[0]
+        assert decoded_when_idle(src, 9) == list(range(9))
+    finally:
+        src.close()
+
+
+def test_one_named_reader_thread_decodes_and_is_done_when_closed(tmp_path):
+    """One thread keeps the decoding order (and a stack dump names it: ``frames_0``);
+    ``close`` returns once the decode in progress has ended."""
+    src = recording_source(tmp_path, seconds=0.1, read_ahead=3)
+    src[0]
+    time.sleep(0.15)  # frame 1 is being decoded
+    src.close()
+    assert src.threads == {"frames_0"}
+    assert src.ended == src.decoded and not any(
+        t.name.startswith("frames") for t in threading.enumerate()
+    )
+
+
 def test_indexes_count_from_the_end_and_stop_at_its_length(source):
     assert float(source[-1][0, 0, 0]) == 11 and float(source[-12][0, 0, 0]) == 0
     for outside in (12, -13):
         with pytest.raises(IndexError):
             source[outside]
+    with pytest.raises(IndexError) as err:
+        source[12]
+    assert str(err.value) == "12"  # the index asked for, not a list's message
     assert decoded_when_idle(source, 2)[:2] == [11, 0]
+
+
+def test_the_decoder_asked_for_is_the_one_used(tmp_path):
+    noise = np.random.default_rng(0).integers(0, 256, (30, 40, 3), dtype=np.uint8)
+    path = tmp_path / "noise.png"
+    cv2.imwrite(str(path), noise)
+    for decoder, decode, other in [
+        ("opencv", opencv_frame, sam2_frame),
+        ("sam2", sam2_frame, opencv_frame),
+    ]:
+        src = FrameSource([path], image_size=24, decoder=decoder)
+        try:
+            tensor = src[0]
+        finally:
+            src.close()
+        assert torch.equal(tensor, decode(path, 24)) and not torch.equal(tensor, other(path, 24))
 
 
 def test_nothing_is_read_ahead_when_asked_for_none(tmp_path):

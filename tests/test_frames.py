@@ -117,3 +117,42 @@ def test_the_lasting_manifest_plans_batches_until_the_video_or_batch_size_change
     assert lasting_batches(listing, video, 5) is None
     listing.write_text("{not json")
     assert lasting_batches(listing, video, 5) is None
+
+
+def test_frames_are_written_at_the_jpeg_quality_asked_for(tmp_path):
+    import cv2
+
+    video = write_video(tmp_path / "v.mp4", frames=3)
+    cap = cv2.VideoCapture(str(video))
+    first = cap.read()[1]
+    cap.release()
+    for quality in (40, 95):
+        extract_batches(video, tmp_path / str(quality), batch_size=10, quality=quality)
+        written = (tmp_path / str(quality) / "0000" / "0000000.jpg").read_bytes()
+        assert (
+            written == cv2.imencode(".jpg", first, [cv2.IMWRITE_JPEG_QUALITY, quality])[1].tobytes()
+        )
+
+
+def test_a_disk_that_fills_while_extracting_names_the_frame_it_could_not_write(tmp_path):
+    import re
+    import subprocess
+
+    video = write_video(tmp_path / "v.mp4", frames=40)
+    disk = tmp_path / "small"
+    disk.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(disk)]).returncode
+    ):
+        pytest.skip("needs root to mount a small disk")
+    try:
+        with pytest.raises(UserError) as err:
+            extract_batches(video, disk / "frames", batch_size=10)
+    finally:
+        subprocess.run(["umount", str(disk)])
+    assert re.fullmatch(
+        rf"cannot write \(No space left on device\): {disk}/frames/\.\d{{4}}\.tmp/\d{{7}}\.jpg: "
+        r"free disk space \(or point results elsewhere\) and run again",
+        str(err.value),
+    ), str(err.value)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 
+import cv2
 import psutil
 import pytest
 
@@ -136,3 +137,25 @@ def workers_of(out) -> list[psutil.Process]:
         if "sam2flow.ranges" in cmd and str(out) in cmd and p.status() != psutil.STATUS_ZOMBIE:
             found.append(p)
     return found
+
+
+def test_one_worker_writes_exactly_its_range_and_reads_the_seam_after_it(tmp_path):
+    """A worker's own range, run here rather than in its process: frames 130-179 (from
+    inside batch 0001) into that batch's temporary folder, the digest of its last frame,
+    and ``SEAM`` frames either side of where it meets the next range."""
+    from sam2flow.frames import frame_digest, frame_file
+
+    video = ffmpeg_video(tmp_path / "v.mp4", 300)
+    whole = tmp_path / "whole"
+    extract_batches(video, whole, batch_size=100)
+    n, digests, head, tail = ranges.decode_range(video, str(tmp_path), 130, 50, 100, 95)
+    written = sorted(p.name for p in (tmp_path / ".0001.tmp").iterdir())
+    assert n == 50 and written == [frame_file(f) for f in range(130, 180)]
+    for name in written:
+        assert (tmp_path / ".0001.tmp" / name).read_bytes() == (whole / "0001" / name).read_bytes()
+    assert list(digests) == [179]
+    cap = cv2.VideoCapture(video)
+    decoded = [cap.read()[1] for _ in range(180)]
+    cap.release()
+    assert digests[179] == frame_digest(decoded[179])
+    assert len(head) == SEAM and len(tail) == SEAM

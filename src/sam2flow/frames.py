@@ -67,8 +67,9 @@ def write_jpeg(img: np.ndarray, path: Path, quality: int) -> None:
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError(f"JPEG encoding failed for {path}")
-    try:
-        buf.tofile(str(path))
+    try:  # not ndarray.tofile: on a full disk its OSError has no errno to name the fix by
+        with open(path, "wb") as f:
+            f.write(buf)
     except OSError as exc:
         raise (user_write_error(exc, path) or exc) from exc
 
@@ -428,15 +429,15 @@ def restore_batch(frames_root: str | Path, batch: str) -> Restored | None:
         restart,
     )
     tmp.rename(root / batch)
-    log.info(
-        "batch %s: frames %d-%d decoded again (%d frames decoded, %s)",
-        batch,
-        span[0],
-        span[1],
-        done.frames_decoded,
-        "after a seek" if done.seeked else "from the video's start",
-    )
+    log.info("batch %s: frames %d-%d decoded again (%s)", batch, *span, _how(done))
     return done
+
+
+def _how(done: Restored) -> str:
+    """How frames were decoded again, for the log: a seek is cheap, decoding from the
+    video's start costs every frame before."""
+    where = "after a seek" if done.seeked else "from the video's start"
+    return f"{done.frames_decoded} frames decoded, {where}"
 
 
 def restore_frame(frames_root: str | Path, frame: int) -> Path | None:
@@ -455,7 +456,7 @@ def restore_frame(frames_root: str | Path, frame: int) -> Path | None:
         path = root / CARRY_DIR / frame_file(frame)
         path.parent.mkdir(exist_ok=True)
         with atomic_path(path) as tmp:
-            _decode_span(
+            done = _decode_span(
                 manifest.video,
                 frame,
                 frame,
@@ -463,6 +464,7 @@ def restore_frame(frames_root: str | Path, frame: int) -> Path | None:
                 lambda _, img: write_jpeg(img, Path(tmp), manifest.quality),
                 lambda: None,
             )
+        log.info("frame %d decoded again (%s)", frame, _how(done))
         return path
     return None
 

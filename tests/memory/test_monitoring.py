@@ -304,3 +304,15 @@ def test_an_mps_snapshot_asks_the_total_of_the_mps_device(monkeypatch):
     monkeypatch.setattr(devices, "total_memory", lambda d: asked.append(d) or 4 * GIB)
     take_snapshot(torch.device("mps"), "start")
     assert asked == [torch.device("mps")]
+
+
+def test_a_monitor_measures_against_the_cap_it_was_given(monkeypatch):
+    from sam2flow.memory import devices
+
+    monkeypatch.setattr(devices, "_mps_available", lambda: True)
+    monkeypatch.setattr(torch.mps, "current_allocated_memory", lambda: GIB)
+    monkeypatch.setattr(torch.mps, "driver_allocated_memory", lambda: 4.0 * GIB)
+    monkeypatch.setattr(devices, "total_memory", lambda d: 16 * GIB)
+    mon = Monitor(torch.device("mps"), cap_bytes=5 * GIB)
+    assert mon.snapshot("start").fraction == 0.8
+    assert [s.fraction for s in mon.snapshots] == [0.8]
