@@ -1,0 +1,233 @@
+"""segment.py's own parts, with a stand-in predictor (no model): what a batch's record holds,
+what it logs, the host-memory check, failing on a skip, the options init_state gets, and
+the helpers that decide SAM 2's memory window and whether a prompt reaches a batch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import types
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from test_alignment import SIZE, IndexPredictor, blocks
+
+from sam2flow.errors import UserError
+from sam2flow.frames import MANIFEST, Extraction, frame_file
+from sam2flow.memory import GuardConfig
+from sam2flow.models import RANDOM_WEIGHTS_WARNING, LoadedModel
+from sam2flow.prompts import BatchPrompt
+from sam2flow.segment import (
+    BatchSkipped,
+    lazy_frames,
+    memory_window,
+    peak_rss_bytes,
+    prompt_reaches,
+    segment_folder,
+)
+
+FRAMES = range(40, 80)  # batch 0001 of an 80-frame video in batches of 40
+QUIET = dict(adaptive_batch_size=False, monitoring=False)
+
+
+class RecordingPredictor(IndexPredictor):
+    """The alignment stand-in, also noting the options of each ``init_state`` and the most
+    non-conditioning outputs a state held while propagating."""
+
+    def __init__(self, prompt_frames):
+        super().__init__(prompt_frames)
+        self.options, self.most_held = [], 0
+
+    def propagate_in_video(self, state, start_frame_idx, max_frame_num_to_track, reverse=False):
+        for out in super().propagate_in_video(
+            state, start_frame_idx, max_frame_num_to_track, reverse
+        ):
+            held = [len(o["non_cond_frame_outputs"]) for o in state["output_dict_per_obj"].values()]
+            self.most_held = max(self.most_held, *held)
+            yield out
+
+    def init_state(self, video_path, offload_video_to_cpu=False, offload_state_to_cpu=False):
+        self.options.append((offload_video_to_cpu, offload_state_to_cpu))
+        return super().init_state(video_path, offload_video_to_cpu, offload_state_to_cpu)
+
+
+@pytest.fixture
+def batch(tmp_path):
+    """Frames 40-79, each showing its index."""
+    root = tmp_path / "frames"
+    (root / "0001").mkdir(parents=True)
+    for f in FRAMES:
+        image = np.repeat(blocks(f)[:, :, None], 3, axis=2).astype(np.uint8) * 255
+        cv2.imwrite(str(root / "0001" / frame_file(f)), image)
+    batches = {"0000": [0, 39], "0001": [40, 79]}
+    manifest = Extraction("v.mp4", 80, SIZE, SIZE, 30.0, 40, 95, batches)
+    (root / MANIFEST).write_text(manifest.to_json())
+    return root / "0001"
+
+
+def stand_in(prompt_frames=(42,)) -> LoadedModel:
+    predictor = RecordingPredictor(set(prompt_frames))
+    return LoadedModel(predictor, "stand-in", "random", SIZE, torch.device("cpu"), None)
+
+
+def segment(batch, out, model=None, prompt_frame=42, **options):
+    memory = options.pop("memory", GuardConfig(**QUIET))
+    return segment_folder(
+        batch,
+        out,
+        prompt=dict(points="16,16", prompt_frame=prompt_frame),
+        model=model or stand_in(),
+        memory=memory,
+        video="v",
+        batch="0001",
+        **options,
+    )
+
+
+def test_a_record_names_its_batch_model_and_speed(batch, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="sam2flow.segment")
+    record = segment(batch, tmp_path / "out", record_extra={"rerun_strategy": "offload"})
+    assert (record["video"], record["batch"]) == ("v", "0001")
+    assert (record["first_frame"], record["last_frame"], record["objects"]) == (40, 79, [1])
+    assert (record["model"], record["weights"], record["image_size"]) == (
+        "stand-in",
+        "random",
+        SIZE,
+    )
+    assert record["warning"] == RANDOM_WEIGHTS_WARNING and record["rerun_strategy"] == "offload"
+    assert record["prompt_frame"] == 42 and record["frame_status"] == {"ok": 40}
+    assert record["frames_per_second"] == pytest.approx(40 / record["seconds"], rel=0.01)
+    assert 0 < record["host_peak_rss_bytes"] <= peak_rss_bytes()
+    assert record["host_peak_rss_bytes"] > 10 * 2**20  # bytes, not KiB: torch alone is more
+    assert "host memory given to this job: mem_mb=None" in caplog.messages
+    said = [m for m in caplog.messages if m.startswith("batch 0001: ok, 40 frames in ")]
+    assert len(said) == 1 and said[0].endswith(" frames/s)")
+
+
+def test_a_record_of_trained_weights_carries_no_warning(batch, tmp_path):
+    model = stand_in()
+    model = LoadedModel(
+        model.predictor, "stand-in", "sam2.1_hiera_tiny.pt", SIZE, model.device, None
+    )
+    assert "warning" not in segment(batch, tmp_path / "out", model=model)
+
+
+def test_a_batch_without_a_prompt_says_which_frames_it_left(batch, tmp_path, caplog):
+    record = segment(batch, tmp_path / "out", prompt_frame=5)  # on another batch
+    assert record["frame_status"] == {"no_prompt": 40} and record["status"] == "ok"
+    assert "batch 0001: no usable prompt in frames 40-79" in caplog.messages
+
+
+def test_too_little_host_memory_fails_before_any_work(batch, tmp_path):
+    model = stand_in()
+    with pytest.raises(MemoryError) as err:
+        segment(batch, tmp_path / "out", model=model, mem_mb=1)
+    assert str(err.value).startswith("batch 0001 needs about ")
+    assert "was given mem_mb=1;" in str(err.value)
+    assert model.predictor.options == [] and not (tmp_path / "out").exists()
+    segment(batch, tmp_path / "out", model=model, mem_mb=64_000)  # enough: runs
+    assert (tmp_path / "out" / "memory.json").is_file()
+
+
+def test_a_skipped_batch_fails_its_job_only_when_asked_and_after_writing(
+    batch, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "frames=64-65")
+    memory = GuardConfig(min_chunk=2, **QUIET)
+    record = segment(batch, tmp_path / "kept", memory=memory)
+    assert record["status"] == "skipped"
+    with pytest.raises(BatchSkipped) as err:
+        segment(batch, tmp_path / "failed", memory=memory, fail_on_skip=True)
+    ranges = ", ".join(f"{a}-{b}" for a, b in record["skipped_ranges"])
+    assert str(err.value) == (
+        f"batch 0001 skipped frames {ranges} ({record['skip_reason']}): "
+        f"{tmp_path / 'failed' / 'memory.json'}: failing the job (memory.fail_on_skip) so "
+        "that its retry asks for more"
+    )
+    assert isinstance(err.value, UserError)
+    assert (tmp_path / "failed" / "memory.json").is_file()
+
+
+def test_cpu_offload_reaches_init_state(batch, tmp_path):
+    model = stand_in()
+    segment(
+        batch, tmp_path / "out", model=model, memory=GuardConfig(force_cpu_offload=True, **QUIET)
+    )
+    assert model.predictor.options and all(o == (False, True) for o in model.predictor.options)
+    model = stand_in()
+    segment(batch, tmp_path / "plain", model=model)
+    assert all(o == (False, False) for o in model.predictor.options)
+
+
+def test_a_short_extraction_warns_in_the_record(batch, tmp_path):
+    manifest = batch.parent / MANIFEST
+    data = json.loads(manifest.read_text()) | {"declared_frames": 90}
+    manifest.write_text(json.dumps(data))
+    record = segment(batch, tmp_path / "out", record_extra={"rerun_strategy": "same"})
+    assert (
+        record["video_warning"] == Extraction(**data).shortfall()
+        and record["rerun_strategy"] == "same"
+    )
+    assert record["video_warning"].startswith("v.mp4: 80 frames decoded but")
+
+
+def test_a_progress_bar_counts_the_batchs_frames_when_asked(batch, tmp_path, capsys):
+    segment(batch, tmp_path / "quiet")
+    assert "batch 0001" not in capsys.readouterr().err
+    segment(batch, tmp_path / "out", progress=True)
+    err = capsys.readouterr().err
+    assert "batch 0001" in err and "40/40" in err and "frame" in err
+
+
+def test_the_memory_window_is_the_longest_look_back():
+    def predictor(**kw):
+        base = dict(num_maskmem=7, memory_temporal_stride_for_eval=1)
+        return types.SimpleNamespace(**(base | kw))
+
+    assert memory_window(predictor()) == 7
+    assert memory_window(predictor(memory_temporal_stride_for_eval=2)) == 14
+    assert memory_window(predictor(memory_temporal_stride_for_eval=0)) == 7
+    assert memory_window(types.SimpleNamespace(num_maskmem=7)) == 7
+    pointers = dict(use_obj_ptrs_in_encoder=True, max_obj_ptrs_in_encoder=16)
+    assert memory_window(predictor(**pointers)) == 16
+    assert memory_window(predictor(**pointers, memory_temporal_stride_for_eval=3)) == 21
+    assert memory_window(predictor(use_obj_ptrs_in_encoder=False, max_obj_ptrs_in_encoder=16)) == 7
+
+
+def test_a_prompt_reaches_its_own_frames_or_is_carried_onto_the_frame_before():
+    on = BatchPrompt(frame=42, objects={})
+    assert prompt_reaches(on, list(FRAMES)) and not prompt_reaches(on, [80, 81])
+    carried = BatchPrompt(frame=39, objects={}, image="0000039.jpg")
+    assert prompt_reaches(carried, list(FRAMES))
+    assert not prompt_reaches(carried, [41, 42])
+    assert not prompt_reaches(BatchPrompt(frame=39, objects={}), list(FRAMES))
+
+
+def test_lazy_frames_hands_over_the_source_only_and_restores_sam2s_loader(batch):
+    import sam2.sam2_video_predictor as svp
+
+    from sam2flow.frames import FrameSource, frame_paths
+
+    original = svp.load_video_frames
+    source = FrameSource(list(frame_paths(batch).values()), SIZE)
+    try:
+        with lazy_frames(source):
+            assert svp.load_video_frames(source, image_size=SIZE) == (source, SIZE, SIZE)
+            images, height, width = svp.load_video_frames(
+                video_path=str(batch), image_size=SIZE, offload_video_to_cpu=True
+            )
+            assert (len(images), height, width) == (40, SIZE, SIZE)
+    finally:
+        source.close()
+    assert svp.load_video_frames is original
+
+
+def test_outputs_sam2_will_not_read_again_are_dropped_while_propagating(batch, tmp_path):
+    """SAM 2 reads 7 frames back (the stand-in's ``num_maskmem``); 37 frames forward of the
+    prompt would all be held without pruning. Kept: the window behind the current frame
+    and the window around the prompt, which backward propagation reads."""
+    model = stand_in()
+    segment(batch, tmp_path / "out", model=model)
+    assert 8 <= model.predictor.most_held <= 7 + 1 + 2 * 7 + 1
