@@ -2,7 +2,9 @@
 
 import json
 import os
+import shutil
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -10,7 +12,9 @@ import pytest
 from sam2flow.errors import UserError
 from sam2flow.frames import FrameSource, extract_batches, lasting_batches, list_frames
 
-from conftest import write_video
+from conftest import ffmpeg_video, write_video
+
+needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
 
 
 def test_batches_hold_global_frame_indices(tmp_path):
@@ -134,25 +138,99 @@ def test_frames_are_written_at_the_jpeg_quality_asked_for(tmp_path):
         )
 
 
+def mounted(folder, options: str) -> None:
+    """A tmpfs at ``folder`` (root only: else the test is skipped)."""
+    import subprocess
+
+    folder.mkdir()
+    if (
+        os.geteuid() != 0
+        or subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(folder)]).returncode
+    ):
+        pytest.skip("needs root to mount a small or read-only disk")
+
+
 def test_a_disk_that_fills_while_extracting_names_the_frame_it_could_not_write(tmp_path):
     import re
     import subprocess
 
     video = write_video(tmp_path / "v.mp4", frames=40)
-    disk = tmp_path / "small"
-    disk.mkdir()
-    if (
-        os.geteuid() != 0
-        or subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(disk)]).returncode
-    ):
-        pytest.skip("needs root to mount a small disk")
+    mounted(tmp_path / "small", "size=48k")
     try:
         with pytest.raises(UserError) as err:
-            extract_batches(video, disk / "frames", batch_size=10)
+            extract_batches(video, tmp_path / "small" / "frames", batch_size=10)
     finally:
-        subprocess.run(["umount", str(disk)])
+        subprocess.run(["umount", str(tmp_path / "small")])
     assert re.fullmatch(
-        rf"cannot write \(No space left on device\): {disk}/frames/\.\d{{4}}\.tmp/\d{{7}}\.jpg: "
-        r"free disk space \(or point results elsewhere\) and run again",
+        rf"cannot write \(No space left on device\): {tmp_path}/small/frames/\.\d{{4}}\.tmp/"
+        r"\d{7}\.jpg: free disk space \(or point results elsewhere\) and run again",
         str(err.value),
     ), str(err.value)
+
+
+def test_a_read_only_disk_is_named_before_any_frame_is_decoded(tmp_path):
+    import subprocess
+
+    video = write_video(tmp_path / "v.mp4", frames=4)
+    mounted(tmp_path / "ro", "ro")
+    try:
+        with pytest.raises(UserError) as err:
+            extract_batches(video, tmp_path / "ro" / "frames")
+    finally:
+        subprocess.run(["umount", str(tmp_path / "ro")])
+    assert str(err.value) == (
+        f"cannot write (Read-only file system): {tmp_path / 'ro' / 'frames'}: "
+        "the file system is read-only: point results elsewhere"
+    )
+
+
+def test_each_unreadable_video_is_named_with_its_fix_in_full(tmp_path):
+    (tmp_path / "empty.mp4").write_bytes(b"")
+    (tmp_path / "text.mp4").write_bytes(b"not a video")
+    whole = Path(ffmpeg_video(tmp_path / "whole.mp4", 30, "-movflags", "+faststart")).read_bytes()
+    # the header (which declares 30 frames) and no frame data: it opens, nothing decodes
+    (tmp_path / "cut.mp4").write_bytes(whole[: whole.index(b"mdat") + 100])
+    expected = {
+        "missing.mp4": "video not found: {}: check the path in the sample sheet",
+        "empty.mp4": "video file is empty (0 bytes): {}: copy the video again",
+        "text.mp4": "cannot open video (not a video, or a codec OpenCV cannot read): {}: "
+        "check the file, or re-encode it: ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4",
+        "cut.mp4": "no decodable frames in video: {}: "
+        "check the file plays, or re-encode it: ffmpeg -i IN -c:v libx264 OUT.mp4",
+    }
+    for name, message in expected.items():
+        with pytest.raises(UserError) as err:
+            extract_batches(tmp_path / name, tmp_path / "out")
+        assert str(err.value) == message.format(tmp_path / name)
+        assert not (tmp_path / "out").exists()
+
+
+def test_batch_size_and_quality_bounds(tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=2)
+    for size, quality in [(0, 95), (1, 0), (1, 101)]:
+        with pytest.raises(ValueError) as err:
+            extract_batches(video, tmp_path / "out", batch_size=size, quality=quality)
+        assert str(err.value) == (
+            f"batch_size must be >= 1, got {size}"
+            if size < 1
+            else f"quality must be in 1..100, got {quality}"
+        )
+    for quality in (1, 100):  # both ends allowed, one frame per batch too
+        done = extract_batches(video, tmp_path / f"q{quality}" / "in" / "new", 1, quality)
+        assert done.batches == {"0000": [0, 0], "0001": [1, 1]} and done.quality == quality
+
+
+@needs_ffmpeg
+def test_the_manifest_holds_the_videos_frame_rate_and_declared_count(tmp_path):
+    done = extract_batches(ffmpeg_video(tmp_path / "v.mp4", 30), tmp_path / "out", batch_size=10)
+    assert (done.fps, done.frames, done.declared_frames) == (25.0, 30, 30)
+
+
+def test_an_unreadable_earlier_manifest_is_replaced(tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=4)
+    for damaged in ("not json", "[1, 2]"):
+        out = tmp_path / damaged[:3]
+        out.mkdir()
+        (out / "frames.json").write_text(damaged)
+        assert extract_batches(video, out, batch_size=2).frames == 4
+        assert json.loads((out / "frames.json").read_text())["frames"] == 4

@@ -142,20 +142,24 @@ def workers_of(out) -> list[psutil.Process]:
 def test_one_worker_writes_exactly_its_range_and_reads_the_seam_after_it(tmp_path):
     """A worker's own range, run here rather than in its process: frames 130-179 (from
     inside batch 0001) into that batch's temporary folder, the digest of its last frame,
-    and ``SEAM`` frames either side of where it meets the next range."""
+    and (digest, timestamp) of ``SEAM`` frames either side of where it meets the next
+    range, which writes into the same batch's folder."""
     from sam2flow.frames import frame_digest, frame_file
 
     video = ffmpeg_video(tmp_path / "v.mp4", 300)
     whole = tmp_path / "whole"
     extract_batches(video, whole, batch_size=100)
+    cap = cv2.VideoCapture(video)
+    decoded = [(cap.read()[1], cap.get(cv2.CAP_PROP_POS_MSEC)) for _ in range(240)]
+    cap.release()
+    marks = [(frame_digest(img), ms) for img, ms in decoded]
     n, digests, head, tail = ranges.decode_range(video, str(tmp_path), 130, 50, 100, 95)
     written = sorted(p.name for p in (tmp_path / ".0001.tmp").iterdir())
     assert n == 50 and written == [frame_file(f) for f in range(130, 180)]
     for name in written:
         assert (tmp_path / ".0001.tmp" / name).read_bytes() == (whole / "0001" / name).read_bytes()
-    assert list(digests) == [179]
-    cap = cv2.VideoCapture(video)
-    decoded = [cap.read()[1] for _ in range(180)]
-    cap.release()
-    assert digests[179] == frame_digest(decoded[179])
-    assert len(head) == SEAM and len(tail) == SEAM
+    assert digests == {179: marks[179][0]}
+    assert head == marks[130 : 130 + SEAM] and tail == marks[180 : 180 + SEAM]
+    n, digests, head, _ = ranges.decode_range(video, str(tmp_path), 180, 40, 100, 95)
+    assert n == 40 and digests == {199: marks[199][0], 200: marks[200][0], 219: marks[219][0]}
+    assert len(list((tmp_path / ".0001.tmp").iterdir())) == 70
