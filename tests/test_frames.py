@@ -1,6 +1,7 @@
 """Frame extraction into JPEG batches, and the lazy frame source."""
 
 import json
+import logging
 import os
 import shutil
 import time
@@ -102,9 +103,21 @@ def test_a_folder_in_the_way_is_named_not_deleted(tmp_path):
     out = tmp_path / "out"
     (out / "0000").mkdir(parents=True)
     (out / "0000" / "mine.txt").write_text("keep")
-    with pytest.raises(UserError, match="0000 is in the way"):
+    with pytest.raises(UserError) as err:
         extract_batches(write_video(tmp_path / "v.mp4", frames=5), out, batch_size=5)
+    assert str(err.value) == (
+        f"folder 0000 is in the way and was not written by sam2flow: {out / '0000'}: "
+        "move it, or extract into another --out folder"
+    )
     assert (out / "0000" / "mine.txt").read_text() == "keep"
+
+
+@needs_ffmpeg
+def test_an_extraction_says_what_it_wrote_and_decodes_in_one_process_by_default(tmp_path, caplog):
+    video = ffmpeg_video(tmp_path / "v.mp4", 400)  # keyframes at 0 and 250: two ranges
+    caplog.set_level(logging.INFO, logger="sam2flow")
+    extract_batches(video, tmp_path / "out", batch_size=150)
+    assert caplog.messages == [f"{video}: 400 frames in 3 batches of 150"]
 
 
 def test_the_lasting_manifest_plans_batches_until_the_video_or_batch_size_changes(tmp_path):
@@ -228,9 +241,31 @@ def test_the_manifest_holds_the_videos_frame_rate_and_declared_count(tmp_path):
 
 def test_an_unreadable_earlier_manifest_is_replaced(tmp_path):
     video = write_video(tmp_path / "v.mp4", frames=4)
-    for damaged in ("not json", "[1, 2]"):
+    for damaged in ("not json", "[1, 2]", "{}"):
         out = tmp_path / damaged[:3]
         out.mkdir()
         (out / "frames.json").write_text(damaged)
         assert extract_batches(video, out, batch_size=2).frames == 4
         assert json.loads((out / "frames.json").read_text())["frames"] == 4
+
+
+def test_extracting_again_clears_what_the_last_extraction_left_and_nothing_else(tmp_path):
+    """Batches whose folders a finished run deleted, a killed run's temporary folders and
+    carried frames go; another tool's files, even named like ours, stay."""
+    video = write_video(tmp_path / "v.mp4", frames=6)
+    out = tmp_path / "out"
+    extract_batches(video, out, batch_size=2)
+    shutil.rmtree(out / "0001")  # deleted after a run (temporary frames)
+    (out / ".0007.tmp").mkdir()  # a killed extraction's
+    (out / ".carry").mkdir()
+    (out / ".carry" / "0000005.jpg").write_bytes(b"from before")
+    (out / ".notes.tmp").mkdir()  # someone else's
+    (out / ".0008.tmp").write_bytes(b"a file, not a batch folder")
+    assert extract_batches(video, out, batch_size=3).batches == {"0000": [0, 2], "0001": [3, 5]}
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".0008.tmp",
+        ".notes.tmp",
+        "0000",
+        "0001",
+        "frames.json",
+    ]
