@@ -396,6 +396,20 @@ def test_a_skip_takes_only_the_frames_it_cannot_reach(pool, tmp_path, monkeypatc
     assert len(record["skip_reasons"]) == len(record["skipped_ranges"]) >= 1
 
 
+def test_a_skip_backward_of_the_prompt_starts_again_on_the_next_prompt_below(
+    pool, tmp_path, monkeypatch
+):
+    """The prompt on frame 300, DeepLabCut points on every 10th frame; frames 120-145 fail
+    at every level while propagating backward. Below them, work starts again on a frame
+    with its own points, and every frame outside 110-150 is its own frame's mask."""
+    prompted = dict.fromkeys(range(0, 400, 10), 0.9) | {300: 1.0}
+    record, status = segment_400(pool, tmp_path, prompted, 2, monkeypatch, "frames=120-145")
+    skipped = np.flatnonzero((status == "skipped_oom").any(axis=1))
+    assert set(range(120, 146)) <= set(skipped.tolist())
+    assert skipped.min() >= 110 and skipped.max() <= 150, record["skipped_ranges"]
+    assert (status[np.setdiff1d(np.arange(400), skipped)] == "ok").all()
+
+
 def test_a_skip_forward_of_the_prompt_leaves_the_backward_range(pool, tmp_path, monkeypatch):
     """One prompt, on frame 200: frames 300-310 fail at every level. Forward from there
     nothing can be reached; frames 0-199, run backward from the prompt, are all ok."""

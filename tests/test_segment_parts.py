@@ -33,24 +33,40 @@ QUIET = dict(adaptive_batch_size=False, monitoring=False)
 
 
 class RecordingPredictor(IndexPredictor):
-    """The alignment stand-in, also noting the options of each ``init_state`` and the most
-    non-conditioning outputs a state held while propagating."""
+    """The alignment stand-in, also noting the options of each ``init_state``, what each
+    state holds and uses, devices it is moved to, and the most non-conditioning outputs a
+    state held while propagating."""
 
     def __init__(self, prompt_frames):
         super().__init__(prompt_frames)
-        self.options, self.most_held = [], 0
+        self.options, self.states, self.moved, self.most_held = [], [], [], 0
+
+    def to(self, device):
+        self.moved.append(device)
+        return self
+
+    def init_state(self, video_path, offload_video_to_cpu=False, offload_state_to_cpu=False):
+        self.options.append((offload_video_to_cpu, offload_state_to_cpu))
+        state = super().init_state(video_path, offload_video_to_cpu, offload_state_to_cpu)
+        self.states.append(dict(held=len(state["images"]), used=set(), first=state["images"][0]))
+        return state
+
+    def add_new_points_or_box(self, state, frame_idx, obj_id, **prompt):
+        self.states[-1]["used"].add(frame_idx)
+        return super().add_new_points_or_box(state, frame_idx, obj_id, **prompt)
+
+    def add_new_mask(self, state, frame_idx, obj_id, mask):
+        self.states[-1]["used"].add(frame_idx)
+        return super().add_new_mask(state, frame_idx, obj_id, mask)
 
     def propagate_in_video(self, state, start_frame_idx, max_frame_num_to_track, reverse=False):
         for out in super().propagate_in_video(
             state, start_frame_idx, max_frame_num_to_track, reverse
         ):
+            self.states[-1]["used"].add(out[0])
             held = [len(o["non_cond_frame_outputs"]) for o in state["output_dict_per_obj"].values()]
             self.most_held = max(self.most_held, *held)
             yield out
-
-    def init_state(self, video_path, offload_video_to_cpu=False, offload_state_to_cpu=False):
-        self.options.append((offload_video_to_cpu, offload_state_to_cpu))
-        return super().init_state(video_path, offload_video_to_cpu, offload_state_to_cpu)
 
 
 @pytest.fixture
@@ -231,3 +247,29 @@ def test_outputs_sam2_will_not_read_again_are_dropped_while_propagating(batch, t
     model = stand_in()
     segment(batch, tmp_path / "out", model=model)
     assert 8 <= model.predictor.most_held <= 7 + 1 + 2 * 7 + 1
+
+
+def test_each_inference_state_holds_only_the_frames_of_its_chunk(batch, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=20")
+    model = stand_in()
+    memory = GuardConfig(min_chunk=10, **QUIET)
+    assert segment(batch, tmp_path / "out", model=model, memory=memory)["status"] == "recovered"
+    states = model.predictor.states
+    assert len(states) >= 3 and all(st["held"] == len(st["used"]) for st in states)
+
+
+def test_the_model_stays_where_it_is_when_the_plan_keeps_its_device(batch, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=20")
+    model = stand_in()
+    segment(batch, tmp_path / "out", model=model, memory=GuardConfig(min_chunk=10, **QUIET))
+    assert len(model.predictor.states) >= 3 and model.predictor.moved == []
+
+
+def test_the_decoder_asked_for_makes_the_models_input(batch, tmp_path):
+    from sam2flow.frames import opencv_frame, sam2_frame
+
+    first = batch / frame_file(40)
+    for decoder, decode in [("opencv", opencv_frame), ("sam2", sam2_frame)]:
+        model = stand_in()
+        segment(batch, tmp_path / decoder, model=model, decoder=decoder)
+        assert torch.equal(model.predictor.states[0]["first"], decode(first, SIZE))
