@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_alignment import SIZE, IndexPredictor, blocks
+from test_alignment import SIZE, IndexPredictor, blocks, index_of
 
 from sam2flow.errors import UserError
 from sam2flow.frames import MANIFEST, Extraction, frame_file
@@ -40,6 +40,7 @@ class RecordingPredictor(IndexPredictor):
     def __init__(self, prompt_frames):
         super().__init__(prompt_frames)
         self.options, self.states, self.moved, self.most_held = [], [], [], 0
+        self.prompted = []  # (frame seen, object, points, labels, box, mask)
 
     def to(self, device):
         self.moved.append(device)
@@ -51,12 +52,16 @@ class RecordingPredictor(IndexPredictor):
         self.states.append(dict(held=len(state["images"]), used=set(), first=state["images"][0]))
         return state
 
-    def add_new_points_or_box(self, state, frame_idx, obj_id, **prompt):
+    def add_new_points_or_box(self, state, frame_idx, obj_id, points=None, labels=None, box=None):
         self.states[-1]["used"].add(frame_idx)
-        return super().add_new_points_or_box(state, frame_idx, obj_id, **prompt)
+        seen = index_of(state["images"][frame_idx])
+        self.prompted.append((seen, obj_id, points, labels, box, None))
+        return super().add_new_points_or_box(state, frame_idx, obj_id, points, labels, box)
 
     def add_new_mask(self, state, frame_idx, obj_id, mask):
         self.states[-1]["used"].add(frame_idx)
+        seen = index_of(state["images"][frame_idx])
+        self.prompted.append((seen, obj_id, None, None, None, mask.numpy().copy()))
         return super().add_new_mask(state, frame_idx, obj_id, mask)
 
     def propagate_in_video(self, state, start_frame_idx, max_frame_num_to_track, reverse=False):
@@ -88,12 +93,12 @@ def stand_in(prompt_frames=(42,)) -> LoadedModel:
     return LoadedModel(predictor, "stand-in", "random", SIZE, torch.device("cpu"), None)
 
 
-def segment(batch, out, model=None, prompt_frame=42, **options):
+def segment(batch, out, model=None, prompt_frame=42, prompt=None, **options):
     memory = options.pop("memory", GuardConfig(**QUIET))
     return segment_folder(
         batch,
         out,
-        prompt=dict(points="16,16", prompt_frame=prompt_frame),
+        prompt=dict(prompt or dict(points="16,16"), prompt_frame=prompt_frame),
         model=model or stand_in(),
         memory=memory,
         video="v",
@@ -273,3 +278,32 @@ def test_the_decoder_asked_for_makes_the_models_input(batch, tmp_path):
         model = stand_in()
         segment(batch, tmp_path / decoder, model=model, decoder=decoder)
         assert torch.equal(model.predictor.states[0]["first"], decode(first, SIZE))
+
+
+def test_each_kind_of_prompt_reaches_sam2_on_the_prompt_frame(batch, tmp_path):
+    """Points with their labels, a box, or a mask: each as SAM 2's own call, on the frame
+    the prompt names, and nothing else."""
+    import cv2 as cv
+
+    png = np.zeros((SIZE, SIZE), np.uint8)
+    png[4:12, 8:20] = 255
+    cv.imwrite(str(tmp_path / "mask.png"), png)
+    kinds = {
+        "points": dict(points="16,16;3,4,0"),
+        "box": dict(box="2,3,20,25"),
+        "mask": dict(mask=str(tmp_path / "mask.png")),
+    }
+    calls = {}
+    for kind, prompt in kinds.items():
+        model = stand_in()
+        segment(batch, tmp_path / kind, model=model, prompt=prompt)
+        calls[kind] = model.predictor.prompted
+    (points,) = calls["points"]
+    assert points[:2] == (42, 1) and points[4] is None and points[5] is None
+    assert points[2].tolist() == [[16, 16], [3, 4]] and points[3].tolist() == [1, 0]
+    (box,) = calls["box"]
+    assert box[:2] == (42, 1) and box[2] is None and box[3] is None
+    assert box[4].tolist() == [2, 3, 20, 25] and box[5] is None
+    (mask,) = calls["mask"]
+    assert mask[:5] == (42, 1, None, None, None)
+    np.testing.assert_array_equal(mask[5], png > 0)
