@@ -28,7 +28,7 @@ from sam2flow.segment import (
     segment_folder,
 )
 
-FRAMES = range(40, 80)  # batch 0001 of an 80-frame video in batches of 40
+FRAMES = range(40, 80)
 QUIET = dict(adaptive_batch_size=False, monitoring=False)
 
 
@@ -76,14 +76,14 @@ class RecordingPredictor(IndexPredictor):
 
 @pytest.fixture
 def batch(tmp_path):
-    """Frames 40-79, each showing its index."""
+    """Frames 40-79, each showing its index: batch 0001 of a 120-frame extraction."""
     root = tmp_path / "frames"
     (root / "0001").mkdir(parents=True)
     for f in FRAMES:
         image = np.repeat(blocks(f)[:, :, None], 3, axis=2).astype(np.uint8) * 255
         cv2.imwrite(str(root / "0001" / frame_file(f)), image)
-    batches = {"0000": [0, 39], "0001": [40, 79]}
-    manifest = Extraction("v.mp4", 80, SIZE, SIZE, 30.0, 40, 95, batches)
+    batches = {"0000": [0, 39], "0001": [40, 79], "0002": [80, 119]}
+    manifest = Extraction("v.mp4", 120, SIZE, SIZE, 30.0, 40, 95, batches)
     (root / MANIFEST).write_text(manifest.to_json())
     return root / "0001"
 
@@ -184,14 +184,14 @@ def test_cpu_offload_reaches_init_state(batch, tmp_path):
 
 def test_a_short_extraction_warns_in_the_record(batch, tmp_path):
     manifest = batch.parent / MANIFEST
-    data = json.loads(manifest.read_text()) | {"declared_frames": 90}
+    data = json.loads(manifest.read_text()) | {"declared_frames": 130}
     manifest.write_text(json.dumps(data))
     record = segment(batch, tmp_path / "out", record_extra={"rerun_strategy": "same"})
     assert (
         record["video_warning"] == Extraction(**data).shortfall()
         and record["rerun_strategy"] == "same"
     )
-    assert record["video_warning"].startswith("v.mp4: 80 frames decoded but")
+    assert record["video_warning"].startswith("v.mp4: 120 frames decoded but")
 
 
 def test_a_progress_bar_counts_the_batchs_frames_when_asked(batch, tmp_path, capsys):
@@ -245,12 +245,15 @@ def test_lazy_frames_hands_over_the_source_only_and_restores_sam2s_loader(batch)
     assert svp.load_video_frames is original
 
 
-def test_outputs_sam2_will_not_read_again_are_dropped_while_propagating(batch, tmp_path):
-    """SAM 2 reads 7 frames back (the stand-in's ``num_maskmem``); 37 frames forward of the
-    prompt would all be held without pruning. Kept: the window behind the current frame
-    and the window around the prompt, which backward propagation reads."""
-    model = stand_in()
-    segment(batch, tmp_path / "out", model=model)
+@pytest.mark.parametrize("prompt_frame", [42, 77])
+def test_outputs_sam2_will_not_read_again_are_dropped_while_propagating(
+    batch, tmp_path, prompt_frame
+):
+    """SAM 2 reads 7 frames back (the stand-in's ``num_maskmem``); the 37 frames forward
+    (or backward) of the prompt would all be held without pruning. Kept: the window behind
+    the current frame and the window around the prompt, which the other direction reads."""
+    model = stand_in([prompt_frame])
+    segment(batch, tmp_path / "out", model=model, prompt_frame=prompt_frame)
     assert 8 <= model.predictor.most_held <= 7 + 1 + 2 * 7 + 1
 
 
@@ -307,3 +310,26 @@ def test_each_kind_of_prompt_reaches_sam2_on_the_prompt_frame(batch, tmp_path):
     (mask,) = calls["mask"]
     assert mask[:5] == (42, 1, None, None, None)
     np.testing.assert_array_equal(mask[5], png > 0)
+
+
+def test_the_videos_length_comes_from_its_manifest_and_names_default_to_the_folder(batch, tmp_path):
+    """A prompt on frame 100 is on the video (120 frames, says frames.json), not on this
+    batch: no prompt here, not an error. Without a batch name the folder names it."""
+    record = segment_folder(
+        batch,
+        tmp_path / "out",
+        prompt=dict(points="16,16", prompt_frame=100),
+        model=stand_in(),
+        memory=GuardConfig(**QUIET),
+    )
+    assert record["frame_status"] == {"no_prompt": 40}
+    assert (record["video"], record["batch"]) == ("", "")
+    with pytest.raises(MemoryError, match=f"^batch {batch} needs about "):
+        segment_folder(
+            batch,
+            tmp_path / "small",
+            prompt=dict(points="16,16", prompt_frame=42),
+            model=stand_in(),
+            memory=GuardConfig(**QUIET),
+            mem_mb=1,
+        )
