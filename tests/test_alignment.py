@@ -396,6 +396,19 @@ def test_a_skip_takes_only_the_frames_it_cannot_reach(pool, tmp_path, monkeypatc
     assert len(record["skip_reasons"]) == len(record["skipped_ranges"]) >= 1
 
 
+def test_three_chained_batches_start_each_from_the_last_mask_before_them(pool, tmp_path):
+    """A fixed case of the random configurations: one click on frame 10, batches of 40,
+    each later batch carried from the previous batch's last frame."""
+    cfg = dict(frames=120, batch_size=40, min_chunk=25, oom_above=None, prompt_frame=10)
+    cfg |= dict(carry="chained", objects=1, reprompt=None)
+    run = run_config(cfg, pool, tmp_path, stand_in(cfg))
+    check_alignment(cfg, run, tmp_path, index_encoded=True)
+    sources = [r["prompt_source"] for r in run["records"].values()]
+    assert sources[1:] == [
+        f"carried from {tmp_path / 'out' / b / 'masks.npz'}" for b in ("0000", "0001")
+    ]
+
+
 def test_a_skip_backward_of_the_prompt_starts_again_on_the_next_prompt_below(
     pool, tmp_path, monkeypatch
 ):

@@ -333,3 +333,11 @@ def test_the_videos_length_comes_from_its_manifest_and_names_default_to_the_fold
             memory=GuardConfig(**QUIET),
             mem_mb=1,
         )
+
+
+def test_a_manual_prompt_off_the_video_is_an_error_naming_its_frames(batch, tmp_path):
+    with pytest.raises(UserError) as err:
+        segment(batch, tmp_path / "out", prompt_frame=120)
+    assert str(err.value) == (
+        "prompt frame 120 is outside the video (frames 0-119): fix prompt_frame (--prompt-frame)"
+    )
