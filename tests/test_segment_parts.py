@@ -341,3 +341,19 @@ def test_a_manual_prompt_off_the_video_is_an_error_naming_its_frames(batch, tmp_
     assert str(err.value) == (
         "prompt frame 120 is outside the video (frames 0-119): fix prompt_frame (--prompt-frame)"
     )
+
+
+def test_pruning_backward_keeps_the_window_ahead_and_the_prompts_and_counts_what_it_drops():
+    from sam2flow.segment import prune_outputs
+
+    def state():
+        outs = {k: {} for k in range(100)}
+        return {"output_dict_per_obj": {o: {"non_cond_frame_outputs": dict(outs)} for o in (1, 2)}}
+
+    backward = state()
+    dropped = prune_outputs(backward, frame=20, reverse=True, window=16, keep_near=99)
+    for out in backward["output_dict_per_obj"].values():
+        assert sorted(out["non_cond_frame_outputs"]) == list(range(0, 37)) + list(range(83, 100))
+    assert dropped == 2 * (83 - 37)
+    forward = state()
+    assert prune_outputs(forward, frame=80, reverse=False, window=16, keep_near=0) == 2 * 47
