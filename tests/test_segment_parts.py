@@ -357,3 +357,17 @@ def test_pruning_backward_keeps_the_window_ahead_and_the_prompts_and_counts_what
     assert dropped == 2 * (83 - 37)
     forward = state()
     assert prune_outputs(forward, frame=80, reverse=False, window=16, keep_near=0) == 2 * 47
+
+
+def test_a_batch_of_one_frame_is_segmented(tmp_path):
+    """The last batch of a video may hold a single frame."""
+    root = tmp_path / "frames"
+    (root / "0001").mkdir(parents=True)
+    image = np.repeat(blocks(40)[:, :, None], 3, axis=2).astype(np.uint8) * 255
+    cv2.imwrite(str(root / "0001" / frame_file(40)), image)
+    batches = {"0000": [0, 39], "0001": [40, 40]}
+    (root / MANIFEST).write_text(
+        Extraction("v.mp4", 41, SIZE, SIZE, 30.0, 40, 95, batches).to_json()
+    )
+    record = segment(root / "0001", tmp_path / "out", model=stand_in([40]), prompt_frame=40)
+    assert record["frame_status"] == {"ok": 1} and record["last_frame"] == 40
