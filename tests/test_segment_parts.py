@@ -371,3 +371,26 @@ def test_a_batch_of_one_frame_is_segmented(tmp_path):
     )
     record = segment(root / "0001", tmp_path / "out", model=stand_in([40]), prompt_frame=40)
     assert record["frame_status"] == {"ok": 1} and record["last_frame"] == 40
+
+
+def test_without_a_manifest_the_folder_is_the_video(batch, tmp_path):
+    """A frame folder made by hand (SAM 2's README): its last frame ends the video."""
+    (batch.parent / MANIFEST).unlink()
+    assert segment(batch, tmp_path / "ok", prompt_frame=79, model=stand_in([79]))["status"] == "ok"
+    with pytest.raises(UserError) as err:
+        segment(batch, tmp_path / "out", prompt_frame=80)
+    assert str(err.value).startswith("prompt frame 80 is outside the video (frames 0-79)")
+
+
+def test_a_point_off_the_frame_is_refused_before_the_model_runs(batch, tmp_path):
+    model = stand_in()
+    with pytest.raises(UserError) as err:
+        segment(batch, tmp_path / "out", model=model, prompt=dict(points="40,5"))
+    assert str(err.value).startswith("object 1: point (40, 5) on frame 42 is outside the 32x32")
+    assert model.predictor.states == [] and not (tmp_path / "out").exists()
+
+
+def test_the_host_memory_given_is_logged(batch, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="sam2flow.segment")
+    segment(batch, tmp_path / "out", mem_mb=64_000)
+    assert "host memory given to this job: mem_mb=64000" in caplog.messages
