@@ -3,10 +3,13 @@
 import json
 import logging
 import os
+import re
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 
@@ -137,8 +140,6 @@ def test_the_lasting_manifest_plans_batches_until_the_video_or_batch_size_change
 
 
 def test_frames_are_written_at_the_jpeg_quality_asked_for(tmp_path):
-    import cv2
-
     video = write_video(tmp_path / "v.mp4", frames=3)
     cap = cv2.VideoCapture(str(video))
     first = cap.read()[1]
@@ -153,8 +154,6 @@ def test_frames_are_written_at_the_jpeg_quality_asked_for(tmp_path):
 
 def mounted(folder, options: str) -> None:
     """A tmpfs at ``folder`` (root only: else the test is skipped)."""
-    import subprocess
-
     folder.mkdir()
     if (
         os.geteuid() != 0
@@ -164,9 +163,6 @@ def mounted(folder, options: str) -> None:
 
 
 def test_a_disk_that_fills_while_extracting_names_the_frame_it_could_not_write(tmp_path):
-    import re
-    import subprocess
-
     video = write_video(tmp_path / "v.mp4", frames=40)
     mounted(tmp_path / "small", "size=48k")
     try:
@@ -182,8 +178,6 @@ def test_a_disk_that_fills_while_extracting_names_the_frame_it_could_not_write(t
 
 
 def test_a_read_only_disk_is_named_before_any_frame_is_decoded(tmp_path):
-    import subprocess
-
     video = write_video(tmp_path / "v.mp4", frames=4)
     mounted(tmp_path / "ro", "ro")
     try:
