@@ -180,10 +180,12 @@ def main() -> int:
         ws = workspace(group)
         start = time.perf_counter()
         run = [mutmut, "run", "--max-children", str(args.cores)]
-        subprocess.run(run, cwd=ws, env=env, stdout=subprocess.DEVNULL, check=True)
-        again = missed(ws, mutmut) if args.recheck else []
-        if again:
-            subprocess.run(run + again, cwd=ws, env=env, stdout=subprocess.DEVNULL, check=True)
+        # mutmut's progress, for a run that takes long: .mutation/<group>/mutmut.log
+        with open(ws / "mutmut.log", "w") as log:
+            subprocess.run(run, cwd=ws, env=env, stdout=log, check=True)
+            again = missed(ws, mutmut) if args.recheck else []
+            if again:
+                subprocess.run(run + again, cwd=ws, env=env, stdout=log, check=True)
         print(f"{group}: {time.perf_counter() - start:.0f} s", file=sys.stderr)
         dirs += ["--dir", str(ws)]
     return mutation_scores.main(["--target", str(args.target), *dirs])
