@@ -1,0 +1,54 @@
+"""The suite's own harness for mutation runs (``tests/conftest.py``): what it does to a
+mutant's pytest run, checked on a small project that copies the conftest."""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+CONFTEST = Path(__file__).with_name("conftest.py")
+
+
+def run_under(tmp_path: Path, mutant: str | None, sleep: float) -> subprocess.CompletedProcess:
+    """pytest on one test that sleeps ``sleep`` s, recorded by mutmut at 0.01 s."""
+    shutil.copy(CONFTEST, tmp_path / "conftest.py")
+    (tmp_path / "test_one.py").write_text(
+        f"import time\n\ndef test_sleeps():\n    time.sleep({sleep})\n"
+    )
+    stats = {"duration_by_test": {"test_one.py::test_sleeps": 0.01}}
+    (tmp_path / "mutmut-stats.json").write_text(json.dumps(stats))
+    env = {k: v for k, v in os.environ.items() if k != "MUTANT_UNDER_TEST"}
+    if mutant is not None:
+        env["MUTANT_UNDER_TEST"] = mutant
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir=."]
+        + ["-o", "addopts=", "test_one.py"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_mutant_that_makes_a_test_hang_fails_it_at_five_times_its_clean_time(tmp_path):
+    out = run_under(tmp_path, "sam2flow.frames.x_write_jpeg__mutmut_3", sleep=60)
+    assert out.returncode == 1, out.stdout
+    assert "hung: still running after 1.1 s (5x its clean time + 1 s)" in out.stdout
+
+
+@pytest.mark.parametrize("mutant", [None, "stats", ""])
+def test_without_a_mutant_a_test_takes_the_time_it_needs(tmp_path, mutant):
+    out = run_under(tmp_path, mutant, sleep=1.5)
+    assert out.returncode == 0, out.stdout
+
+
+def test_what_collection_imported_is_left_out_of_garbage_collection():
+    assert gc.get_freeze_count() > 0
