@@ -306,6 +306,13 @@ def sam2flow_masks(model, folder, out, frame, points=None, box=None, decoder="sa
 @pytest.fixture(scope="session")
 def tiny_model():
     """The real SAM 2.1 tiny model with random weights at image size 256 on the CPU."""
+    return _tiny_model()
+
+
+@functools.cache
+def _tiny_model():
+    """Built once per process: mutmut's forked children inherit the one its clean run built
+    (1.4 s each otherwise)."""
     from sam2flow.models import build_model
 
     return build_model("sam2.1_hiera_tiny", "random", image_size=256, device="cpu")

@@ -3,6 +3,8 @@ small files written here, each test through the keypoints, prompt or error it gi
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -255,6 +257,9 @@ def test_an_anchor_must_prompt_every_object_of_the_batch(tmp_path):
     "text, message",
     [
         ("scorer,D,D\nbodyparts,a,a\ncoords,x,y\n0,1,2,3,4\n", "cannot parse CSV ("),
+        # pandas ends this one with a newline: the message is still one line
+        ("scorer,D,D\nbodyparts,a,a\ncoords,x,y\n0,1,2\n1,1,2,3,4\n", "cannot parse CSV (Error "
+         "tokenizing data. C error: Expected 3 fields in line 5, saw 5): {path}: export it again"),
         ("x\n", "line 1 starts with 'x', not 'scorer': not a DeepLabCut CSV: {path}: "
          "give a DeepLabCut prediction or label file (3 or 4 header rows)"),
         ("scorer,D\nfoo,a\nbar,x\n", "unexpected header rows ['scorer', 'foo', 'bar']: expected "
@@ -272,6 +277,7 @@ def test_each_dlc_error_is_one_line_with_the_file_and_the_fix(tmp_path, text, me
     with pytest.raises(UserError) as info:
         read_dlc(path)
     assert str(info.value).startswith(message.format(path=path))
+    assert "\n" not in str(info.value)
     if message.startswith("cannot parse CSV"):
         assert str(info.value).endswith(f": {path}: export it again")
 
@@ -301,3 +307,87 @@ def test_an_anchor_needs_only_the_objects_of_the_prompt(tmp_path):
     prompt = dlc_batch_prompt(read_dlc(write_two_animals(tmp_path / "m.csv", rows)), [0, 1, 2])
     assert prompt.frame == 0 and sorted(prompt.objects) == [1]
     assert sorted(prompt.anchors) == [1]
+
+
+def h5_table(path, columns, names, key="df_with_missing", values=((1.0, 2.0, 0.9),)):
+    """A DeepLabCut-like HDF5 table (PyTables), one row per entry of ``values``."""
+    pytest.importorskip("tables")
+    cols = pd.MultiIndex.from_tuples(columns, names=names)
+    pd.DataFrame(list(values), columns=cols).to_hdf(path, key=key)
+    return path
+
+
+SNOUT = [("DLC", "snout", c) for c in ("x", "y", "likelihood")]
+LEVELS = ["scorer", "bodyparts", "coords"]
+
+
+def test_reading_an_h5_file_leaves_it_untouched(tmp_path):
+    """Snakemake reruns whatever is newer than its outputs: reading must not touch it."""
+    path = h5_table(tmp_path / "p.h5", SNOUT, LEVELS)
+    before = path.stat().st_mtime_ns
+    read_dlc(path)
+    assert path.stat().st_mtime_ns == before
+
+
+def test_an_h5_file_with_several_tables_reads_df_with_missing(tmp_path):
+    tail = [("DLC", "tail", c) for c in ("x", "y")]
+    path = h5_table(tmp_path / "p.h5", tail, LEVELS, key="a_first", values=[(5.0, 6.0)])
+    h5_table(path, SNOUT, LEVELS)  # listed after "a_first"
+    assert read_dlc(path).bodyparts == ["snout"]
+
+
+def test_an_h5_file_whose_one_table_has_another_name_reads_it(tmp_path):
+    path = h5_table(tmp_path / "p.h5", SNOUT, LEVELS, key="df")
+    assert read_dlc(path).xyl[0, 0, 0].tolist() == pytest.approx([1, 2, 0.9])
+
+
+def test_an_h5_file_pandas_cannot_read_is_one_line(tmp_path):
+    pytest.importorskip("tables")
+    path = tmp_path / "p.h5"
+    path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 64)
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    assert re.fullmatch(rf"cannot read HDF5 table \(.+\): {path}: export it again", str(info.value))
+
+
+@pytest.mark.parametrize(
+    "names, shown",
+    [
+        (["scorer", None, "coords"], "['scorer', '', 'coords']"),
+        (["scorer", "bodyparts", "what"], "['scorer', 'bodyparts', 'what']"),
+    ],
+)
+def test_an_h5_table_without_bodyparts_or_coords_levels_is_named(tmp_path, names, shown):
+    path = h5_table(tmp_path / "p.h5", SNOUT, names)
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    assert str(info.value) == (
+        f"columns have levels {shown}, expected bodyparts and coords: {path}: "
+        "export the file again from DeepLabCut"
+    )
+
+
+def test_a_file_with_no_coordinate_columns_lacks_x_and_y(tmp_path):
+    path = tmp_path / "x.csv"
+    path.write_text("scorer\nbodyparts\ncoords\n0\n1\n")
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    assert str(info.value) == (
+        f"coords (header line 3) lack x and y: {path}: "
+        "export the file again from DeepLabCut (coords x, y and likelihood)"
+    )
+
+
+def test_a_cell_that_is_not_a_number_is_a_missing_point(tmp_path):
+    kp = read_dlc(write_csv(tmp_path / "a.csv", [[1, "n/a", 0.9, 3, 4, 0.5]]))
+    assert np.isnan(kp.xyl[0, 0, 0, 1]) and kp.xyl[0, 0, 1].tolist() == pytest.approx([3, 4, 0.5])
+
+
+def test_a_label_with_y_but_no_x_is_not_a_labelled_point(tmp_path):
+    kp = read_dlc(write_csv(tmp_path / "l.csv", [[None, 2, 3, 4]], likelihood=False))
+    assert kp.xyl[0, 0, :, 2].tolist() == [0.0, 1.0]
+
+
+def test_a_point_whose_y_is_missing_is_not_a_prompt_point(tmp_path):
+    kp = read_dlc(write_csv(tmp_path / "a.csv", [[1, None, 0.9, 3, 4, 0.9]]))
+    assert dlc_batch_prompt(kp, [0]).objects[1].points.tolist() == [[3, 4]]

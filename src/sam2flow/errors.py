@@ -25,6 +25,20 @@ class UserError(Exception):
         super().__init__(": ".join(parts))
 
 
+def brief(exc: BaseException) -> str:
+    """A library's error in one line, to quote in a ``UserError``: its last line, where
+    HDF5 puts the conclusion after a back trace of 40 lines (pandas ends its parser errors
+    with a newline).
+
+    >>> brief(OSError("HDF5 error back trace\\n\\n  File ...\\n\\nUnable to open file 'a.h5'"))
+    "Unable to open file 'a.h5'"
+    >>> brief(ValueError("Expected 3 fields in line 5, saw 5\\n")), brief(KeyError())
+    ('Expected 3 fields in line 5, saw 5', 'KeyError')
+    """
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    return lines[-1] if lines else type(exc).__name__
+
+
 def or_exit(call, *args):
     """``call(*args)``, for code Snakemake runs while it reads the workflow: a ``UserError``
     there becomes one line and exit status 1, not Snakemake's traceback."""

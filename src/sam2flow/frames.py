@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_path, user_write_error, write_text
-from .errors import UserError
+from .errors import UserError, brief
 
 if TYPE_CHECKING:  # torch only where frames become model input: extraction starts fast
     import torch
@@ -638,7 +638,7 @@ class FrameSource:
             return self._decode(self.paths[index], self.image_size)
         except (OSError, SyntaxError) as exc:  # PIL: unreadable or truncated file
             raise UserError(
-                f"cannot read frame ({exc})", self.paths[index], "extract the frames again"
+                f"cannot read frame ({brief(exc)})", self.paths[index], "extract the frames again"
             ) from exc
 
     def __getitem__(self, index: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from .errors import UserError
+from .errors import UserError, brief
 
 LAYOUT = "sam2flow-masks-1"
 _READ_BLOCK = 256  # frames read at once when streaming: bounded memory, few h5py calls
@@ -72,7 +72,7 @@ def _open(path: str | Path):
         f = h5py.File(path, "r")
     except OSError as exc:
         raise UserError(
-            f"cannot read the mask file ({exc})", path, "merge the video again"
+            f"cannot read the mask file ({brief(exc)})", path, "merge the video again"
         ) from exc
     if f.attrs.get("layout") != LAYOUT:
         f.close()

@@ -25,7 +25,7 @@ import pandas as pd
 
 from . import maskfile
 from .atomic import atomic_path, write_text
-from .errors import UserError
+from .errors import UserError, brief
 from .maskfile import MaskFileWriter
 from .record import FRAME_STATUSES, check_record
 
@@ -291,7 +291,9 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
                 ends[d] = int(data["frames"][-1])
         except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
             raise UserError(
-                f"cannot read batch masks ({exc})", d / "masks.npz", "segment that batch again"
+                f"cannot read batch masks ({brief(exc)})",
+                d / "masks.npz",
+                "segment that batch again",
             ) from exc
     check_one_video([m[1] for m in metas])
     metas.sort()

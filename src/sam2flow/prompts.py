@@ -19,7 +19,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .errors import UserError
+from .errors import UserError, brief
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,9 @@ def _read_table(path: Path) -> pd.DataFrame:
                 key = "df_with_missing" if "/df_with_missing" in keys else keys[0]
                 return store[key]
         except Exception as exc:
-            raise UserError(f"cannot read HDF5 table ({exc})", path, "export it again") from exc
+            raise UserError(
+                f"cannot read HDF5 table ({brief(exc)})", path, "export it again"
+            ) from exc
     if path.suffix.lower() != ".csv":
         raise UserError("unknown prompt file type", path, "give a DeepLabCut .csv or .h5 file")
     rows = _header_rows(path)
@@ -154,7 +156,7 @@ def _read_table(path: Path) -> pd.DataFrame:
             [line[index_cols:] for line in header], names=[line[0] for line in header]
         )
     except Exception as exc:
-        raise UserError(f"cannot parse CSV ({exc})", path, "export it again") from exc
+        raise UserError(f"cannot parse CSV ({brief(exc)})", path, "export it again") from exc
     return table
 
 
@@ -194,8 +196,6 @@ def read_dlc(path: str | Path) -> Keypoints:
     xyl = np.full((len(table), len(individuals), len(bodyparts), 3), np.nan, dtype=np.float32)
     for col in cols:
         ind = individuals.index(col[levels["individuals"]]) if "individuals" in levels else 0
-        if ind < 0 or col[levels["bodyparts"]] not in bodyparts:
-            continue
         bp = bodyparts.index(col[levels["bodyparts"]])
         coord = {"x": 0, "y": 1, "likelihood": 2}.get(col[levels["coords"]])
         if coord is not None:
@@ -484,5 +484,5 @@ def last_masks(masks_npz: str | Path) -> tuple[int, list[int], np.ndarray, list[
             )
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
         raise UserError(
-            f"cannot read the carried masks ({exc})", masks_npz, "rerun the previous batch"
+            f"cannot read the carried masks ({brief(exc)})", masks_npz, "rerun the previous batch"
         ) from exc

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .errors import UserError
+from .errors import UserError, brief
 
 COLUMNS = ("video", "path", "prompts", "points", "box", "mask", "prompt_frame")
 REQUIRED = ("video", "path")
@@ -33,7 +33,9 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     try:
         table = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
     except (ValueError, pd.errors.ParserError) as exc:
-        raise UserError(f"cannot read the sample sheet ({exc})", path, "save it as TSV") from exc
+        raise UserError(
+            f"cannot read the sample sheet ({brief(exc)})", path, "save it as TSV"
+        ) from exc
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
         raise UserError(
