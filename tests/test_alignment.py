@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import random
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -148,14 +149,29 @@ class IndexPredictor:
             yield idx, obj_ids, logits_for(seen, tuple(obj_ids), state["poison"])
 
 
+class Pool:
+    """Up to MAX_FRAMES frames, each showing its own index, each written the first time a
+    test asks for it: the fixed cases need a few hundred, and a mutation run sets the pool
+    up again for every mutant (all 2,000 took 3.8 s of each mutant's run)."""
+
+    def __init__(self, folder: Path):
+        self.folder = folder
+
+    def link(self, frame: int, dest: Path) -> None:
+        """Hard-link frame ``frame`` to ``dest``, writing it first if no test has yet
+        (atomically: the 1,000-configuration test's workers share the pool)."""
+        path = self.folder / frame_file(frame)
+        if not path.exists():
+            image = np.repeat(blocks(frame)[:, :, None], 3, axis=2).astype(np.uint8) * 255
+            part = path.with_name(f"{path.stem}.{os.getpid()}.part.jpg")
+            cv2.imwrite(str(part), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
+            os.replace(part, path)
+        os.link(path, dest)
+
+
 @pytest.fixture(scope="module")
-def pool(tmp_path_factory):
-    """MAX_FRAMES frames, each showing its own index."""
-    folder = tmp_path_factory.mktemp("pool")
-    for i in range(MAX_FRAMES):
-        image = np.repeat(blocks(i)[:, :, None], 3, axis=2).astype(np.uint8) * 255
-        cv2.imwrite(str(folder / frame_file(i)), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-    return folder
+def pool(tmp_path_factory) -> Pool:
+    return Pool(tmp_path_factory.mktemp("pool"))
 
 
 def random_config(rng: random.Random) -> dict:
@@ -212,7 +228,7 @@ def run_config(cfg: dict, pool, folder, model) -> dict:
         name, last = batch_name(b), min(first + size, n) - 1
         (root / name).mkdir(parents=True)
         for f in range(first, last + 1):
-            os.link(pool / frame_file(f), root / name / frame_file(f))
+            pool.link(f, root / name / frame_file(f))
         batches[name] = [first, last]
     manifest = Extraction("index.mp4", n, SIZE, SIZE, 30.0, size, 95, batches)
     (root / MANIFEST).write_text(manifest.to_json())
@@ -363,7 +379,7 @@ def segment_400(pool, folder, prompted: dict[int, float], objects: int, monkeypa
     frames = folder / "frames" / batch_name(0)
     frames.mkdir(parents=True)
     for f in range(400):
-        os.link(pool / frame_file(f), frames / frame_file(f))
+        pool.link(f, frames / frame_file(f))
     csv = dlc_file(folder / "dlc.csv", 400, prompted, objects)
     monkeypatch.setenv("SAM2FLOW_INJECT_OOM", oom)
     model = LoadedModel(
@@ -445,7 +461,7 @@ def test_every_frame_is_written_once_with_chunks_of_one_frame(pool, tmp_path, mo
     frames = tmp_path / "frames" / batch_name(0)
     frames.mkdir(parents=True)
     for f in range(30):
-        os.link(pool / frame_file(f), frames / frame_file(f))
+        pool.link(f, frames / frame_file(f))
     monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=1")
     model = LoadedModel(IndexPredictor({12}), "stand-in", "random", SIZE, torch.device("cpu"), None)
     memory = GuardConfig(min_chunk=1, adaptive_batch_size=False, monitoring=False)
