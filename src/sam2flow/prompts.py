@@ -58,7 +58,8 @@ class BatchPrompt:
 
 @dataclass
 class Keypoints:
-    """DeepLabCut keypoints: ``xyl`` is frames x individuals x bodyparts x (x, y, likelihood)."""
+    """DeepLabCut keypoints: ``xyl`` is frames x individuals x bodyparts x (x, y, likelihood),
+    float32 (a long video's keypoints in half the memory of float64)."""
 
     path: str
     frames: np.ndarray  # global frame index of each row
