@@ -1,5 +1,6 @@
 """Frame extraction into JPEG batches, and the lazy frame source."""
 
+import errno
 import json
 import logging
 import os
@@ -175,6 +176,26 @@ def test_a_disk_that_fills_while_extracting_names_the_frame_it_could_not_write(t
         r"\d{7}\.jpg: free disk space \(or point results elsewhere\) and run again",
         str(err.value),
     ), str(err.value)
+
+
+def test_a_batch_folder_the_disk_has_no_room_for_is_named(tmp_path, monkeypatch):
+    """The disk fills just as the second batch's folder is made (injected: a real small
+    disk fills at a JPEG first)."""
+    video = write_video(tmp_path / "v.mp4", frames=30)
+    make_dir = Path.mkdir
+
+    def full_at_batch_1(self, *args, **kwargs):
+        if self.name == ".0001.tmp":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return make_dir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", full_at_batch_1)
+    with pytest.raises(UserError) as err:
+        extract_batches(video, tmp_path / "frames", batch_size=10)
+    assert str(err.value) == (
+        f"cannot write (No space left on device): {tmp_path}/frames/.0001.tmp: "
+        "free disk space (or point results elsewhere) and run again"
+    )
 
 
 def test_a_read_only_disk_is_named_before_any_frame_is_decoded(tmp_path):
