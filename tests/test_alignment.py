@@ -11,6 +11,7 @@ equivalence tests compare against SAM 2's own masks.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import math
@@ -158,14 +159,17 @@ class Pool:
         self.folder = folder
 
     def link(self, frame: int, dest: Path) -> None:
-        """Hard-link frame ``frame`` to ``dest``, writing it first if no test has yet
-        (atomically: the 1,000-configuration test's workers share the pool)."""
+        """Hard-link frame ``frame`` to ``dest``, writing it first if no test has yet. The
+        1,000-configuration test's workers share the pool: the first to write a frame
+        keeps it (a frame renamed over while another worker links it gave ENOENT)."""
         path = self.folder / frame_file(frame)
         if not path.exists():
             image = np.repeat(blocks(frame)[:, :, None], 3, axis=2).astype(np.uint8) * 255
             part = path.with_name(f"{path.stem}.{os.getpid()}.part.jpg")
             cv2.imwrite(str(part), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            os.replace(part, path)
+            with contextlib.suppress(FileExistsError):
+                os.link(part, path)
+            part.unlink()
         os.link(path, dest)
 
 
