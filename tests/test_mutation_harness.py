@@ -16,13 +16,15 @@ import pytest
 CONFTEST = Path(__file__).with_name("conftest.py")
 
 
-def run_under(tmp_path: Path, mutant: str | None, sleep: float) -> subprocess.CompletedProcess:
-    """pytest on one test that sleeps ``sleep`` s, recorded by mutmut at 0.01 s."""
+SPIN = "end = time.process_time() + {}\n    while time.process_time() < end:\n        pass"
+
+
+def run_under(tmp_path: Path, mutant: str | None, body: str) -> subprocess.CompletedProcess:
+    """pytest on one test, ``body``, recorded by mutmut at 0.01 s, under ``mutant``
+    (``None``: no mutmut at all)."""
     shutil.copy(CONFTEST, tmp_path / "conftest.py")
-    (tmp_path / "test_one.py").write_text(
-        f"import time\n\ndef test_sleeps():\n    time.sleep({sleep})\n"
-    )
-    stats = {"duration_by_test": {"test_one.py::test_sleeps": 0.01}}
+    (tmp_path / "test_one.py").write_text(f"import time\n\ndef test_one():\n    {body}\n")
+    stats = {"duration_by_test": {"test_one.py::test_one": 0.01}}
     (tmp_path / "mutmut-stats.json").write_text(json.dumps(stats))
     env = {k: v for k, v in os.environ.items() if k != "MUTANT_UNDER_TEST"}
     if mutant is not None:
@@ -38,15 +40,23 @@ def run_under(tmp_path: Path, mutant: str | None, sleep: float) -> subprocess.Co
     )
 
 
-def test_a_mutant_that_makes_a_test_hang_fails_it_at_five_times_its_clean_time(tmp_path):
-    out = run_under(tmp_path, "sam2flow.frames.x_write_jpeg__mutmut_3", sleep=60)
+MUTANT = "sam2flow.frames.x_write_jpeg__mutmut_3"
+
+
+def test_a_mutant_that_makes_a_test_spin_fails_it_at_five_times_its_clean_time(tmp_path):
+    out = run_under(tmp_path, MUTANT, SPIN.format(60))
     assert out.returncode == 1, out.stdout
-    assert "hung: still running after 1.1 s (5x its clean time + 1 s)" in out.stdout
+    assert "hung: 1.1 s of CPU and still running (5x its clean time + 1 s)" in out.stdout
+
+
+def test_a_test_that_waits_is_not_taken_for_hung(tmp_path):
+    """Waiting (for a core, a file, a child) is not spinning: only CPU time counts."""
+    assert run_under(tmp_path, MUTANT, "time.sleep(2)").returncode == 0
 
 
 @pytest.mark.parametrize("mutant", [None, "stats", ""])
 def test_without_a_mutant_a_test_takes_the_time_it_needs(tmp_path, mutant):
-    out = run_under(tmp_path, mutant, sleep=1.5)
+    out = run_under(tmp_path, mutant, SPIN.format(1.5))
     assert out.returncode == 0, out.stdout
 
 
