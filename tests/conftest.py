@@ -125,8 +125,7 @@ def pytest_collection_finish(session):
     session: frozen, it is left out of every later garbage collection, the guard's cleanup
     after an OOM and pytest's own at exit (in a forked mutmut child, 0.45 s of the 0.7 s
     pytest took for one fast test)."""
-    if not os.environ.get("SAM2FLOW_NO_GC_FREEZE"):
-        gc.freeze()
+    gc.freeze()
 
 
 #: Under a mutant: each test's time limit (``hang_limit``), by node id.
