@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import gc
@@ -63,6 +64,15 @@ TROUBLESHOOTING_MET: set[str] = set()
 VIDEO_CACHE = Path(tempfile.gettempdir()) / "sam2flow-test-videos"
 
 
+def keep_first(part: Path, path: Path) -> None:
+    """Move a file just written (``part``) to ``path`` unless another process already put
+    one there: the first writer keeps it. Linked, not renamed over, since a hard link to
+    a file that is being renamed over fails with ENOENT."""
+    with contextlib.suppress(FileExistsError):
+        os.link(part, path)
+    part.unlink()
+
+
 @functools.cache
 def ffmpeg_version() -> str:
     return subprocess.run(["ffmpeg", "-version"], capture_output=True, text=True).stdout
@@ -80,7 +90,7 @@ def ffmpeg_video(path, frames: int, *vf: str, size: str = "160x120") -> str:
         VIDEO_CACHE.mkdir(exist_ok=True)
         part = made.with_name(f"{key}.{os.getpid()}.part{made.suffix}")
         subprocess.run(["ffmpeg", *args, "-y", str(part)], check=True)
-        os.replace(part, made)  # another process asking for it meanwhile made the same
+        keep_first(part, made)  # another process asking for it meanwhile made the same
     shutil.copyfile(made, path)  # a copy: tests change their video
     return str(path)
 

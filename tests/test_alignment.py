@@ -11,7 +11,6 @@ equivalence tests compare against SAM 2's own masks.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import math
@@ -33,6 +32,8 @@ from sam2flow.memory import GuardConfig
 from sam2flow.models import LoadedModel
 from sam2flow.outputs import FRAME_STATUSES, load_masks, merge_video
 from sam2flow.segment import segment_folder
+
+from conftest import keep_first
 
 SIZE = 32  # frames are 32 x 32: a 4 x 4 grid of 8 x 8 blocks, one bit each
 MAX_FRAMES = 2000
@@ -161,15 +162,13 @@ class Pool:
     def link(self, frame: int, dest: Path) -> None:
         """Hard-link frame ``frame`` to ``dest``, writing it first if no test has yet. The
         1,000-configuration test's workers share the pool: the first to write a frame
-        keeps it (a frame renamed over while another worker links it gave ENOENT)."""
+        keeps it (``keep_first``)."""
         path = self.folder / frame_file(frame)
         if not path.exists():
             image = np.repeat(blocks(frame)[:, :, None], 3, axis=2).astype(np.uint8) * 255
             part = path.with_name(f"{path.stem}.{os.getpid()}.part.jpg")
             cv2.imwrite(str(part), image, [cv2.IMWRITE_JPEG_QUALITY, 95])
-            with contextlib.suppress(FileExistsError):
-                os.link(part, path)
-            part.unlink()
+            keep_first(part, path)
         os.link(path, dest)
 
 
