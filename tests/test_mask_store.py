@@ -36,13 +36,15 @@ def test_each_frames_mask_is_where_its_logits_are_positive(store):
 
 
 def test_area_centroid_box_and_score_of_an_object(store):
-    store.put(10, logits_with([(2, 1, 5, 4), None], inside=2.0))  # holds pixel (4, 4)
+    logits = logits_with([(2, 1, 5, 4), None], inside=1.0)
+    logits[0, 0, 4, 4] = 2.0  # the one pixel of the box on the score's grid
+    store.put(10, logits)
     row = store.table().iloc[0]
     assert (row["frame"], row["object"], row["status"]) == (10, 3, "ok")
     assert [row[c] for c in ["area", "cx", "cy", "x0", "y0", "x1", "y1"]] == [
         16, 3.5, 2.5, 2, 1, 5, 4
     ]  # fmt: skip
-    # the score reads every 4th pixel of the logits: only (4, 4) of this box
+    # the score reads every 4th pixel of the logits, in rows and columns: only (4, 4) here
     assert row["score"] == pytest.approx(1 / (1 + np.exp(-2.0)))
 
 
@@ -51,6 +53,7 @@ def test_an_object_without_pixels_is_empty_with_area_0_and_no_box(store):
     row = store.table().iloc[1]
     assert (row["object"], row["status"], row["area"], row["score"]) == (7, "empty", 0, 0)
     assert np.isnan([row[c] for c in ["cx", "cy", "x0", "y0", "x1", "y1"]]).all()
+    assert not store.mask(10, 1).any()
 
 
 def test_marked_frames_keep_their_slot_with_an_empty_mask_and_their_status(store):
@@ -84,13 +87,33 @@ def test_the_score_is_the_mean_probability_inside_the_mask():
     assert mask_scores(logits) == pytest.approx([inside.mean(), 0.0])
 
 
+def test_each_objects_score_is_over_its_own_mask():
+    """Two objects of 1 and 3 pixels: each mean is over its own pixels, not all objects'."""
+    logits = np.full((2, 2, 2), -1.0, np.float32)
+    logits[0, 0, 0] = 2.0
+    logits[1, 1, :] = 4.0
+    logits[1, 0, 0] = 4.0
+    assert mask_scores(logits) == pytest.approx([1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(-4.0))])
+
+
+def test_masks_of_frames_whose_pixels_are_not_a_multiple_of_8_come_back_whole():
+    """5 x 7 = 35 pixels pack into 5 bytes with 5 bits of padding, which are not pixels."""
+    store = MaskStore([0], [1], 5, 7)
+    logits = torch.full((1, 1, 5, 7), -5.0)
+    logits[0, 0, 4, 2:] = 5.0  # the last row, up to the last pixel
+    store.put(0, logits)
+    assert np.array_equal(store.mask(0, 0), (logits[0, 0] > 0).numpy())
+
+
 @pytest.mark.parametrize(
     "frames, status, message",
     [
         ([4, 6, 6, 7], [["ok"]] * 4, r"frames not strictly increasing at \[6\]"),
         ([4, 3], [["ok"]] * 2, r"frames not strictly increasing at \[3\]"),
+        ([4] * 13, [["ok"]] * 13, r"strictly increasing at \[4, 4, 4, 4, 4, 4, 4, 4, 4, 4\]$"),
         ([4, 5], [["ok"]] * 3, "3 status rows for 2 frames"),
         ([4, 5, 6], [["ok", "ok"], ["ok", ""], ["x", "ok"]], r"known status: \[5, 6\]$"),
+        (list(range(12)), [[""]] * 12, r"known status: \[0, 1, 2, 3, 4, 5, 6, 7, 8, 9\]$"),
     ],
 )
 def test_slots_out_of_order_missing_or_unfilled_fail_loudly(frames, status, message):

@@ -16,6 +16,7 @@ import torch
 from sam2flow import maskfile
 from sam2flow.errors import UserError
 from sam2flow.outputs import (
+    COLUMNS,
     MaskStore,
     load_masks,
     merge_video,
@@ -224,16 +225,25 @@ def test_a_missing_batch_is_refused_naming_the_frames_no_batch_holds(tmp_path):
     )
 
 
-def test_batches_of_different_frame_sizes_are_refused(tmp_path):
-    write_batch(tmp_path / "a", list(range(0, 5)), [1])
-    write_batch(tmp_path / "b", list(range(5, 10)), [1])
-    with np.load(tmp_path / "b" / "masks.npz") as data:
+def narrowed(batch, width: int) -> None:
+    """Make ``batch``'s masks ``width`` pixels wide (of another video)."""
+    with np.load(batch / "masks.npz") as data:
         arrays = dict(data)
-    arrays["shape"] = np.asarray([5, 1, H, W // 2])
-    arrays["masks"] = arrays["masks"][:, :, : H * W // 16]
-    np.savez_compressed(tmp_path / "b" / "masks.npz", **arrays)
+    arrays["shape"] = np.asarray([*arrays["shape"][:3], width])
+    arrays["masks"] = arrays["masks"][:, :, : H * width // 8]
+    np.savez_compressed(batch / "masks.npz", **arrays)
+
+
+@pytest.mark.parametrize("batches", ["ab", "abc"])
+def test_batches_of_different_frame_sizes_are_refused(tmp_path, batches):
+    """Three sizes name the first two, like two."""
+    for k, name in enumerate(batches):
+        write_batch(tmp_path / name, list(range(5 * k, 5 * k + 5)), [1])
+    narrowed(tmp_path / "b", W // 2)
+    if "c" in batches:
+        narrowed(tmp_path / "c", W // 4)
     with pytest.raises(UserError) as err:
-        merge_video([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+        merge_video([tmp_path / name for name in batches], tmp_path / "merged")
     assert str(err.value) == (
         f"batches {tmp_path / 'a'} and {tmp_path / 'b'} differ in frame size "
         f"({W}x{H} and {W // 2}x{H}): {tmp_path / 'b'}: merge the batches of one video only"
@@ -267,6 +277,24 @@ def test_a_batch_archive_whose_masks_do_not_fit_its_frames_or_type_is_named(tmp_
     np.savez(tmp_path / "other" / "masks.npz", **dict(arrays, masks=arrays["masks"] * 1.0))
     with pytest.raises(UserError, match="float64 is not sam2flow's"):
         load_masks(tmp_path / "other" / "masks.npz")
+
+
+def test_batches_of_three_videos_are_refused_naming_the_first_two(tmp_path):
+    dirs = []
+    try:
+        for k, video in enumerate(["one.mp4", "two.mp4", "three.mp4"]):
+            dirs.append(tmp_path / video.split(".")[0])
+            write_batch(dirs[-1], list(range(5 * k, 5 * k + 5)), [1])
+            (dirs[-1] / "memory.json").write_text(json.dumps({"video": video}))
+        with pytest.raises(UserError) as err:
+            merge_video(dirs, tmp_path / "merged")
+    finally:
+        for d in dirs:
+            (d / "memory.json").unlink(missing_ok=True)
+    assert str(err.value) == (
+        f"batches of different videos: {dirs[0]} (one.mp4) and {dirs[1]} (two.mp4): "
+        f"{dirs[1]}: merge the batches of one video only"
+    )
 
 
 def test_batches_of_different_videos_are_refused_past_batches_without_a_record(tmp_path):
@@ -393,6 +421,7 @@ def test_the_merged_table_is_every_batch_row_in_frame_and_object_order(tmp_path)
     assert table[["frame", "object"]].values.tolist() == rows
     assert table.index.tolist() == list(range(len(rows)))
     tracks = pd.read_csv(tmp_path / "merged" / "tracks.csv")
+    assert list(tracks.columns) == COLUMNS  # no index column
     assert tracks[["frame", "object", "status"]].equals(table[["frame", "object", "status"]])
     status = maskfile.read_status(tmp_path / "merged" / "masks.h5")
     assert status[12].tolist() == ["skipped_oom", "skipped_oom"]  # padded slots keep it
@@ -402,3 +431,54 @@ def test_the_merged_table_is_every_batch_row_in_frame_and_object_order(tmp_path)
 def test_batches_sharing_one_frame_overlap(tmp_path):
     text = merge_error(tmp_path, [("a", list(range(0, 10)), [1]), ("b", list(range(9, 20)), [1])])
     assert text.startswith(f"batches {tmp_path / 'a'} and {tmp_path / 'b'} overlap (frames 9-9)")
+
+
+def test_a_batch_asked_for_no_frame_gives_the_types_a_video_file_gives(tmp_path, merged):
+    """Frames as int64 and masks as bool, also when none is asked for or none is held."""
+    write_batch(tmp_path / "one", list(range(5)), [1, 2])
+    for got in (read_masks(tmp_path / "one" / "masks.npz", [], [2]), read_masks(merged, [], [2])):
+        frames, objects, masks = got
+        assert (frames.dtype, frames.shape, objects.tolist()) == (np.int64, (0,), [2])
+        assert (masks.dtype, masks.shape) == (bool, (0, 1, H, W))
+
+
+def test_masks_of_an_odd_frame_size_come_back_whole_from_a_batch_and_its_video(tmp_path):
+    """5 x 7 = 35 pixels: the packed bytes hold 5 bits of padding, which are not pixels."""
+    frames, objects = [0, 1], [1]
+    expected = np.zeros((2, 1, 5, 7), bool)
+    expected[0, 0, 4, 2:] = True  # up to the last pixel
+    expected[1, 0, 0, 0] = expected[1, 0, 4, 6] = True
+    store = MaskStore(frames, objects, 5, 7)
+    for f in frames:
+        store.put(f, torch.from_numpy(np.where(expected[f], 5.0, -5.0)).float()[:, None])
+    write_batch_outputs(tmp_path / "0000", store, batch_record(frames, objects))
+    merge_video([tmp_path / "0000"], tmp_path / "merged")
+    for path in (tmp_path / "0000" / "masks.npz", tmp_path / "merged" / "masks.h5"):
+        assert np.array_equal(read_masks(path)[2], expected), path
+
+
+def test_a_video_merges_into_new_folders_and_again_over_its_outputs(tmp_path):
+    """A rerun (a batch segmented again, the overlay redone) merges over the last merge."""
+    out = tmp_path / "results" / "v"
+    write_batch(tmp_path / "0000", list(range(5)), [1])
+    merge_video([tmp_path / "0000"], out)
+    write_batch(tmp_path / "0001", list(range(5, 9)), [1])
+    merge_video([tmp_path / "0000", tmp_path / "0001"], out)
+    assert load_masks(out / "masks.h5")[0].tolist() == list(range(9))
+    assert pd.read_csv(out / "tracks.csv")["frame"].tolist() == list(range(9))
+
+
+def test_the_tables_write_six_significant_digits(tmp_path):
+    """Areas as integers and scores to 6 digits, in a batch's table and the video's, also
+    when a batch's table holds more (files a third the size; 6 digits place a centroid to
+    a hundredth of a pixel in an 8K frame)."""
+    write_batch_outputs(tmp_path / "a", filled_store([0, 1], [1]), batch_record([0, 1], [1]))
+    write_batch(tmp_path / "b", [2, 3], [1])  # a table written in full precision
+    merge_video([tmp_path / "a", tmp_path / "b"], tmp_path / "merged")
+    for table in (tmp_path / "a" / "frames.csv", tmp_path / "merged" / "tracks.csv"):
+        rows = table.read_text().splitlines()
+        assert rows[0] == ",".join(COLUMNS) and len(rows) > 2
+        for row in rows[1:]:
+            area, score_text = row.split(",")[3], row.split(",")[-1]
+            # 5.0 at every pixel of a mask: a score of 0.9933071490757153
+            assert (area, score_text) == (str(4 * H), "0.993307"), (table, row)

@@ -67,7 +67,7 @@ def written(path):
         return stream, frames
 
 
-@pytest.mark.parametrize("width, height", [(64, 48), (63, 47)])
+@pytest.mark.parametrize("width, height", [(64, 48), (63, 47), (64, 47), (63, 48)])
 def test_the_writer_makes_browser_playable_h264_of_any_frame_size(tmp_path, width, height):
     path = tmp_path / "overlay.part"  # atomic writes use names without .mp4
     grey = np.full((height, width, 3), 128, np.uint8)
@@ -116,31 +116,60 @@ def sheet_as_specified(video, masks: np.ndarray, h: int, w: int) -> np.ndarray:
     return sheet
 
 
-@pytest.mark.parametrize("frames, scale", [(30, 1), (7, 2)])
-def test_the_overlay_and_sheet_show_each_frames_masks_at_the_videos_rate(tmp_path, frames, scale):
-    """Masks at 48 x 64; the video at that size or twice it (its frames are scaled)."""
+def ffv1_video(path, frames: int, h: int, w: int, image=None):
+    """A losslessly coded video at 12 frames/s: ``image`` on every frame, or random ones."""
+    rng = np.random.default_rng(5)
+    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 12, (w, h))
+    for _ in range(frames):
+        out.write(rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if image is None else image)
+    out.release()
+    return path
+
+
+def mask_file(path, frames, masks: np.ndarray):
+    """``masks.h5`` holding ``masks`` (frames x 2 objects x H x W) for ``frames``."""
     from sam2flow.maskfile import MaskFileWriter
+
+    n, k, h, w = masks.shape
+    with MaskFileWriter(path, [1, 2], h, w) as writer:
+        packed = np.packbits(masks.reshape(n, k, -1), axis=-1)
+        writer.append(np.asarray(frames), packed, np.full((n, k), "ok"))
+    return path
+
+
+@pytest.mark.parametrize("frames, scale, h, w", [(30, 1, 48, 64), (7, 2, 48, 64), (5, 1, 47, 63)])
+def test_the_overlay_and_sheet_show_each_frames_masks_at_the_videos_rate(
+    tmp_path, frames, scale, h, w
+):
+    """Masks at 48 x 64 or 47 x 63 (pixels not a multiple of 8, odd sizes); the video at
+    that size or twice it (its frames are scaled)."""
     from sam2flow.outputs import render_overlay
 
-    h, w = 48, 64
-    rng = np.random.default_rng(5)
-    video = tmp_path / "v.avi"
-    out = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"FFV1"), 12, (w * scale, h * scale))
-    for _ in range(frames):
-        out.write(rng.integers(0, 256, (h * scale, w * scale, 3), dtype=np.uint8))
-    out.release()
+    video = ffv1_video(tmp_path / "v.avi", frames, h * scale, w * scale)
     masks = np.zeros((frames, 2, h, w), dtype=bool)
     for f in range(frames):
         masks[f, 0, 5 : 15 + f % 20, 10:30] = True
         masks[f, 1, 30:40, 2 * f % 60 : 2 * f % 60 + 4] = True
-    with MaskFileWriter(tmp_path / "masks.h5", [1, 2], h, w) as writer:
-        packed = np.packbits(masks.reshape(frames, 2, -1), axis=-1)
-        writer.append(np.arange(frames), packed, np.full((frames, 2), "ok"))
+    mask_file(tmp_path / "masks.h5", range(frames), masks)
     render_overlay(video, tmp_path / "masks.h5", tmp_path / "o.mp4", tmp_path / "s.png")
     sheet = cv2.imread(str(tmp_path / "s.png"))
     assert np.array_equal(sheet, sheet_as_specified(video, masks, h, w))
     stream, decoded = written(tmp_path / "o.mp4")
     assert len(decoded) == frames and stream.average_rate == 12
+
+
+def test_frames_before_the_first_masks_are_not_drawn_on(tmp_path):
+    """Masks from frame 3 of a grey 6-frame video: frames 0-2 stay grey under the label."""
+    from sam2flow.outputs import render_overlay
+
+    video = ffv1_video(tmp_path / "v.avi", 6, 48, 64, np.full((48, 64, 3), 90, np.uint8))
+    masks = np.zeros((3, 2, 48, 64), dtype=bool)
+    masks[:, 0, 30:, :] = True
+    mask_file(tmp_path / "masks.h5", [3, 4, 5], masks)
+    render_overlay(video, tmp_path / "masks.h5", tmp_path / "o.mp4", tmp_path / "s.png")
+    _, decoded = written(tmp_path / "o.mp4")
+    change = [int(np.abs(img[34:44, 4:60].astype(int) - 90).max()) for img in decoded]
+    assert max(change[:3]) <= 6 and min(change[3:]) >= 40, change
 
 
 class Capture:

@@ -194,7 +194,7 @@ def write_batch_outputs(out_dir: str | Path, store: MaskStore, record: dict) -> 
             )
     with atomic_path(out / "frames.csv") as tmp:
         store.table().to_csv(tmp, index=False, float_format="%.6g")
-    write_text(out / "memory.json", json.dumps(record, indent=1, default=str))
+    write_text(out / "memory.json", json.dumps(record, indent=1))
 
 
 def load_masks(path: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
