@@ -254,6 +254,21 @@ def test_the_manifest_holds_the_videos_frame_rate_and_declared_count(tmp_path):
     assert (done.fps, done.frames, done.declared_frames) == (25.0, 30, 30)
 
 
+@needs_ffmpeg
+def test_a_stream_without_a_frame_count_is_extracted_whole_its_count_unknown(tmp_path):
+    """Matroska written through a pipe, as a recording cut off before its end: it declares
+    no frame count (OpenCV reports a large negative number)."""
+    args = ["-v", "error", "-f", "lavfi", "-i", "testsrc2=size=64x48:rate=10", "-frames:v", "12"]
+    with open(tmp_path / "v.mkv", "wb") as stream:
+        subprocess.run(
+            ["ffmpeg", *args, "-c:v", "libx264", "-f", "matroska", "-"], stdout=stream, check=True
+        )
+    done = extract_batches(tmp_path / "v.mkv", tmp_path / "out", batch_size=5, workers=2)
+    assert (done.frames, done.declared_frames) == (12, None)
+    manifest = json.loads((tmp_path / "out" / "frames.json").read_text())
+    assert (manifest["frames"], manifest["declared_frames"]) == (12, None)
+
+
 def test_an_unreadable_earlier_manifest_is_replaced(tmp_path):
     video = write_video(tmp_path / "v.mp4", frames=4)
     for damaged in ("not json", "[1, 2]", "{}"):

@@ -202,7 +202,10 @@ def extract_batches(
         raise (user_write_error(exc, out) or exc) from exc
     _remove_own_batches(out)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-    declared = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0) or None
+    # A stream without an index (a recording cut off, a raw stream) declares no count:
+    # OpenCV reports 0, or a large negative number
+    count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+    declared = int(count) if count >= 1 else None
     height, width = img.shape[:2]
     done = None
     if workers > 1 and declared:
