@@ -269,6 +269,22 @@ def test_a_stream_without_a_frame_count_is_extracted_whole_its_count_unknown(tmp
     assert (manifest["frames"], manifest["declared_frames"]) == (12, None)
 
 
+def test_a_range_of_one_frame_inside_a_batch_is_written_into_that_batchs_folder(tmp_path):
+    """A worker's range may start inside a batch and end one frame later: the batch's
+    temporary folder is made for that first frame, not for the next one."""
+    from sam2flow.frames import _tmp_name, frame_file, open_video, write_range
+
+    cap = open_video(write_video(tmp_path / "v.mp4", frames=3))
+    (tmp_path / "out").mkdir()
+    try:
+        n, _, after = write_range(cap, cap.read()[1], tmp_path / "out", 5, 1, 4, 95)
+    finally:
+        cap.release()
+    assert n == 1 and after is not None  # the frame after the range, decoded for the next
+    written = [p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.jpg")]
+    assert written == [Path(_tmp_name("0001"), frame_file(5))]
+
+
 def test_an_unreadable_earlier_manifest_is_replaced(tmp_path):
     video = write_video(tmp_path / "v.mp4", frames=4)
     for damaged in ("not json", "[1, 2]", "{}"):
