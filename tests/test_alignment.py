@@ -203,9 +203,9 @@ def prompt_frames(cfg: dict) -> dict[int, float]:
     return frames | {cfg["prompt_frame"]: 1.0}
 
 
-def dlc_file(path, frames: int, prompted: dict[int, float], objects: int):
+def dlc_file(path, frames: int, prompted: dict[int, float], objects: int, xy=lambda f: (16, 16)):
     """A multi-animal DeepLabCut prediction file with usable points on ``prompted`` frames
-    (frame -> likelihood) only."""
+    (frame -> likelihood) only, at ``xy(frame)``."""
     header = [
         ",".join(["scorer"] + ["s"] * 3 * objects),
         ",".join(["individuals"] + [f"animal{k}" for k in range(objects) for _ in range(3)]),
@@ -214,7 +214,8 @@ def dlc_file(path, frames: int, prompted: dict[int, float], objects: int):
     ]
     rows = [
         ",".join(
-            [str(f)] + (["16", "16", str(prompted[f])] if f in prompted else ["", "", ""]) * objects
+            [str(f)]
+            + ([*map(str, xy(f)), str(prompted[f])] if f in prompted else ["", "", ""]) * objects
         )
         for f in range(frames)
     ]

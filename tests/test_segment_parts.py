@@ -20,11 +20,13 @@ from sam2flow.memory import GuardConfig
 from sam2flow.models import RANDOM_WEIGHTS_WARNING, LoadedModel
 from sam2flow.prompts import BatchPrompt
 from sam2flow.segment import (
+    BatchJob,
     BatchSkipped,
     lazy_frames,
     memory_window,
     peak_rss_bytes,
     prompt_reaches,
+    segment_batch,
     segment_folder,
 )
 
@@ -199,7 +201,7 @@ def test_a_progress_bar_counts_the_batchs_frames_when_asked(batch, tmp_path, cap
     assert "batch 0001" not in capsys.readouterr().err
     segment(batch, tmp_path / "out", progress=True)
     err = capsys.readouterr().err
-    assert "batch 0001" in err and "40/40" in err and "frame" in err
+    assert "batch 0001" in err and "40/40" in err and "frame/s]" in err
 
 
 def test_the_memory_window_is_the_longest_look_back():
@@ -394,3 +396,155 @@ def test_the_host_memory_given_is_logged(batch, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="sam2flow.segment")
     segment(batch, tmp_path / "out", mem_mb=64_000)
     assert "host memory given to this job: mem_mb=64000" in caplog.messages
+
+
+@pytest.mark.parametrize("prompt_frame, restart", [(42, 50), (70, 41)])
+@pytest.mark.parametrize("min_chunk", [1, 2])
+def test_after_a_skip_work_starts_again_on_the_next_frame_with_its_own_points(
+    batch, tmp_path, monkeypatch, min_chunk, prompt_frame, restart
+):
+    """DeepLabCut points on frames 50, 60, 70 and the prompt's and the restart's, each at
+    its own place; frames 45-47 run out of memory at every level. Past them (forward from
+    42, or backward from 70) work starts again on the next frame with points, with that
+    frame's points, in chunks of one or two frames (backward: frames 41 and 40 left);
+    only frames between two frames with points are skipped."""
+    from test_alignment import dlc_file
+
+    prompted = dict.fromkeys([restart, 50, 60, 70], 0.9) | {prompt_frame: 1.0}
+    csv = dlc_file(tmp_path / "dlc.csv", 120, prompted, 1, xy=lambda f: (f % 32, 5))
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "frames=45-47")
+    model = stand_in(prompted)
+    memory = GuardConfig(min_chunk=min_chunk, **QUIET)
+    record = segment(
+        batch, tmp_path / "out", model, None, dict(prompts_file=str(csv)), memory=memory
+    )
+    points = {seen: p.tolist() for seen, _, p, *_ in model.predictor.prompted if p is not None}
+    assert {prompt_frame, restart} <= set(points)
+    assert all(xy == [[seen % 32, 5]] for seen, xy in points.items()), points
+    skipped = [f for lo, hi in record["skipped_ranges"] for f in range(lo, hi + 1)]
+    between = set(range(min(prompt_frame, restart) + 1, 50))
+    assert set(range(45, 48)) <= set(skipped) <= between, record["skipped_ranges"]
+    assert record["frame_status"] == {"ok": 40 - len(skipped), "skipped_oom": len(skipped)}
+
+
+def test_a_skip_to_the_batchs_end_leaves_the_frame_below_the_prompt(batch, tmp_path, monkeypatch):
+    """The prompt on the batch's second frame, 41; frames 70-75 fail at every level and no
+    frame after them has a prompt: frame 40 is still segmented, backward from the prompt."""
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "frames=70-75")
+    memory = GuardConfig(min_chunk=2, **QUIET)
+    record = segment(batch, tmp_path / "out", stand_in([41]), 41, memory=memory)
+    assert record["skipped_ranges"][-1][1] == 79 and record["skipped_ranges"][0][0] >= 60
+    with np.load(tmp_path / "out" / "masks.npz") as data:
+        assert data["status"][0].tolist() == ["ok"] and data["frames"][0] == 40
+
+
+def test_a_records_times_are_in_milliseconds_and_its_rate_is_logged(batch, tmp_path, caplog):
+    """A clock that moves 0.123456 s at each reading: seconds and frames/s keep 3 decimals,
+    and the log line says the record's rate."""
+    import itertools
+    import time
+
+    caplog.set_level(logging.INFO, logger="sam2flow.segment")
+    ticks = itertools.count()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(time, "perf_counter", lambda: next(ticks) * 0.123456)
+        record = segment(batch, tmp_path / "out")
+    seconds, rate = record["seconds"], record["frames_per_second"]
+    assert seconds == round(seconds, 3) and seconds > 0
+    assert isinstance(rate, float) and rate == round(rate, 3)
+    assert rate == pytest.approx(40 / seconds, rel=1e-3)
+    assert f"batch 0001: ok, 40 frames in {seconds:.1f} s ({rate:.2f} frames/s)" in caplog.messages
+
+
+def test_peak_rss_is_the_kernels_high_water_mark_in_bytes():
+    """Linux gives KiB (``VmHWM``); a forked process may differ from it by a few pages."""
+    import re
+    from pathlib import Path
+
+    status = Path("/proc/self/status")
+    if not status.exists():
+        pytest.skip("needs Linux's /proc")
+    peak = peak_rss_bytes()
+    hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status.read_text())[1]) * 1024
+    assert abs(peak / hwm - 1) < 0.0005, (peak, hwm)
+
+
+def test_each_attempt_names_its_own_first_and_last_frame(batch, tmp_path, monkeypatch):
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=20")
+    record = segment(batch, tmp_path / "out", memory=GuardConfig(min_chunk=10, **QUIET))
+    chunked = [a for a in record["attempts"] if a["frame_ranges"][0][1] > a["frame_ranges"][0][0]]
+    assert len(record["attempts"]) >= 3 and chunked
+    for attempt in record["attempts"]:
+        runs = attempt["frame_ranges"]
+        assert (attempt["first_frame"], attempt["last_frame"]) == (runs[0][0], runs[-1][1])
+
+
+def test_a_batch_remembers_its_size_under_its_model_size_and_objects(batch, tmp_path):
+    from sam2flow.memory import MemoryGuard
+
+    memory = GuardConfig(monitoring=False, sizing_file=tmp_path / "sizes.json")
+    segment(batch, tmp_path / "out", memory=memory)
+    key = MemoryGuard(memory, torch.device("cpu")).sizing_key("stand-in", SIZE, 1)
+    assert list(json.loads((tmp_path / "sizes.json").read_text())) == [key]
+
+
+def test_the_video_length_given_wins_over_the_manifest(batch, tmp_path):
+    """frames.json says 120 frames; the caller says 200: a prompt on frame 150 is on it."""
+    record = segment(
+        batch, tmp_path / "out", prompt_frame=150, prompt=dict(points="16,16", video_frames=200)
+    )
+    assert record["frame_status"] == {"no_prompt": 40}
+
+
+def test_the_host_memory_needed_counts_the_prompts_objects_on_the_models_device(
+    batch, tmp_path, monkeypatch
+):
+    """The estimate is asked for the batch as it will run: its frames and size, the prompt's
+    objects (none counts as one) and the model's device. (At 32 px, one object more adds
+    under a MiB, below what mem_mb can tell apart, so the question is checked.)"""
+    from sam2flow import segment as segment_module
+
+    asked = []
+    real = segment_module.estimate_host
+    monkeypatch.setattr(
+        segment_module, "estimate_host", lambda *a, **k: asked.append((a, k)) or real(*a, **k)
+    )
+    from test_alignment import dlc_file
+
+    two = dict(prompts_file=str(dlc_file(tmp_path / "dlc.csv", 120, {42: 1.0}, 2)))
+    segment(batch, tmp_path / "two", stand_in(), None, two, mem_mb=64_000)
+    segment(batch, tmp_path / "none", prompt_frame=5, mem_mb=64_000)
+    model = (40, SIZE, SIZE)
+    assert asked == [
+        ((*model, 2, "stand-in", SIZE), {"device": "cpu"}),
+        ((*model, 1, "stand-in", SIZE), {"device": "cpu"}),
+    ]
+
+
+def test_segment_batch_alone_shows_no_progress_and_leaves_a_prompt_off_its_frames(
+    batch, tmp_path, capsys, caplog
+):
+    """Called as a library, a batch shows no progress bar unless asked; a prompt that does
+    not reach it leaves every frame without a prompt, under object 1; a broken chain says
+    why, in the log and as a skip a rerun mends."""
+    from sam2flow.memory import MemoryGuard
+    from sam2flow.prompts import ObjectPrompt
+
+    guard = MemoryGuard(GuardConfig(**QUIET), torch.device("cpu"))
+    off = BatchPrompt(5, {3: ObjectPrompt(points=np.array([[16.0, 16.0]]))})
+    record = segment_batch(BatchJob(batch, tmp_path / "off", off), stand_in(), guard)
+    assert record["frame_status"] == {"no_prompt": 40} and record["objects"] == [1]
+    on = BatchPrompt(42, {1: ObjectPrompt(points=np.array([[16.0, 16.0]]), labels=np.array([1]))})
+    record = segment_batch(BatchJob(batch, tmp_path / "on", on), stand_in(), guard)
+    assert record["frame_status"] == {"ok": 40}
+    assert "batch" not in capsys.readouterr().err
+    broken = BatchPrompt(40, missing="the previous batch skipped its last frame")
+    record = segment_batch(
+        BatchJob(batch, tmp_path / "broken", broken, batch="0001"), stand_in(), guard
+    )
+    assert (record["status"], record["frames_skipped"]) == ("skipped", 40)
+    assert record["skipped_ranges"] == [[40, 79]]
+    assert (
+        "batch 0001: no usable prompt in frames 40-79 (the previous batch skipped its last frame)"
+        in caplog.messages
+    )
