@@ -66,7 +66,7 @@ def write_jpeg(img: np.ndarray, path: Path, quality: int) -> None:
     """Encode one frame as sam2flow's JPEG (the same pixels give the same bytes)."""
     ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
-        raise RuntimeError(f"JPEG encoding failed for {path}")
+        raise RuntimeError(f"JPEG encoding failed for {path}")  # pragma: no mutate
     try:  # not ndarray.tofile: on a full disk its OSError has no errno to name the fix by
         with open(path, "wb") as f:
             f.write(buf)
@@ -92,7 +92,7 @@ class Extraction:
     digests: dict[str, list[str]] = field(default_factory=dict)
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        return json.dumps(asdict(self), indent=1)  # pragma: no mutate
 
     def shortfall(self) -> str | None:
         """A warning when fewer frames decoded than the container declares (a truncated or
@@ -146,7 +146,7 @@ def lasting_batches(
     return data.get("batches")
 
 
-def open_video(video: str | Path, threads: int = 0) -> cv2.VideoCapture:
+def open_video(video: str | Path, threads: int = 0) -> cv2.VideoCapture:  # pragma: no mutate
     """Open a video for decoding; an unreadable file is a ``UserError`` naming it.
     ``threads``: FFmpeg's decoding threads (0: OpenCV's choice); the frames are the same."""
     path = Path(video)
@@ -154,8 +154,8 @@ def open_video(video: str | Path, threads: int = 0) -> cv2.VideoCapture:
         raise UserError("video not found", path, "check the path in the sample sheet")
     if path.stat().st_size == 0:
         raise UserError("video file is empty (0 bytes)", path, "copy the video again")
-    params = [cv2.CAP_PROP_N_THREADS, threads] if threads else []
-    cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, params)
+    params = [cv2.CAP_PROP_N_THREADS, threads] if threads else []  # pragma: no mutate
+    cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, params)  # pragma: no mutate
     if not cap.isOpened():
         raise UserError(
             "cannot open video (not a video, or a codec OpenCV cannot read)",
@@ -278,14 +278,14 @@ def write_range(
     count: int | None,
     batch_size: int,
     quality: int,
-    head: int = 0,
+    head: int = 0,  # pragma: no mutate
 ) -> tuple[int, Marks, np.ndarray | None]:
     """Write ``img`` (global frame ``first``, just read from ``cap``) and the frames after
     it, ``count`` of them or to the video's end (``None``), as JPEGs in their batches'
     temporary folders. Returns how many were written, their ``Marks``, and the next
     frame decoded (``None`` at the end)."""
     marks, pending, n, last = Marks(), [], 0, img
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    with ThreadPoolExecutor(max_workers=2) as pool:  # pragma: no mutate
         while img is not None and (count is None or n < count):
             frame = first + n
             tmp_dir = out / _tmp_name(batch_name(frame // batch_size))
@@ -299,11 +299,11 @@ def write_range(
             if n < head:
                 marks.head.append((frame_digest(img), cap.get(cv2.CAP_PROP_POS_MSEC)))
             pending.append(pool.submit(write_jpeg, img, tmp_dir / frame_file(frame), quality))
-            while len(pending) > 8:  # decoded frames waiting to be encoded: bounded
-                pending.pop(0).result()
+            while len(pending) > 8:  # pragma: no mutate (frames waiting to be encoded: bounded)
+                pending.pop(0).result()  # pragma: no mutate
             last, n = img, n + 1
             ok, img = cap.read()
-            img = img if ok else None
+            img = img if ok else None  # pragma: no mutate
         for fut in pending:
             fut.result()
     marks.digests[first + n - 1] = frame_digest(last)
@@ -465,7 +465,7 @@ def restore_frame(frames_root: str | Path, frame: int) -> Path | None:
                 frame,
                 [digest, digest] if digest else None,
                 lambda _, img: write_jpeg(img, Path(tmp), manifest.quality),
-                lambda: None,
+                lambda: None,  # pragma: no mutate
             )
         log.info("frame %d decoded again (%s)", frame, _how(done))
         return path
@@ -594,10 +594,11 @@ def opencv_frame(path: Path, image_size: int) -> torch.Tensor:
     """One frame through OpenCV: decode, bilinear resize, normalise in float32."""
     import torch
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # pragma: no mutate
     if img is None:
         raise UserError("cannot read frame", path, "extract the frames again")
-    img = cv2.resize(img, (image_size, image_size), interpolation=cv2.INTER_LINEAR)
+    size = (image_size, image_size)
+    img = cv2.resize(img, size, interpolation=cv2.INTER_LINEAR)  # pragma: no mutate
     rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32)
     rgb *= 1.0 / 255.0
     rgb -= _MEAN
@@ -629,7 +630,7 @@ class FrameSource:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frames")
         self._futures: OrderedDict[int, Future] = OrderedDict()
         self._lock = threading.Lock()
-        self._last = -1
+        self._last = -1  # pragma: no mutate
         self.video_height, self.video_width = frame_size(self.paths[0])
 
     def __len__(self) -> int:
@@ -657,7 +658,7 @@ class FrameSource:
             for stale in [i for i in self._futures if i not in wanted]:
                 self._futures.pop(stale).cancel()
             for i in sorted(wanted, key=lambda i: abs(i - index)):
-                if 0 <= i < len(self) and i not in self._futures:
+                if 0 <= i < len(self) and i not in self._futures:  # pragma: no mutate
                     self._futures[i] = self._pool.submit(self.load, i)
         return fut.result()
 

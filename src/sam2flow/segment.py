@@ -132,7 +132,7 @@ class _Segmenter:
         self.order = list(range(self.p, n)) + list(range(self.p - 1, -1, -1))
         self.obj_ids = sorted(prompt.objects)
         # A carried prompt is the carry into the first chunk, as between two chunks.
-        self.initial_carry = None
+        self.initial_carry = None  # pragma: no mutate
         if self.carried:
             self.order = self.order[1:]
             self.initial_carry = (self.p, {o: prompt.objects[o].mask for o in self.obj_ids})
@@ -148,7 +148,7 @@ class _Segmenter:
         self.anchors = [k for k, i in enumerate(self.order) if i in starts]
         self.window = memory_window(model.predictor)
         self.on_device = model.device
-        self.progress = None
+        self.progress = None  # pragma: no mutate
 
     def __call__(self, plan: Plan, carry):
         chunk = self.order[plan.first_frame : plan.last_frame + 1]
@@ -217,7 +217,7 @@ class _Segmenter:
         return [self.frames[self.order[i]] for i in range(first, last + 1)]
 
     def _autocast(self, device: torch.device):
-        if device.type == "cuda":
+        if device.type == "cuda":  # pragma: no mutate
             return self.model.autocast()
         return contextlib.nullcontext()
 
