@@ -249,9 +249,11 @@ def test_batch_size_and_quality_bounds(tmp_path):
 
 
 @needs_ffmpeg
-def test_the_manifest_holds_the_videos_frame_rate_and_declared_count(tmp_path):
-    done = extract_batches(ffmpeg_video(tmp_path / "v.mp4", 30), tmp_path / "out", batch_size=10)
-    assert (done.fps, done.frames, done.declared_frames) == (25.0, 30, 30)
+@pytest.mark.parametrize("frames", [30, 1])
+def test_the_manifest_holds_the_videos_frame_rate_and_declared_count(tmp_path, frames):
+    video = ffmpeg_video(tmp_path / "v.mp4", frames)
+    done = extract_batches(video, tmp_path / "out", batch_size=10)
+    assert (done.fps, done.frames, done.declared_frames) == (25.0, frames, frames)
 
 
 @needs_ffmpeg

@@ -137,12 +137,14 @@ def mask_file(path, frames, masks: np.ndarray):
     return path
 
 
-@pytest.mark.parametrize("frames, scale, h, w", [(30, 1, 48, 64), (7, 2, 48, 64), (5, 1, 47, 63)])
+@pytest.mark.parametrize(
+    "frames, scale, h, w", [(30, 1, 48, 64), (7, 2, 48, 64), (5, 1, 47, 63), (1, 1, 48, 64)]
+)
 def test_the_overlay_and_sheet_show_each_frames_masks_at_the_videos_rate(
     tmp_path, frames, scale, h, w
 ):
     """Masks at 48 x 64 or 47 x 63 (pixels not a multiple of 8, odd sizes); the video at
-    that size or twice it (its frames are scaled)."""
+    that size or twice it (its frames are scaled); a video of one frame, a sheet of one."""
     from sam2flow.outputs import render_overlay
 
     video = ffv1_video(tmp_path / "v.avi", frames, h * scale, w * scale)
