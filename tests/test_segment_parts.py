@@ -548,3 +548,26 @@ def test_segment_batch_alone_shows_no_progress_and_leaves_a_prompt_off_its_frame
         "batch 0001: no usable prompt in frames 40-79 (the previous batch skipped its last frame)"
         in caplog.messages
     )
+
+
+def test_the_cpu_fallback_moves_the_model_to_the_cpu_once(batch, tmp_path):
+    """A model on another device (``meta`` stands in for a GPU) and two attempts planned on
+    the CPU, as the guard's last level plans them: the model moves to the CPU once, and
+    both attempts' frames are segmented."""
+    from sam2flow.frames import frame_paths
+    from sam2flow.memory.recovery import Plan
+    from sam2flow.outputs import MaskStore
+    from sam2flow.prompts import prompt_for_batch
+    from sam2flow.segment import _Segmenter
+
+    predictor = RecordingPredictor({42})
+    model = LoadedModel(predictor, "stand-in", "random", SIZE, torch.device("meta"), None)
+    paths = frame_paths(batch)
+    store = MaskStore(list(paths), [1], SIZE, SIZE)
+    prompt = prompt_for_batch(list(paths), points="16,16", prompt_frame=42)
+    work = _Segmenter(BatchJob(batch, tmp_path, prompt), model, paths, store)
+    cpu = torch.device("cpu")
+    carry = work(Plan("cpu", cpu, False, 0, 19), None)
+    work(Plan("cpu", cpu, False, 20, 39), carry)
+    assert predictor.moved == [cpu]
+    assert store.status_counts() == {"ok": 40}
