@@ -25,7 +25,7 @@ from sam2flow.outputs import (
     write_batch_outputs,
 )
 
-from conftest import listed_in_troubleshooting
+from conftest import listed_in_troubleshooting, video_of
 
 H, W = 48, 160
 
@@ -77,11 +77,7 @@ def test_merge_keeps_every_batch_mask_in_its_slot_and_pads_absent_objects(tmp_pa
 
 
 def grey_video(path, frames: int):
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10, (W, H))
-    for _ in range(frames):
-        writer.write(np.full((H, W, 3), 90, np.uint8))
-    writer.release()
-    return path
+    return video_of(path, [np.full((H, W, 3), 90, np.uint8)] * frames, 10)
 
 
 def test_the_overlay_draws_each_frames_own_mask_on_that_frame(tmp_path):

@@ -14,6 +14,8 @@ import pytest
 
 from sam2flow.outputs import _COLOURS, H264Writer, draw_masks, read_ahead
 
+from conftest import video_of
+
 
 def drawn_whole_frame(image: np.ndarray, masks: np.ndarray) -> np.ndarray:
     """The oracle: each mask blended at half strength over the whole frame, then its
@@ -119,11 +121,11 @@ def sheet_as_specified(video, masks: np.ndarray, h: int, w: int) -> np.ndarray:
 def ffv1_video(path, frames: int, h: int, w: int, image=None):
     """A losslessly coded video at 12 frames/s: ``image`` on every frame, or random ones."""
     rng = np.random.default_rng(5)
-    out = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"FFV1"), 12, (w, h))
-    for _ in range(frames):
-        out.write(rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if image is None else image)
-    out.release()
-    return path
+    images = (
+        rng.integers(0, 256, (h, w, 3), dtype=np.uint8) if image is None else image
+        for _ in range(frames)
+    )
+    return video_of(path, images, 12, "FFV1")
 
 
 def mask_file(path, frames, masks: np.ndarray):

@@ -31,7 +31,17 @@ def bedroom_batches(tmp_path_factory):
     return root
 
 
-def test_batch_seam_equals_chunk_seam_bit_for_bit(bedroom_batches, tmp_path, monkeypatch):
+@pytest.fixture(scope="module")
+def first_half(bedroom_batches, tmp_path_factory):
+    """The batch of frames 0-49 segmented from the click: the batch a carry starts from."""
+    out = tmp_path_factory.mktemp("b0")
+    segment(bedroom_batches / "by50" / "0000", out, **CLICK)
+    return out
+
+
+def test_batch_seam_equals_chunk_seam_bit_for_bit(
+    bedroom_batches, first_half, tmp_path, monkeypatch
+):
     root = bedroom_batches
     monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=60")
     whole = segment(root / "by100" / "0000", tmp_path / "chunked", **CLICK)
@@ -39,21 +49,21 @@ def test_batch_seam_equals_chunk_seam_bit_for_bit(bedroom_batches, tmp_path, mon
     assert whole["status"] == "recovered"
     assert [a["chunk_size"] for a in whole["attempts"] if a["outcome"] == "ok"] == [50, 50]
 
-    segment(root / "by50" / "0000", tmp_path / "b0", **CLICK)
     second = segment(
-        root / "by50" / "0001", tmp_path / "b1", carry_from=tmp_path / "b0" / "masks.npz", **CLICK
+        root / "by50" / "0001", tmp_path / "b1", carry_from=first_half / "masks.npz", **CLICK
     )
     assert second["prompt_frame"] == 49  # the frame the carried masks belong to
     frames, _, chunked = load_masks(tmp_path / "chunked" / "masks.npz")
-    _, _, first_half = load_masks(tmp_path / "b0" / "masks.npz")
+    _, _, first = load_masks(first_half / "masks.npz")
     f1, _, second_half = load_masks(tmp_path / "b1" / "masks.npz")
     assert frames.tolist() == list(range(100)) and f1.tolist() == list(range(50, 100))
     assert chunked[:50].any(), "the click segmented nothing: the comparison would be empty"
-    np.testing.assert_array_equal(chunked, np.concatenate([first_half, second_half]))
+    np.testing.assert_array_equal(chunked, np.concatenate([first, second_half]))
 
 
-def test_carry_without_the_previous_frame_names_what_is_missing(bedroom_batches, tmp_path):
-    segment(bedroom_batches / "by50" / "0000", tmp_path / "b0", **CLICK)
+def test_carry_without_the_previous_frame_names_what_is_missing(
+    bedroom_batches, first_half, tmp_path
+):
     lone = tmp_path / "lone"
     lone.mkdir()
     for jpg in (bedroom_batches / "by50" / "0001").glob("*.jpg"):
@@ -61,11 +71,11 @@ def test_carry_without_the_previous_frame_names_what_is_missing(bedroom_batches,
     from sam2flow.errors import UserError
 
     with pytest.raises(UserError, match="carry-image"):
-        segment(lone, tmp_path / "b1", carry_from=tmp_path / "b0" / "masks.npz", **CLICK)
+        segment(lone, tmp_path / "b1", carry_from=first_half / "masks.npz", **CLICK)
     record = segment(
         lone,
         tmp_path / "b1",
-        carry_from=tmp_path / "b0" / "masks.npz",
+        carry_from=first_half / "masks.npz",
         carry_image=bedroom_batches / "by50" / "0000" / "0000049.jpg",
         **CLICK,
     )

@@ -29,6 +29,18 @@ SLURM_ARGS = [
 ]
 
 
+def one_cpu(project: Project) -> Project:
+    """Each segment job asks SLURM for one CPU, so that two fit the 2-CPU test node at once
+    (the local tests give a job both cores)."""
+    project.config["resources"]["segment_batch"]["threads"] = 1
+    return project
+
+
+@pytest.fixture
+def project(project) -> Project:
+    return one_cpu(project)
+
+
 def slurm_job(job_id: int) -> str:
     """SLURM's own record of a job (kept MinJobAge seconds after it ends)."""
     return subprocess.run(
@@ -76,7 +88,7 @@ def test_demo_through_the_slurm_profile_matches_a_local_run(slurm, project, tmp_
         assert re.search(r"(TresPerNode|TresPerJob)=\S*gpu:1", record), record
         assert "MinMemoryNode=1500M" in record and "TimeLimit=00:12:00" in record, record
 
-    local = Project(tmp_path / "local")
+    local = one_cpu(Project(tmp_path / "local"))
     local.use_demo(frames=30, batch_size=15)
     local.snakemake()
     a = load_masks(project.path / "results/demo/masks.h5")

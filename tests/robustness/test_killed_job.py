@@ -13,7 +13,7 @@ from conftest import Project, jobs_run, listed_in_troubleshooting, write_video
 def start(project: Project) -> subprocess.Popen:
     env = dict(os.environ, TQDM_DISABLE="1")
     return subprocess.Popen(
-        project.command(cores=1), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
+        project.command(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
     )
 
 
