@@ -47,6 +47,8 @@ def video_of(path: Path, images, fps: float = 15, codec: str = "mp4v") -> Path:
             size = (img.shape[1], img.shape[0])
             writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*codec), fps, size)
         writer.write(img)
+    if writer is None:
+        raise ValueError(f"no images for {path}")
     writer.release()
     return path
 
