@@ -37,5 +37,9 @@ rule all:
         all_targets,
 
 
+onsuccess:
+    print_run_summary()
+
+
 onerror:
     write_partial_summary()

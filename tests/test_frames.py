@@ -94,6 +94,56 @@ def test_a_new_extraction_replaces_the_batches_its_manifest_lists(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["0000", "frames.json"]
 
 
+def test_extracting_again_keeps_the_users_files_inside_batch_folders(tmp_path):
+    """Only the JPEGs the manifest lists go: a mask image, notes and ``segment --out``
+    results a user put in batch folders stay byte for byte, beside the new frames."""
+    out = tmp_path / "out"
+    extract_batches(write_video(tmp_path / "v.mp4", frames=10), out, batch_size=5)
+    mine = {
+        out / "0000" / "mask.png": b"a user's mask",
+        out / "0000" / "notes.txt": b"a user's notes",
+        out / "0001" / "masks.npz": b"segment --out results",
+        out / "0001" / "frames.csv": b"frame,status",
+    }
+    for path, data in mine.items():
+        path.write_bytes(data)
+    extract_batches(write_video(tmp_path / "w.mp4", frames=12), out, batch_size=4)
+    assert {path: path.read_bytes() for path in mine} == mine
+    assert list_frames(out / "0000") == [0, 1, 2, 3]
+    assert list_frames(out / "0001") == [4, 5, 6, 7]
+    assert list_frames(out / "0002") == [8, 9, 10, 11]
+    assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_a_failed_extraction_leaves_no_temporary_frames(tmp_path, monkeypatch):
+    """The disk fills as the second batch's folder is made: the first batch's JPEGs, in
+    its temporary folder, are removed with it (injected ENOSPC at mkdir)."""
+    video = write_video(tmp_path / "v.mp4", frames=30)
+    make_dir = Path.mkdir
+
+    def full_at_batch_1(self, *args, **kwargs):
+        if self.name == ".0001.tmp":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
+        return make_dir(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", full_at_batch_1)
+    with pytest.raises(UserError, match="No space left"):
+        extract_batches(video, tmp_path / "frames", batch_size=10)
+    assert list((tmp_path / "frames").iterdir()) == []
+
+
+def test_frames_a_folder_of_ours_kept_for_a_users_file_does_not_take(tmp_path):
+    """A batch folder kept for the user's files in it that has gained JPEGs of someone
+    else's is in the way, not mixed with the new frames."""
+    out = tmp_path / "out"
+    video = write_video(tmp_path / "v.mp4", frames=5)
+    extract_batches(video, out, batch_size=5)
+    (out / "0000" / "0000099.jpg").write_bytes(b"someone else's frame")
+    with pytest.raises(UserError, match="folder 0000 is in the way"):
+        extract_batches(video, out, batch_size=5)
+    assert (out / "0000" / "0000099.jpg").read_bytes() == b"someone else's frame"
+
+
 def test_a_missing_video_touches_nothing_already_extracted(tmp_path):
     out = tmp_path / "out"
     extract_batches(write_video(tmp_path / "v.mp4", frames=10), out, batch_size=5)
@@ -134,10 +184,30 @@ def test_the_lasting_manifest_plans_batches_until_the_video_or_batch_size_change
     assert lasting_batches(listing, video, 5) == {"0000": [0, 4], "0001": [5, 9], "0002": [10, 11]}
     assert lasting_batches(listing, video, 4) is None  # another batch size
     assert lasting_batches(listing, tmp_path / "w.mp4", 5) is None  # another (missing) file
-    os.utime(video, (time.time() + 10, time.time() + 10))  # the video changed since
-    assert lasting_batches(listing, video, 5) is None
     listing.write_text("{not json")
     assert lasting_batches(listing, video, 5) is None
+    listing.write_text("[1, 2]")
+    assert lasting_batches(listing, video, 5) is None
+
+
+def test_the_lasting_manifest_follows_the_videos_content_not_its_clock(tmp_path):
+    """A touched video is the same video; one replaced in place is not, even when the copy
+    keeps an older modification time (cp -p), and neither is a truncated copy."""
+    video = write_video(tmp_path / "v.mp4", frames=12)
+    listing = tmp_path / "frames.json"
+    extract_batches(video, tmp_path / "out", batch_size=5, listing=listing)
+    os.utime(video, (time.time() + 10, time.time() + 10))
+    assert lasting_batches(listing, video, 5) is not None
+    old = video.stat().st_mtime - 3600
+    write_video(video, frames=12, width=200)  # another video under the same name
+    os.utime(video, (old, old))
+    assert lasting_batches(listing, video, 5) is None
+    extract_batches(video, tmp_path / "out", batch_size=5, listing=listing)
+    data = video.read_bytes()
+    video.write_bytes(data[: len(data) // 2])
+    assert lasting_batches(listing, video, 5) is None
+    video.write_bytes(data)  # the full copy again: the frames extracted from it hold
+    assert lasting_batches(listing, video, 5) == {"0000": [0, 4], "0001": [5, 9], "0002": [10, 11]}
 
 
 def test_frames_are_written_at_the_jpeg_quality_asked_for(tmp_path):

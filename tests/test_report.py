@@ -123,22 +123,49 @@ def test_many_batches_are_drawn_as_distributions():
     assert throughput_figure(summary).axes[0].get_xlabel() == "frames/s"
 
 
-def test_a_partial_summary_accounts_for_the_batches_that_finished(tmp_path):
-    """report.write_partial_summary (after a failed run): every finished batch's record is
-    summarised, and a video without any is listed as failed."""
+def test_a_partial_summary_accounts_for_exactly_the_planned_batches(tmp_path):
+    """report.write_partial_summary (after a failed run): the sheet's videos only (not a
+    leftover video's records), a record of other frames (another batch size) is no
+    record, a batch without one is a missing row with its log's error line, a video whose
+    extraction failed is a row with its reason, and the page says PARTIAL."""
     from sam2flow.report import write_partial_summary
 
-    assert write_partial_summary(tmp_path, ["a", "b"]) == 0
-    assert not (tmp_path / "memory_summary.csv").exists()
-    for batch, first in (("0000", 0), ("0001", 40)):
-        path = tmp_path / "a" / "batches" / batch / "memory.json"
+    for video, batch, first in (("a", "0000", 0), ("a", "0001", 30), ("demo", "0000", 0)):
+        path = tmp_path / "results" / video / "batches" / batch / "memory.json"
         path.parent.mkdir(parents=True)
-        path.write_text(json.dumps(record(video="a", batch=batch, first=first)))
+        path.write_text(json.dumps(record(video=video, batch=batch, first=first)))
+    log = tmp_path / "logs" / "segment_batch" / "a" / "0002.log"
+    log.parent.mkdir(parents=True)
+    log.write_text(
+        "2026-12-05 12:00:00,000 INFO sam2flow.segment: batch 0002\n"
+        "2026-12-05 12:00:01,000 ERROR sam2flow: prompt file not found: a.csv: fix it\n"
+        "2026-12-05 12:00:01,000 ERROR sam2flow: Traceback (most recent call last):\n"
+    )
+    (tmp_path / "logs" / "extract_frames").mkdir(parents=True)
+    (tmp_path / "logs" / "extract_frames" / "b.log").write_text(
+        "2026-12-05 12:00:00,000 ERROR sam2flow: video not found: b.mp4: check the path\n"
+    )
+    plan = {"a": {"0000": [0, 39], "0001": [40, 79], "0002": [80, 99]}, "b": None}
     with patch("sam2flow.report.read_record", lambda p: json.loads(Path(p).read_text())):
-        assert write_partial_summary(tmp_path, ["a", "b"]) == 2
-    summary = pd.read_csv(tmp_path / "memory_summary.csv", dtype={"batch": str})
-    assert summary[["video", "batch"]].values.tolist() == [["a", "0000"], ["a", "0001"]]
-    assert "b" in (tmp_path / "memory_report.html").read_text()
-    assert (tmp_path / "skipped.tsv").is_file()
-    for path in tmp_path.glob("a/batches/*/memory.json"):
+        summary = write_partial_summary(tmp_path / "results", plan, tmp_path / "logs")
+    table = pd.read_csv(tmp_path / "results" / "memory_summary.csv", dtype={"batch": str})
+    assert table[["video", "batch", "status"]].fillna("").values.tolist() == [
+        ["a", "0000", "ok"],
+        ["a", "0001", "missing"],
+        ["a", "0002", "missing"],
+        ["b", "", "missing"],
+    ]
+    assert table["missing"].fillna(0).tolist() == [0, 40, 20, 0]
+    assert table["skip_reason"][2] == f"prompt file not found: a.csv: fix it (log: {log})"
+    assert table["skip_reason"][3].startswith("frames not extracted: video not found: b.mp4")
+    assert len(summary) == 4
+    page = (tmp_path / "results" / "memory_report.html").read_text()
+    assert "PARTIAL" in page.split("<h2>")[0]
+    assert "2 of 3 planned batches (60 frames) have no record; 1 video not extracted" in page
+    problems = page.split("<h2>Problems</h2>")[1].split("<h2>")[0]
+    assert "a/0002 (frames 80-99): prompt file not found: a.csv" in problems
+    assert "b: no batch record: frames not extracted: video not found: b.mp4" in problems
+    assert "<td>demo</td>" not in page and "demo/" not in page
+    assert "2 videos: 1 failed, 1 incomplete" in page
+    for path in (tmp_path / "results").glob("*/batches/*/memory.json"):
         path.unlink()  # shaped for the report only; the suite checks every memory.json left

@@ -243,15 +243,15 @@ def test_without_a_listing_the_video_is_extracted_by_the_workers_asked_for(tmp_p
     assert contents(tmp_path / "two" / "0003") == contents(tmp_path / "one" / "0003")
 
 
-def test_the_lasting_listing_holds_until_the_video_is_newer_or_gone(tmp_path):
+def test_the_lasting_listing_holds_until_the_video_is_replaced_or_gone(tmp_path):
     video = tmp_path / "v.mp4"
     ffmpeg_video(video, 100)
     listing = tmp_path / "listing.json"
     first = reuse_or_extract(video, tmp_path / "a", 50, 95, listing=listing)
     when = listing.stat().st_mtime
-    os.utime(video, (when, when))  # written in the same instant: still the same video
+    os.utime(video, (when + 1, when + 1))  # touched: still the same video
     assert lasting_batches(listing, video, 50) == first.batches
-    os.utime(video, (when + 1, when + 1))
+    ffmpeg_video(video, 101)  # replaced in place by one frame more
     assert lasting_batches(listing, video, 50) is None
     video.unlink()
     assert lasting_batches(listing, video, 50) is None

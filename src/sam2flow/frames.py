@@ -27,6 +27,7 @@ import numpy as np
 
 from .atomic import atomic_path, user_write_error, write_text
 from .errors import UserError, brief
+from .identity import video_identity
 
 if TYPE_CHECKING:  # torch only where frames become model input: extraction starts fast
     import torch
@@ -90,6 +91,9 @@ class Extraction:
     #: batch name -> [digest of its first frame's pixels, of its last frame's]: a batch
     #: decoded again by seeking is checked against them (``restore_batch``).
     digests: dict[str, list[str]] = field(default_factory=dict)
+    #: The video file's identity when it was decoded (``identity.video_identity``): the
+    #: manifest describes the file at its path only while that file has it.
+    source: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=1)  # pragma: no mutate
@@ -128,7 +132,8 @@ def lasting_batches(
 
     The copy outlives temporary frames, so that a finished video's later runs plan its
     batches without decoding it. It is stale when it names another file or batch size, or
-    when the video changed after it was written.
+    when the file at that path is no longer the one decoded (another content or length,
+    whatever its modification time: ``identity.video_identity``).
     """
     listing, video = Path(listing), Path(video)
     if not listing.is_file() or not video.is_file():
@@ -138,9 +143,10 @@ def lasting_batches(
     except (OSError, ValueError):
         return None
     if (
-        data.get("batch_size") != batch_size
+        not isinstance(data, dict)
+        or data.get("batch_size") != batch_size
         or data.get("video") != str(video)
-        or video.stat().st_mtime > listing.stat().st_mtime
+        or data.get("source") != video_identity(video)
     ):
         return None
     return data.get("batches")
@@ -187,6 +193,7 @@ def extract_batches(
         raise ValueError(f"quality must be in 1..100, got {quality}")
     out = Path(out_dir)
     cap = open_video(video)  # checked before anything in ``out`` is touched
+    source = video_identity(video)
     ok, img = cap.read()
     if not ok:
         cap.release()
@@ -200,13 +207,56 @@ def extract_batches(
     except OSError as exc:
         cap.release()
         raise (user_write_error(exc, out) or exc) from exc
-    _remove_own_batches(out)
+    ours = _remove_own_batches(out)
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+    height, width = img.shape[:2]
+    try:  # a failed extraction leaves no JPEGs behind in its temporary folders
+        frame, digests, declared, batches = _decode_into(
+            video, cap, img, out, batch_size, quality, workers, ours
+        )
+    except BaseException:
+        _remove_unfinished(out)
+        raise
+    result = Extraction(
+        video=str(video),
+        frames=frame,
+        height=height,
+        width=width,
+        fps=fps,
+        batch_size=batch_size,
+        quality=quality,
+        batches=batches,
+        declared_frames=declared,
+        digests={name: [digests[a], digests[b]] for name, (a, b) in batches.items()},
+        source=source,
+    )
+    if result.shortfall():
+        log.warning("%s; every decoded frame is kept", result.shortfall())
+    write_text(out / MANIFEST, result.to_json())
+    if listing:
+        write_text(listing, result.to_json())
+    log.info("%s: %d frames in %d batches of %d", video, frame, len(batches), batch_size)
+    return result
+
+
+def _decode_into(
+    video: str | Path,
+    cap: cv2.VideoCapture,
+    img: np.ndarray,
+    out: Path,
+    batch_size: int,
+    quality: int,
+    workers: int,
+    ours: set[str],
+) -> tuple[int, dict[int, str], int | None, dict[str, list[int]]]:
+    """Decode the video (``img``: its first frame, just read from ``cap``) into batch
+    folders of ``out``: frames decoded, digests by frame, the container's declared count
+    and the batches. ``cap`` is released. ``ours``: batch folders an earlier extraction
+    wrote and left for the user's files in them."""
     # A stream without an index (a recording cut off, a raw stream) declares no count:
     # OpenCV reports 0, or a large negative number
     count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
     declared = int(count) if count >= 1 else None
-    height, width = img.shape[:2]
     done = None
     if workers > 1 and declared:
         from .ranges import decode_in_ranges
@@ -214,7 +264,7 @@ def extract_batches(
         cap.release()
         done = decode_in_ranges(video, out, declared, batch_size, quality, workers)
         if done is None:
-            _remove_own_batches(out)
+            _remove_unfinished(out)
             cap = open_video(video)
             ok, img = cap.read()
     if done is None:
@@ -229,8 +279,8 @@ def extract_batches(
         batch_name(i): [first, min(first + batch_size, frame) - 1]
         for i, first in enumerate(range(0, frame, batch_size))
     }
-    # Batches become visible together, and only where no folder of someone else's stands.
-    taken = [name for name in batches if (out / name).exists()]
+    # Batches become visible together, and only where no frames of someone else's stand.
+    taken = [name for name in batches if _in_the_way(out / name, ours)]
     if taken:
         raise UserError(
             f"folder {taken[0]} is in the way and was not written by sam2flow",
@@ -238,26 +288,8 @@ def extract_batches(
             "move it, or extract into another --out folder",
         )
     for name in batches:
-        (out / _tmp_name(name)).rename(out / name)
-    result = Extraction(
-        video=str(video),
-        frames=frame,
-        height=height,
-        width=width,
-        fps=fps,
-        batch_size=batch_size,
-        quality=quality,
-        batches=batches,
-        declared_frames=declared,
-        digests={name: [digests[a], digests[b]] for name, (a, b) in batches.items()},
-    )
-    if result.shortfall():
-        log.warning("%s; every decoded frame is kept", result.shortfall())
-    write_text(out / MANIFEST, result.to_json())
-    if listing:
-        write_text(listing, result.to_json())
-    log.info("%s: %d frames in %d batches of %d", video, frame, len(batches), batch_size)
-    return result
+        _publish_batch(out, name)
+    return frame, digests, declared, batches
 
 
 @dataclass
@@ -539,24 +571,68 @@ def _tmp_name(batch: str) -> str:
     return f".{batch}.tmp"
 
 
-def _remove_own_batches(out: Path) -> None:
-    """Remove what an earlier extraction into ``out`` wrote, and nothing else: the batches
-    its ``frames.json`` lists, and its unfinished ``.NNNN.tmp`` folders."""
+def _remove_own_batches(out: Path) -> set[str]:
+    """Remove what an earlier extraction into ``out`` wrote, and nothing else: the JPEGs its
+    ``frames.json`` lists (a batch folder goes only once it is empty: a user's notes, a
+    mask image or ``segment --out`` results inside it stay), its unfinished ``.NNNN.tmp``
+    folders and the single frames decoded again for chained batches. Returns the batch
+    folders it wrote that stay for the user's files in them."""
     manifest = out / MANIFEST
-    listed: list[str] = []
+    kept: set[str] = set()
+    listed: dict = {}
     if manifest.is_file():
         try:
-            listed = list(json.loads(manifest.read_text()).get("batches", {}))
+            listed = json.loads(manifest.read_text()).get("batches", {})
         except (ValueError, AttributeError):
-            listed = []
+            listed = {}
         manifest.unlink()
-    for name in listed:
-        if _BATCH_DIR.fullmatch(name):
-            shutil.rmtree(out / name, ignore_errors=True)
+    for name, span in listed.items() if isinstance(listed, dict) else ():
+        folder = out / name
+        if not _BATCH_DIR.fullmatch(name) or not folder.is_dir():
+            continue
+        try:
+            first, last = (int(v) for v in span)
+        except (TypeError, ValueError):
+            continue
+        for frame in range(first, last + 1):
+            (folder / frame_file(frame)).unlink(missing_ok=True)
+        try:
+            folder.rmdir()
+        except OSError:  # not empty: the user's files stay
+            kept.add(name)
+    _remove_unfinished(out)
+    shutil.rmtree(out / CARRY_DIR, ignore_errors=True)
+    return kept
+
+
+def _remove_unfinished(out: Path) -> None:
+    """Remove the ``.NNNN.tmp`` folders an extraction writes batches into until it is done."""
     for stale in out.glob(".*.tmp"):
         if stale.is_dir() and _BATCH_DIR.fullmatch(stale.name):
-            shutil.rmtree(stale)
-    shutil.rmtree(out / CARRY_DIR, ignore_errors=True)
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _publish_batch(out: Path, name: str) -> None:
+    """Move a finished batch from its temporary folder into place. A folder already there
+    (a batch folder of an earlier extraction, kept for the user's files in it) receives
+    the JPEGs."""
+    tmp, folder = out / _tmp_name(name), out / name
+    if not folder.exists():
+        tmp.rename(folder)
+        return
+    for jpeg in sorted(tmp.iterdir()):
+        jpeg.rename(folder / jpeg.name)
+    tmp.rmdir()
+
+
+def _in_the_way(folder: Path, ours: set[str]) -> bool:
+    """Whether something not ours stands where a batch goes: anything but a batch folder of
+    an earlier extraction kept for the user's files, and any frames in that one."""
+    if not folder.exists():
+        return False
+    if folder.name not in ours or not folder.is_dir():
+        return True
+    return any(p.suffix.lower() in FRAME_SUFFIXES for p in folder.iterdir())
 
 
 def list_frames(batch_dir: str | Path) -> list[int]:

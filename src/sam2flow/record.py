@@ -187,6 +187,6 @@ def read_record(path: str | Path) -> dict:
         raise UserError(
             f"batch record is damaged ({problem})",
             path,
-            "segment the batch again (delete its folder under results/)",
+            "segment the batch again: snakemake --cores N --forcerun PATH",
         )
     return record

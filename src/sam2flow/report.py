@@ -6,11 +6,13 @@ from __future__ import annotations
 import base64
 import io
 import logging
+import re
 from pathlib import Path
 
 import pandas as pd
 
 from .atomic import atomic_path, write_text
+from .errors import UserError
 from .record import FRAME_STATUSES, read_record
 from .reruns import parse_rerun
 
@@ -37,12 +39,16 @@ SUMMARY_COLUMNS = [
     "seconds",
     "frames_per_second",
     *FRAME_STATUSES,
+    "missing",
     "device",
     "model",
     "weights",
     "skip_reason",
     "video_warning",
 ]
+#: A planned batch without a current record (its job failed or did not run): its row's
+#: ``status``; its ``missing`` column counts its frames (its objects are unknown).
+MISSING = "missing"
 
 
 def _max(values) -> int | None:
@@ -84,6 +90,21 @@ def summary_row(record: dict) -> dict:
     }
     for status in FRAME_STATUSES:
         row[status] = int(counts.get(status, 0))
+    row[MISSING] = 0
+    return row
+
+
+def missing_row(video: str, batch: str, first: int, last: int, reason: str) -> dict:
+    """The summary row of a planned batch that has no current record.
+
+    >>> row = missing_row("v", "0001", 40, 79, "did not run")
+    >>> row["status"], row["frames"], row["missing"], row["ok"], row["objects"]
+    ('missing', 40, 40, 0, None)
+    """
+    row = {column: None for column in SUMMARY_COLUMNS}
+    row.update(video=video, batch=batch, first_frame=first, last_frame=last, status=MISSING)
+    row.update(frames=last - first + 1, attempts=0, levels="", skip_reason=reason)
+    row.update({status: 0 for status in FRAME_STATUSES}, missing=last - first + 1)
     return row
 
 
@@ -155,6 +176,11 @@ def video_overview(summary: pd.DataFrame, videos: list[str] | None = None) -> pd
     throughput and a note; problems first (``STATE_ORDER``, then most frames skipped)."""
     rows = []
     for video, group in summary.groupby("video", sort=True):
+        missing = group[group["status"] == MISSING]
+        group = group[group["status"] != MISSING]
+        if group.empty:
+            rows.append(_failed_video(video, missing))
+            continue
         gpu = group["peak_allocated_bytes"].notna().any()
         peak = group["peak_allocated_bytes" if gpu else "host_peak_rss_bytes"].max()
         limit = group["memory_cap_bytes"].max() if gpu else None
@@ -164,11 +190,13 @@ def video_overview(summary: pd.DataFrame, videos: list[str] | None = None) -> pd
         rows.append(
             {
                 "video": video,
-                "state": video_state(group),
-                "batches": len(group),
+                "state": "incomplete" if len(missing) else video_state(group),
+                "batches": len(group) + len(missing),
                 **{f"batches_{k}": int((group["status"] == k).sum()) for k in BATCH_STATUSES},
-                "frames": int(group["frames"].sum()),
+                f"batches_{MISSING}": len(missing),
+                "frames": int(group["frames"].sum() + missing[MISSING].sum()),
                 **{k: int(group[k].sum()) for k in FRAME_STATUSES},
+                MISSING: int(missing["frames"].sum()),
                 "memory": "GPU (torch peak allocated)" if gpu else "host (peak RSS)",
                 "peak_bytes": None if pd.isna(peak) else int(peak),
                 "limit_bytes": None if pd.isna(limit) else int(limit),
@@ -178,15 +206,7 @@ def video_overview(summary: pd.DataFrame, videos: list[str] | None = None) -> pd
             }
         )
     for video in sorted(set(videos or []) - set(summary["video"])):
-        rows.append(
-            {
-                "video": video,
-                "state": "failed",
-                "batches": 0,
-                "frames": 0,
-                "note": f"no batch record: see logs/extract_frames/{video}.log",
-            }
-        )
+        rows.append(_failed_video(video, summary.iloc[0:0]))
     table = pd.DataFrame(rows, columns=OVERVIEW_COLUMNS)
     keys = pd.DataFrame(
         {"state": table["state"].map(STATE_ORDER), "skipped": -table["skipped_oom"].fillna(0)}
@@ -195,9 +215,34 @@ def video_overview(summary: pd.DataFrame, videos: list[str] | None = None) -> pd
     return table.loc[order].reset_index(drop=True)
 
 
+def _failed_video(video: str, missing: pd.DataFrame) -> dict:
+    """The overview row of a video without any current batch record."""
+    note = (
+        f"no batch record: see logs/extract_frames/{video}.log"
+        if missing.empty
+        else f"no batch record: {missing['skip_reason'].iloc[0]}"
+    )
+    return {
+        "video": video,
+        "state": "failed",
+        "batches": len(missing),
+        f"batches_{MISSING}": len(missing),
+        "frames": int(pd.to_numeric(missing["frames"]).fillna(0).sum()),
+        MISSING: int(pd.to_numeric(missing[MISSING]).fillna(0).sum()),
+        "note": note,
+    }
+
+
 BATCH_STATUSES = ("ok", "recovered", "skipped")
 #: A video's state in the overview, problems first.
-STATE_ORDER = {"failed": 0, "skipped frames": 1, "never prompted": 2, "recovered": 3, "done": 4}
+STATE_ORDER = {
+    "failed": 0,
+    "incomplete": 1,
+    "skipped frames": 2,
+    "never prompted": 3,
+    "recovered": 4,
+    "done": 5,
+}
 
 
 def video_state(batches: pd.DataFrame) -> str:
@@ -213,9 +258,10 @@ OVERVIEW_COLUMNS = [
     "video",
     "state",
     "batches",
-    *[f"batches_{k}" for k in BATCH_STATUSES],
+    *[f"batches_{k}" for k in (*BATCH_STATUSES, MISSING)],
     "frames",
     *FRAME_STATUSES,
+    MISSING,
     "memory",
     "peak_bytes",
     "limit_bytes",
@@ -349,9 +395,14 @@ td,th{border:1px solid #ccc;padding:2px 6px;white-space:nowrap}
 td.num{text-align:right}.warn{background:#fdd;padding:8px;font-weight:bold}
 .bad{background:#fee}</style></head><body>
 <h1>sam2flow memory report</h1>
+{% if partial %}<p class="warn">PARTIAL: the run failed before every batch finished.
+{{ missing_line }}. Fix what the problems below name and run again: finished batches are
+kept.</p>{% endif %}
 {% if random %}<p class="warn">RANDOM WEIGHTS: these masks come from an untrained model
 (tests or the offline demo). Configure a checkpoint for real work.</p>{% endif %}
 <p>{{ videos_line }}.<br>{{ batches_line }}.<br>{{ frames_line }}.</p>
+{% if problems %}<h2>Problems</h2><ul>{% for line in problems %}<li>{{ line|e }}</li>
+{% endfor %}</ul>{% endif %}
 <h2>Videos</h2>{{ overview }}
 {% for image in images %}<img alt="plot" src="data:image/png;base64,{{ image }}"><br>
 {% endfor %}
@@ -379,33 +430,91 @@ def _table(frame: pd.DataFrame, byte_columns=(), limit: int = HTML_ROWS) -> str:
     return shown.to_html(index=False, na_rep="", escape=True) + note
 
 
+def problems(summary: pd.DataFrame, overview: pd.DataFrame) -> list[str]:
+    """What a reader must act on, one line each: videos without any record, batches
+    without one (and why), truncation and other warnings of a video."""
+    lines = [
+        f"{row.video}: {row.note}"
+        for row in overview.itertuples()
+        if row.state == "failed" and row.note
+    ]
+    failed = set(overview.loc[overview["state"] == "failed", "video"])
+    missing = summary[(summary["status"] == MISSING) & ~summary["video"].isin(failed)]
+    lines += [
+        f"{row.video}/{row.batch} (frames {int(row.first_frame)}-{int(row.last_frame)}): "
+        f"{row.skip_reason}"
+        for row in missing.itertuples()
+    ]
+    warned = summary[["video", "video_warning"]].dropna().drop_duplicates()
+    lines += [f"{row.video}: {row.video_warning}" for row in warned.itertuples()]
+    return lines
+
+
+def read_summary(path: str | Path) -> pd.DataFrame:
+    """A ``memory_summary.csv`` as written (batch names as text, ``0001``)."""
+    return pd.read_csv(path, dtype={"batch": str, "skip_reason": str, "video_warning": str})
+
+
+def _batches(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of batches, without those of videos that were never extracted."""
+    return summary[summary["batch"].fillna("") != ""]
+
+
+def summary_lines(summary: pd.DataFrame, videos: list[str] | None = None) -> list[str]:
+    """What the end of a run prints: videos and batches by state, then the problems
+    (at most ten; the report lists all)."""
+    overview = video_overview(summary, videos)
+    states = {k: int((overview["state"] == k).sum()) for k in STATE_ORDER}
+    batches = _batches(summary)
+    counts = {k: int((batches["status"] == k).sum()) for k in (*BATCH_STATUSES, MISSING)}
+    lines = [in_words(states, "video", "videos"), in_words(counts, "batch", "batches")]
+    found = problems(summary, overview)
+    lines += found[:10]
+    if len(found) > 10:
+        lines.append(f"... and {len(found) - 10} more problems in the memory report")
+    return lines
+
+
 def render_html(
     summary: pd.DataFrame,
     skipped: pd.DataFrame,
     videos: list[str] | None = None,
+    partial: bool = False,
 ) -> str:
-    """The memory report page: overview first, then plots, then detail on demand."""
+    """The memory report page: overview first, then plots, then detail on demand.
+    ``partial``: the run failed, and the page says so at its top."""
     import jinja2
 
     overview = video_overview(summary, videos)
-    batch_counts = {k: int((summary["status"] == k).sum()) for k in BATCH_STATUSES}
+    batches = _batches(summary)
+    batch_counts = {k: int((batches["status"] == k).sum()) for k in (*BATCH_STATUSES, MISSING)}
     frame_counts = {k: int(summary[k].sum()) for k in FRAME_STATUSES}
     states = {k: int((overview["state"] == k).sum()) for k in STATE_ORDER}
+    ran = summary[summary["status"] != MISSING]
     images = []
-    if len(summary):
+    if len(ran):
         import matplotlib.pyplot as plt
 
         for make in (memory_figure, throughput_figure, ladder_figure):
-            fig = make(summary)
+            fig = make(ran.reset_index(drop=True))
             images.append(_png(fig))
             plt.close(fig)
     detail = summary[(summary["attempts"] > 1) | (summary["skipped_oom"] > 0)]
     byte_cols = [c for c in SUMMARY_COLUMNS if c.endswith("_bytes")]
+    missing = batches[batches["status"] == MISSING]
+    unlisted = int((summary["batch"] == "").sum())
     return jinja2.Template(_TEMPLATE, autoescape=False).render(
+        partial=partial,
+        missing_line=(
+            f"{len(missing):,} of {len(batches):,} planned batches "
+            f"({int(missing['frames'].sum()):,} frames) have no record"
+            + (f"; {unlisted} video{'s' * (unlisted > 1)} not extracted" if unlisted else "")
+        ),
         random=bool((summary["weights"] == "random").any()),
         videos_line=in_words(states, "video", "videos"),
         batches_line=in_words(batch_counts, "batch", "batches"),
         frames_line=in_words(frame_counts, "frame slot", "frame slots (frames x objects)"),
+        problems=problems(summary, overview)[:HTML_ROWS],
         overview=_table(overview, ["peak_bytes", "limit_bytes"]),
         images=images,
         detail=_table(detail, byte_cols) if len(detail) else "",
@@ -423,27 +532,84 @@ def write_summary(
     """Write the summary CSV, the HTML report and the skipped list; return the summary.
     ``videos``: every video of the run, so that one with no batch record shows as failed."""
     summary, skipped = read_tables(record_paths)
+    _write_tables(summary, skipped, csv_path, html_path, skipped_path, videos)
+    return summary
+
+
+def _write_tables(summary, skipped, csv_path, html_path, skipped_path, videos, partial=False):
     with atomic_path(csv_path) as tmp:
         summary.to_csv(tmp, index=False)
     with atomic_path(skipped_path) as tmp:
         skipped.to_csv(tmp, sep="\t", index=False)
-    write_text(html_path, render_html(summary, skipped, videos))
+    write_text(html_path, render_html(summary, skipped, videos, partial))
     log.info("%d batches, %d skipped ranges", len(summary), len(skipped))
+
+
+def _extraction_failed(video: str, logs: Path) -> dict:
+    """The summary row of a video whose frames were never listed: no batch, no frame
+    count, the reason its extraction's log gives."""
+    row = {column: None for column in SUMMARY_COLUMNS}
+    reason = failure_reason(logs / "extract_frames" / f"{video}.log")
+    row.update(video=video, batch="", status=MISSING, attempts=0, levels="")
+    row.update(skip_reason=f"frames not extracted: {reason}")
+    return row
+
+
+#: The line a Snakemake script logs for a ``UserError`` (``logs.run_script``).
+_ERROR_LINE = re.compile(r"^\S+ \S+ ERROR [\w.]+: (.+)$")
+
+
+def failure_reason(log_path: str | Path) -> str:
+    """Why a job left no record, from its log: its first error line, else that it did
+    not run (a job it needs failed first)."""
+    try:
+        text = Path(log_path).read_text(errors="replace")
+    except OSError:
+        return "did not run (a job it needs failed, or the run stopped first)"
+    for line in text.splitlines():
+        if match := _ERROR_LINE.match(line):
+            return f"{match.group(1)} (log: {log_path})"
+    return f"failed without an error line (log: {log_path})"
+
+
+def write_partial_summary(
+    results: str | Path,
+    plan: dict[str, dict[str, list[int]] | None],
+    logs: str | Path = "logs",
+) -> pd.DataFrame:
+    """After a failed run (``--keep-going``), the summary of exactly the videos of the
+    sample sheet (``plan``: each video's batches, name -> [first, last] frame, or ``None``
+    when its frames were never listed): a batch's record counts only when it covers the
+    batch's frames (a record left from another batch size does not), every other planned
+    batch is a ``missing`` row with the reason its job's log gives, and the page says
+    PARTIAL. Returns the summary."""
+    results, logs = Path(results), Path(logs)
+    rows, skipped = [], []
+    for video, batches in plan.items():
+        for batch, (first, last) in sorted((batches or {}).items()):
+            path = results / video / "batches" / batch / "memory.json"
+            reason = failure_reason(logs / "segment_batch" / video / f"{batch}.log")
+            try:
+                record = read_record(path) if path.is_file() else None
+            except UserError as exc:
+                record, reason = None, str(exc)
+            if record and [record.get("first_frame"), record.get("last_frame")] == [first, last]:
+                rows.append(summary_row(record))
+                skipped += skipped_rows(record)
+            else:
+                rows.append(missing_row(video, batch, first, last, reason))
+    extracted = [video for video, batches in plan.items() if batches is not None]
+    for video in sorted(set(plan) - set(extracted)):
+        rows.append(_extraction_failed(video, logs))
+    summary = _sorted(summary_table_from_rows(rows))
+    skipped_table_ = _sorted(pd.DataFrame(skipped, columns=SKIPPED_COLUMNS))
+    _write_tables(
+        summary,
+        skipped_table_,
+        results / "memory_summary.csv",
+        results / "memory_report.html",
+        results / "skipped.tsv",
+        list(plan),
+        partial=True,
+    )
     return summary
-
-
-def write_partial_summary(results: str | Path, videos: list[str]) -> int:
-    """After a failed run (``--keep-going``), summarise the batches that did finish, so that
-    the summary and ``skipped.tsv`` still account for what was segmented. Returns how many
-    batch records it found (0: nothing is written)."""
-    results = Path(results)
-    records = sorted(results.glob("*/batches/*/memory.json"))
-    if records:
-        write_summary(
-            records,
-            results / "memory_summary.csv",
-            results / "memory_report.html",
-            results / "skipped.tsv",
-            videos=videos,
-        )
-    return len(records)

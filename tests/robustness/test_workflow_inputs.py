@@ -22,7 +22,9 @@ def test_keep_going_finishes_the_good_and_accounts_for_every_frame(project, tmp_
         "scorer,s,s,s\nbodyparts,snout,snout,snout\ncoords,x,y,likelihood\n"
         + "".join(f"{f},40,60,0.9\n" for f in range(5))
     )
-    project.config["batch_size"] = 20
+    garbled = tmp_path / "garbled_DLC.csv"
+    garbled.write_text("not,a\nDeepLabCut file")
+    project.config["batch_size"] = 10
     project.sheet(
         [
             {"video": "good", "path": good, "points": "40,60", "prompt_frame": 0},
@@ -30,8 +32,11 @@ def test_keep_going_finishes_the_good_and_accounts_for_every_frame(project, tmp_
             {"video": "empty", "path": empty, "points": "40,60"},
             {"video": "missing", "path": tmp_path / "gone.mp4", "points": "40,60"},
             {"video": "shortdlc", "path": good, "prompts": dlc},
+            {"video": "nodlc", "path": good, "prompts": tmp_path / "typoDLC.csv"},
+            {"video": "garbled", "path": good, "prompts": garbled},
         ]
     )
+    (project.path / "results" / "demo" / "batches" / "0000").mkdir(parents=True)
     run = project.snakemake("--keep-going", check=False)
     assert run.returncode != 0
     results = project.path / "results"
@@ -45,15 +50,41 @@ def test_keep_going_finishes_the_good_and_accounts_for_every_frame(project, tmp_
         "has 5 frame rows but the video has 20 frames"
         in (logs / "segment_batch" / "shortdlc" / "0000.log").read_text()
     )
+    # A prompt file that cannot be read fails its video's first batch, not the plan.
+    assert (
+        f"prompt file not found: {tmp_path / 'typoDLC.csv'}"
+        in (logs / "segment_batch" / "nodlc" / "0000.log").read_text()
+    )
+    assert "garbled_DLC.csv" in (logs / "segment_batch" / "garbled" / "0000.log").read_text()
 
-    # The run failed, yet its summary accounts for every batch that finished.
-    records = sorted(results.glob("*/batches/*/memory.json"))
-    assert {p.parts[-4] for p in records} == {"good", "weird"}
-    summary = pd.read_csv(results / "memory_summary.csv")
-    slots = summary[["ok", "skipped_oom", "no_prompt", "empty"]].sum(axis=1)
-    assert (slots == summary["frames"] * summary["objects"]).all()
-    assert summary.groupby("video")["frames"].sum().to_dict() == {"good": 20, "weird": 20}
+    # The run failed, yet its summary accounts for exactly the sheet's videos: every batch
+    # that finished, every planned batch that did not (missing, with its reason) and every
+    # video whose frames were never extracted.
+    summary = pd.read_csv(results / "memory_summary.csv", dtype={"batch": str})
+    assert sorted(summary["video"].unique()) == sorted(
+        ["good", "weird", "empty", "missing", "shortdlc", "nodlc", "garbled"]
+    )
+    done = summary[summary["status"] != "missing"]
+    slots = done[["ok", "skipped_oom", "no_prompt", "empty"]].sum(axis=1)
+    assert (slots == done["frames"] * done["objects"]).all()
+    assert done.groupby("video")["frames"].sum().to_dict() == {"good": 20, "weird": 20}
+    missing = summary[summary["status"] == "missing"].fillna({"batch": ""})
+    assert missing.groupby("video")["batch"].apply(list).to_dict() == {
+        "empty": [""],
+        "garbled": ["0000", "0001"],
+        "missing": [""],
+        "nodlc": ["0000", "0001"],
+        "shortdlc": ["0000", "0001"],
+    }
+    keys = missing["video"] + "/" + missing["batch"]
+    reasons = dict(zip(keys, missing["skip_reason"], strict=True))
+    assert reasons["nodlc/0000"].startswith("prompt file not found")
+    assert reasons["nodlc/0001"].startswith("did not run")
+    assert "video file is empty" in reasons["empty/"]
+    page = (results / "memory_report.html").read_text()
+    assert "PARTIAL" in page.split("<h2>")[0]
     assert (results / "skipped.tsv").is_file()
+    assert "sam2flow: 7 videos: 5 failed, 2 done" in run.log
 
 
 @pytest.mark.parametrize(

@@ -5,10 +5,12 @@ import re
 from pathlib import Path
 
 import pandas as pd
+from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.io import ancient
 
-from sam2flow.errors import or_exit
+from sam2flow.errors import UserError, or_exit
 from sam2flow.frames import lasting_batches
+from sam2flow.identity import video_identity
 from sam2flow.grouping import group_id, group_name, group_predecessor
 from sam2flow.memory.guard import mask_settings
 from sam2flow.models import registry_checkpoint
@@ -133,6 +135,23 @@ def group_predecessor_input(wildcards):
     return ancient(f"results/{wildcards.video}/batches/{before}/memory.json")
 
 
+def video_source(wildcards):
+    """The identity of the file at the video's path (sam2flow.identity): a video replaced
+    in place, even by an older copy, is extracted and segmented again."""
+    return video_identity(video_path(wildcards))
+
+
+def batch_source(wildcards):
+    """What a batch's masks are made of besides the prompt and the model: the video's
+    content, the batch's frames and their JPEG quality. A parameter, so that a changed
+    batch_size or a replaced video redoes the batch instead of keeping stale masks."""
+    return {
+        "video": video_source(wildcards),
+        "frames": batch_ranges(wildcards.video)[wildcards.batch],
+        "jpeg_quality": config["jpeg_quality"],
+    }
+
+
 def prompt_options(wildcards):
     """Keyword arguments of sam2flow.prompts.prompt_for_batch for this video."""
     return video_prompt_options(wildcards.video)
@@ -166,12 +185,18 @@ def skipped_batches():
 
 @functools.cache
 def own_prompts(video):
-    """Batches of a video that have a prompt of their own (sam2flow.carry)."""
+    """Batches of a video that have a prompt of their own (sam2flow.carry). A prompt file
+    that cannot be read fails that video's first batch, with its message, not the plan
+    of every video: its other batches wait on that one."""
     from sam2flow.carry import own_prompt_batches
 
-    return frozenset(
-        own_prompt_batches(batch_ranges(video), **video_prompt_options(video))
-    )
+    try:
+        return frozenset(
+            own_prompt_batches(batch_ranges(video), **video_prompt_options(video))
+        )
+    except UserError as exc:
+        logger.warning(f"sam2flow: {video}: {exc}")
+        return frozenset()
 
 
 def previous_batch(wildcards):
@@ -201,11 +226,31 @@ def rerun_strategy(wildcards):
 
 
 def write_partial_summary():
-    """After a failed run (--keep-going): the summary of the batches that did finish."""
-    from sam2flow.report import write_partial_summary
+    """After a failed run (--keep-going): the summary of the sheet's videos, each batch
+    planned from its lasting listing (none where extraction failed), and what it says.
+    """
+    from sam2flow.report import summary_lines, write_partial_summary
 
-    if found := write_partial_summary("results", list(videos.index)):
-        logger.warning(f"partial memory summary of {found} finished batches written")
+    plan = {
+        video: lasting_batches(
+            listing_path(video), videos.loc[video, "path"], config["batch_size"]
+        )
+        for video in videos.index
+    }
+    summary = write_partial_summary("results", plan)
+    logger.warning("sam2flow: PARTIAL memory report: results/memory_report.html")
+    for line in summary_lines(summary, list(videos.index)):
+        logger.warning(f"sam2flow: {line}")
+
+
+def print_run_summary():
+    """After a run that finished: what its summary says, in a few lines."""
+    from sam2flow.report import read_summary, summary_lines
+
+    path = Path("results/memory_summary.csv")
+    if path.is_file():
+        for line in summary_lines(read_summary(path), list(videos.index)):
+            logger.info(f"sam2flow: {line}")
 
 
 def checkpoint_input(wildcards):
@@ -221,11 +266,18 @@ def scaled(key, name):
 
 
 def merge_runtime(wildcards, attempt):
-    """merge_video's minutes grow with the video's frames (sam2flow.resources)."""
+    """merge_video's minutes grow with the video's frames (sam2flow.resources). Before
+    the video is extracted its length is unknown: the job is planned again once it is,
+    and until then asks for the fixed part (Snakemake 9.27 turns a checkpoint it waits
+    for inside a resource function into a value its dry run cannot print)."""
     from sam2flow.resources import per_video_runtime
 
-    last = max(last for _, last in batch_ranges(wildcards.video).values())
+    try:
+        ranges = batch_ranges(wildcards.video)
+    except IncompleteCheckpointException:
+        ranges = {}
+    frames = max((last + 1 for _, last in ranges.values()), default=0)
     res = config["resources"]["merge_video"]
     return per_video_runtime(
-        res["runtime"], res["minutes_per_10k_frames"], last + 1, attempt
+        res["runtime"], res["minutes_per_10k_frames"], frames, attempt
     )

@@ -20,6 +20,7 @@ checkpoint extract_frames:
         runtime=scaled("extract_frames", "runtime"),
     params:
         video=video_path,
+        source=video_source,
         batch_size=config["batch_size"],
         quality=config["jpeg_quality"],
         listing=lambda wildcards: listing_path(wildcards.video),

@@ -26,6 +26,7 @@ rule segment_batch:
         mem_mb=scaled("segment_batch", "mem_mb"),
         runtime=scaled("segment_batch", "runtime"),
     params:
+        source=batch_source,
         prompt=prompt_options,
         model=config["model"],
         # Only what can change masks: toggling monitoring does not rerun finished batches
