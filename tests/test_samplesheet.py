@@ -5,7 +5,7 @@ import pytest
 from sam2flow.errors import UserError
 from sam2flow.samplesheet import read_sample_sheet
 
-from conftest import ROOT
+from conftest import ROOT, listed_in_troubleshooting
 
 
 @pytest.mark.parametrize(
@@ -16,15 +16,24 @@ from conftest import ROOT
         ("video\tpath\nv\ta.mp4\nv\tb.mp4\n", ["video name 'v' appears more than once"]),
         ("video\tpath\nv\t\n", ["row 2 has an empty video name or path"]),
         ("video\tpath\tpoint\nv\ta.mp4\t1,1\n", ["unknown column(s) point", "points"]),
+        ("video\tpath\tpoints\n", ["lists no videos", "sam2flow init"]),
+        ("video\tpath\n# mouse1\tm1.mp4\n", ["lists no videos"]),
+        ("video\tpath\tpoints\nv\ta.mp4\t.,.\n", ["row 2, column points: '.,.'"]),
+        ("video\tpath\tpoints\nv\ta.mp4\t1,2,1;3\n", ["row 2, column points", "'3'"]),
+        ("video\tpath\tbox\nv\ta.mp4\t30,10,20,40\n", ["row 2, column box", "X1 > X0"]),
+        ("video\tpath\tbox\nw\tb.mp4\t\nv\ta.mp4\t.,1,2,3\n", ["row 3, column box: '.,1,2,3'"]),
+        ("video\tpath\n   \t  \n", ["row 2 has an empty video name or path"]),
+        (b"video\tpath\nv\t\xff.mp4\n", ["cannot read the sample sheet", "UTF-8"]),
     ],
 )
 def test_a_broken_sheet_names_itself_and_the_fault(tmp_path, text, words):
     sheet = tmp_path / "videos.tsv"
-    sheet.write_text(text)
+    sheet.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(UserError) as info:
         read_sample_sheet(sheet)
     message = str(info.value)
     assert str(sheet) in message and "\n" not in message
+    listed_in_troubleshooting(message)
     assert all(w in message for w in words), message
 
 
@@ -36,3 +45,27 @@ def test_a_missing_sheet_says_which_config_key_to_set(tmp_path):
 def test_comments_and_empty_cells_are_read_as_the_user_means():
     sheet = read_sample_sheet(ROOT / "config" / "demo.tsv")
     assert sheet.index.tolist() == ["demo"] and sheet.loc["demo", "points"] == ""
+
+
+def test_a_hash_inside_a_path_is_the_paths_and_a_comment_is_a_whole_line(tmp_path):
+    """``sam2flow init`` writes paths as they are: ``mouse#1.mp4`` is a path, not a path
+    cut at a comment."""
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_text("video\tpath\n# a comment line\nm1\t/data/mouse#1.mp4\n  # indented\n")
+    assert read_sample_sheet(sheet)["path"].tolist() == ["/data/mouse#1.mp4"]
+
+
+def test_spaces_around_a_cell_are_ignored_with_a_warning_naming_it(tmp_path, caplog):
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_text("video\tpath\tpoints\n m1 \t/data/m1.mp4 \t 40,60\n")
+    table = read_sample_sheet(sheet)
+    assert table.loc["m1", ["path", "points"]].tolist() == ["/data/m1.mp4", "40,60"]
+    assert f"{sheet}: row 2, column path: spaces around '/data/m1.mp4 ' ignored" in caplog.messages
+    assert len(caplog.messages) == 3
+    listed_in_troubleshooting(caplog.messages[0])
+
+
+def test_a_cell_reading_na_or_null_is_text_not_missing(tmp_path):
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_text("video\tpath\nNA\tnull.mp4\n")
+    assert read_sample_sheet(sheet)[["video", "path"]].values.tolist() == [["NA", "null.mp4"]]

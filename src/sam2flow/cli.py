@@ -356,9 +356,11 @@ def _init(args) -> int:
 
 
 def guard_config(args):
+    """The memory options, checked against the config's schema (one rule for both)."""
     from .memory import GuardConfig
+    from .schema import check_options
 
-    return GuardConfig(
+    options = dict(
         max_gpu_memory_gb=args.max_gpu_memory_gb,
         memory_threshold=args.memory_threshold,
         min_chunk=args.min_chunk,
@@ -369,10 +371,15 @@ def guard_config(args):
         sizing_file=args.sizing_file,
         sizing_grow_after=args.sizing_grow_after,
     )
+    check_options("memory", {k: v for k, v in options.items() if k != "sizing_file"})
+    return GuardConfig(**options)
 
 
 def _segment(args) -> int:
+    from .schema import check_options
     from .segment import segment_folder
+
+    check_options("prompts", {"likelihood_cutoff": args.likelihood_cutoff})
 
     record = segment_folder(
         args.frames,

@@ -126,9 +126,18 @@ def read_tables(paths: list[str | Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The summary and the skipped table of ``memory.json`` files, ordered by video and
     first frame. Records are read one at a time and dropped: memory follows the rows
     kept, not the records' snapshots."""
-    rows, skipped = [], []
+    rows, skipped, seen = [], [], {}
     for path in paths:
         record = read_record(path)
+        key = tuple(record.get(k) for k in ("video", "batch", "first_frame", "last_frame"))
+        if key in seen:
+            raise UserError(
+                f"two records of frames {key[2]}-{key[3]} of video {key[0] or '(unnamed)'} "
+                f"(the other: {seen[key]})",
+                path,
+                "give each batch's memory.json once",
+            )
+        seen[key] = path
         rows.append(summary_row(record))
         skipped += skipped_rows(record)
     summary = _sorted(summary_table_from_rows(rows))

@@ -7,12 +7,16 @@ Snakemake builds any job.
 from __future__ import annotations
 
 import glob
+import io
+import logging
 import re
 from pathlib import Path
 
 import pandas as pd
 
 from .errors import UserError, brief
+
+log = logging.getLogger(__name__)
 
 COLUMNS = ("video", "path", "prompts", "points", "box", "mask", "prompt_frame")
 REQUIRED = ("video", "path")
@@ -31,10 +35,18 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError("sample sheet not found", path, "set 'videos' in the config to your TSV")
     try:
-        table = pd.read_csv(path, sep="\t", dtype=str, comment="#").fillna("")
-    except (ValueError, pd.errors.ParserError) as exc:
+        # A comment is a whole line starting with '#': a '#' inside a path is the path's.
+        lines = [
+            line
+            for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
+            if not line.lstrip().startswith("#")
+        ]
+        table = pd.read_csv(
+            io.StringIO("".join(lines)), sep="\t", dtype=str, na_filter=False, comment=None
+        )
+    except (ValueError, pd.errors.ParserError) as exc:  # UnicodeDecodeError is a ValueError
         raise UserError(
-            f"cannot read the sample sheet ({brief(exc)})", path, "save it as TSV"
+            f"cannot read the sample sheet ({brief(exc)})", path, "save it as TSV (UTF-8)"
         ) from exc
     missing = [c for c in REQUIRED if c not in table.columns]
     if missing:
@@ -50,8 +62,25 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
             path,
             f"use only {', '.join(COLUMNS)}",
         )
+    if table.empty:
+        raise UserError(
+            "the sample sheet lists no videos",
+            path,
+            "add a row per video under the header: NAME<TAB>VIDEO PATH (sam2flow init writes one)",
+        )
+    for column in table.columns:
+        stripped = table[column].str.strip()
+        for line in (stripped != table[column]).to_numpy().nonzero()[0]:
+            log.warning(
+                "%s: row %d, column %s: spaces around %r ignored",
+                path,
+                line + 2,
+                column,
+                table[column].iloc[line],
+            )
+        table[column] = stripped
     for line, (name, video) in enumerate(zip(table["video"], table["path"], strict=True), 2):
-        if not name.strip() or not video.strip():
+        if not name or not video:
             raise UserError(
                 f"row {line} has an empty video name or path", path, "fill in both columns"
             )
@@ -64,7 +93,27 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
         )
     for column in COLUMNS:
         table[column] = table.get(column, "")
+    _check_prompts(table, path)
     return table[list(COLUMNS)].set_index("video", drop=False)
+
+
+def _check_prompts(table: pd.DataFrame, path: Path) -> None:
+    """Clicks and boxes parse as the segmentation will parse them (the schema's patterns
+    let ``.,.`` and an inverted box through), so a bad cell fails the plan, naming its
+    row, not a batch job hours later."""
+    from .prompts import parse_box, parse_points
+
+    for line, (points, box) in enumerate(zip(table["points"], table["box"], strict=True), 2):
+        for column, text, parse in (("points", points, parse_points), ("box", box, parse_box)):
+            if not text:
+                continue
+            try:
+                parse(text)
+            except ValueError as exc:
+                why = brief(exc) if repr(text) in str(exc) else f"{text!r}: {brief(exc)}"
+                raise UserError(
+                    f"row {line}, column {column}: {why}", path, "fix that cell"
+                ) from None
 
 
 #: Video file types ``sam2flow init`` picks up from a folder.

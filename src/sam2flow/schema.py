@@ -14,7 +14,7 @@ import yaml
 from .errors import UserError
 
 
-def schema_problem(data: dict, schema_file: str | Path) -> str | None:
+def schema_problem(data: dict, schema_file: str | Path | dict) -> str | None:
     """``"memory.min_chunk: 0 is less than the minimum of 1"``, or ``None`` when ``data``
     fits the schema.
 
@@ -23,7 +23,11 @@ def schema_problem(data: dict, schema_file: str | Path) -> str | None:
     >>> schema_problem({"a": {"b": 0}}, f)
     'a.b: 0 is less than the minimum of 1'
     """
-    schema = yaml.safe_load(Path(schema_file).read_text())
+    schema = (
+        schema_file
+        if isinstance(schema_file, dict)
+        else yaml.safe_load(Path(schema_file).read_text())
+    )
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema).iter_errors(data)
     )
@@ -32,6 +36,34 @@ def schema_problem(data: dict, schema_file: str | Path) -> str | None:
     where = ".".join(str(p) for p in error.absolute_path) or "top level"
     message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
     return f"{where}: {message}"
+
+
+#: The workflow's config schema: the command line checks the options it shares with the
+#: config against it too, so that both accept exactly the same values.
+CONFIG_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def check_options(section: str, options: dict, schema_file: str | Path = CONFIG_SCHEMA) -> None:
+    """Command-line ``options`` (``None``: not given) that config section ``section`` also
+    sets must fit that section's schema; the error names the option and the config key.
+
+    >>> check_options("prompts", {"likelihood_cutoff": 5})
+    Traceback (most recent call last):
+    ...
+    sam2flow.errors.UserError: --likelihood-cutoff (config prompts.likelihood_cutoff): 5 is \
+greater than the maximum of 1: give a value the config allows (README.md lists each key)
+    """
+    schema = yaml.safe_load(Path(schema_file).read_text())["properties"][section]
+    schema = {k: v for k, v in schema.items() if k != "required"}
+    given = {k: v for k, v in options.items() if v is not None}
+    problem = schema_problem(given, schema)
+    if problem:
+        key, _, why = problem.partition(": ")
+        raise UserError(
+            f"--{key.replace('_', '-')} (config {section}.{key}): {why}",
+            None,
+            "give a value the config allows (README.md lists each key)",
+        )
 
 
 def check_config(config: dict, schema_file: str | Path) -> None:

@@ -426,6 +426,25 @@ CASES = [
         ["batch record is damaged", "record.json", "status"],
     ),
     (
+        "summary-same-record-twice",
+        ["summary", "--records", "{out}/0000/memory.json", "{out}/0000/memory.json"]
+        + ["--out", "{scratch}/s"],
+        2,
+        ["two records of frames 0-11 of video (unnamed)", "{out}/0000/memory.json"],
+    ),
+    (
+        "cutoff-above-one",
+        seg("--prompts", "{root}/dlc_ok.csv", "--likelihood-cutoff", "5"),
+        2,
+        ["--likelihood-cutoff (config prompts.likelihood_cutoff): 5", "maximum of 1"],
+    ),
+    (
+        "grow-after-negative",
+        seg("--point", "40,60", "--sizing-grow-after", "-3"),
+        2,
+        ["--sizing-grow-after (config memory.sizing_grow_after): -3", "minimum of 1"],
+    ),
+    (
         "summary-missing",
         ["summary", "--records", "{root}/none.json", "--out", "{scratch}/s"],
         2,
