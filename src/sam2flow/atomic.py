@@ -23,6 +23,10 @@ _FIXES = {
     errno.EACCES: "make the results folder writable and run again",
     errno.EPERM: "make the results folder writable and run again",
     errno.EROFS: "the file system is read-only: point results elsewhere",
+    errno.EFBIG: "the file is over the size limit of this shell or job (ulimit -f): raise it "
+    "or point results elsewhere",
+    errno.EEXIST: "a file stands where a folder goes: move it, or give another folder",
+    errno.ENOTDIR: "a file stands where a folder goes: move it, or give another folder",
 }
 
 
@@ -68,6 +72,19 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+
+
+def check_writable(folder: str | Path) -> None:
+    """Make ``folder`` and write (then remove) a file in it: a job that can't save its
+    results fails before hours of work, not after."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".sam2flow-write-check.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise (user_write_error(exc, folder) or exc) from exc
 
 
 def write_bytes(path: str | Path, data: bytes) -> None:

@@ -40,6 +40,7 @@ MANIFEST = "frames.json"
 CARRY_DIR = ".carry"  # single frames decoded again for chained batches (restore_frame)
 _BATCH_DIR = re.compile(r"\.?\d{4,}(\.tmp)?")  # NNNN, or .NNNN.tmp while written
 FRAME_DIGITS = 7
+MAX_FRAME = 2**31 - 1  # frame indices are stored as integers of 32 bits and more
 DEFAULT_BATCH_SIZE = 400
 DEFAULT_QUALITY = 95
 # SAM 2's normalisation (ImageNet mean and std).
@@ -511,17 +512,39 @@ def check_batch_frames(frames: list[int], batch_dir: Path, manifest: Extraction)
     span = manifest.batches.get(batch_dir.name)
     if span is None:
         return
+    _check_span(
+        frames,
+        batch_dir,
+        span,
+        f"its {MANIFEST} lists frames {span[0]}-{span[1]}",
+        "extract the video again (sam2flow extract, or delete the video's results folder)",
+    )
+
+
+def check_consecutive(frames: list[int], batch_dir: Path) -> None:
+    """A folder of frames without a manifest (a user's ``%05d.jpg`` folder) must hold
+    consecutive frames: a gap would leave a frame without a slot.
+
+    >>> check_consecutive([0, 1, 2, 4], Path("gap"))
+    Traceback (most recent call last):
+    ...
+    sam2flow.errors.UserError: frame 3 is missing (1 missing, 0 extra; the folder holds \
+frames 0-4): gap: give every frame from the first to the last, or extract the video with \
+sam2flow extract
+    """
+    where = f"the folder holds frames {frames[0]}-{frames[-1]}"
+    fix = "give every frame from the first to the last, or extract the video with sam2flow extract"
+    _check_span(frames, batch_dir, [frames[0], frames[-1]], where, fix)
+
+
+def _check_span(frames: list[int], batch_dir: Path, span: list[int], where: str, fix: str) -> None:
     expected = range(span[0], span[1] + 1)
     missing = sorted(set(expected) - set(frames))
     extra = sorted(set(frames) - set(expected))
     if missing or extra:
         what = f"frame {missing[0]} is missing" if missing else f"frame {extra[0]} does not belong"
         count = f"{len(missing)} missing, {len(extra)} extra"
-        raise UserError(
-            f"{what} ({count}; its {MANIFEST} lists frames {span[0]}-{span[1]})",
-            batch_dir,
-            "extract the video again (sam2flow extract, or delete the video's results folder)",
-        )
+        raise UserError(f"{what} ({count}; {where})", batch_dir, fix)
 
 
 #: Frame file extensions SAM 2's ``load_video_frames`` accepts (any case here).
@@ -554,6 +577,12 @@ def frame_paths(batch_dir: str | Path) -> dict[int, Path]:
                 "name frames by their index (ffmpeg ... -start_number 0 DIR/%05d.jpg)",
             )
         index = int(path.stem)
+        if index > MAX_FRAME:
+            raise UserError(
+                f"frame file name is not a frame index (over {MAX_FRAME:,})",
+                path,
+                "name frames by their index (ffmpeg ... -start_number 0 DIR/%05d.jpg)",
+            )
         if index in found:
             raise UserError(
                 f"two files for frame {index}: {found[index].name} and {path.name}",

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from . import maskfile
-from .atomic import atomic_path, write_text
+from .atomic import atomic_path, check_writable, write_text
 from .errors import UserError, brief
 from .maskfile import MaskFileWriter
 from .record import FRAME_STATUSES, check_record
@@ -179,7 +179,7 @@ def write_batch_outputs(out_dir: str | Path, store: MaskStore, record: dict) -> 
     check_slots(store.frames, store.status)
     check_record(record)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     with atomic_path(out / "masks.npz") as tmp:
         with open(tmp, "wb") as f:
             np.savez_compressed(
@@ -325,7 +325,7 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
     h, w = metas[0][2][2:]
     nbytes = math.ceil(h * w / 8)
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    check_writable(out)
     with atomic_path(out / "masks.h5") as tmp, MaskFileWriter(tmp, object_ids, h, w) as writer:
         frames, status = [], []
         for _, d, _ in metas:

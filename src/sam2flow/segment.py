@@ -20,11 +20,13 @@ from pathlib import Path
 
 import torch
 
+from .atomic import check_writable
 from .errors import UserError
 from .frames import (
     MANIFEST,
     FrameSource,
     check_batch_frames,
+    check_consecutive,
     frame_paths,
     frame_size,
     read_manifest,
@@ -432,6 +434,8 @@ def segment_folder(
             prompt["video_frames"] = extraction.frames
         if prompt.get("carry_from") and not prompt.get("carry_image"):
             prompt["carry_image"] = restore_frame(frames_dir.parent, frames[0] - 1)
+    else:
+        check_consecutive(frames, frames_dir)
     height, width = frame_size(paths[frames[0]])
     if prompt.get("prompt_frame") is not None:  # a manual prompt must be on a real frame
         known = prompt.get("video_frames") or frames[-1] + 1
@@ -453,6 +457,7 @@ def segment_folder(
             device=loaded.device.type,
         )
         check_host_memory(need, mem_mb, f"batch {batch or frames_dir}")
+    check_writable(out_dir)  # the inputs are good: can the results be saved? before the model runs
     guard = MemoryGuard(memory, loaded.device)
     job = BatchJob(frames_dir, Path(out_dir), batch_prompt, video, batch, decoder, paths)
     record = segment_batch(job, loaded, guard, progress=progress, record_extra=record_extra)

@@ -71,8 +71,12 @@ def world(tmp_path_factory):
     (root / "table.csv").write_text("frame,x,y\n0,40,60\n")
     torch.save({"weights": {}}, root / "other.pt")  # a PyTorch file, not SAM 2's layout
     torch.save({"model": {"w": torch.zeros(1)}}, root / "wrong.pt")  # another model's
-    for name in ("twice", "named", "lone", "late"):
+    (root / "a_file").write_text("a user's file where a folder is asked for")
+    for name in ("twice", "named", "lone", "late", "gap5", "huge"):
         (root / name).mkdir()
+    for f in (0, 1, 2, 4, 5):  # SAM 2's own naming, frame 3 missing, no frames.json
+        shutil.copy(root / "frames" / "0000" / frame_file(f), root / "gap5" / f"{f:05d}.jpg")
+    shutil.copy(root / "frames" / "0000" / frame_file(0), root / "huge" / ("9" * 25 + ".jpg"))
     first = root / "frames" / "0000" / frame_file(0)
     shutil.copy(first, root / "twice" / frame_file(0))
     shutil.copy(first, root / "twice" / "00000.jpg")  # SAM 2's naming: the same index
@@ -443,6 +447,43 @@ CASES = [
         seg("--point", "40,60", "--sizing-grow-after", "-3"),
         2,
         ["--sizing-grow-after (config memory.sizing_grow_after): -3", "minimum of 1"],
+    ),
+    (
+        "segment-out-is-a-file",
+        ["segment", "--frames", "{frames}/0000", "--out", "{root}/a_file", "--point", "40,60"]
+        + FAST,
+        2,
+        ["a file stands where a folder goes", "a_file"],
+    ),
+    (
+        "extract-out-is-a-file",
+        ["extract", "--video", "{root}/v.mp4", "--out", "{root}/a_file"],
+        2,
+        ["a file stands where a folder goes", "a_file"],
+    ),
+    (
+        "summary-out-is-a-file",
+        ["summary", "--records", "{out}/0000/memory.json", "--out", "{root}/a_file"],
+        2,
+        ["a file stands where a folder goes", "a_file"],
+    ),
+    (
+        "merge-out-is-a-file",
+        ["merge", "--batches", "{out}/0000", "--out", "{root}/a_file/merged"],
+        2,
+        ["a file stands where a folder goes", "a_file"],
+    ),
+    (
+        "frames-gap-without-manifest",
+        seg_in("{root}/gap5", "--point", "40,60"),
+        2,
+        ["frame 3 is missing", "the folder holds frames 0-5", "gap5"],
+    ),
+    (
+        "frames-index-too-large",
+        seg_in("{root}/huge", "--point", "40,60"),
+        2,
+        ["not a frame index (over 2,147,483,647)", "9999999999"],
     ),
     (
         "summary-missing",
