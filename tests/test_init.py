@@ -35,6 +35,12 @@ def test_dlc_outputs_are_matched_by_their_names(tmp_path):
     (tmp_path / f"ratDLC_{SCORER}.csv").touch()
     out = sam2flow("init", tmp_path, *files(tmp_path), "--config", "none.yaml")
     sheet = pd.read_csv(tmp_path / "s.tsv", sep="\t", dtype=str).fillna("")
+    assert sheet.columns.tolist() == ["video", "path", "prompts"] + [
+        "points",
+        "box",
+        "mask",
+        "prompt_frame",
+    ]
     assert sheet["video"].tolist() == ["a_b", "mouse1"]  # a name the workflow accepts
     assert sheet["prompts"].tolist() == ["", str(tmp_path / f"mouse1{SCORER}.csv")]
     assert "a b.mp4: no DeepLabCut file" in out.stdout

@@ -196,4 +196,6 @@ def sheet_for(videos: list[Path], dlc_files: list[Path]) -> tuple[pd.DataFrame, 
             )
     for extra in sorted(set(dlc_files) - used):
         notes.append(f"{extra.name}: a DeepLabCut file without a matching video")
-    return pd.DataFrame(rows, columns=["video", "path", "prompts"]), notes
+    # Every column, empty where init has nothing to say: the user fills in clicks, boxes,
+    # masks and their frame in the header's place rather than guessing the names.
+    return pd.DataFrame(rows, columns=list(COLUMNS)).fillna(""), notes

@@ -18,7 +18,7 @@ from sam2flow.errors import UserError
 from sam2flow.frames import extract_batches
 from sam2flow.memory.devices import resolve_device
 
-from conftest import listed_in_troubleshooting, shared_file
+from conftest import SAM2FLOW, listed_in_troubleshooting, shared_file, write_video
 
 
 def test_extraction_killed_half_way_leaves_no_complete_looking_batch(tmp_path):
@@ -156,3 +156,23 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     mask = os.umask(0)
     os.umask(mask)
     assert target.stat().st_mode & 0o777 == 0o666 & ~mask
+
+
+def test_a_file_size_limit_is_one_line_naming_the_file_and_the_limit(tmp_path):
+    """``ulimit -f`` (a job's or a shell's limit on file size), for real: the first JPEG
+    over it fails with EFBIG, named in one line like a full disk."""
+    import resource
+
+    video = write_video(tmp_path / "v.mp4", frames=4)
+    out = subprocess.run(
+        [SAM2FLOW, "extract", "--video", video, "--out", tmp_path / "frames"],
+        capture_output=True,
+        text=True,
+        preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (1000, 1000)),
+    )
+    assert out.returncode == 2 and "Traceback" not in out.stderr, out.stderr[-2000:]
+    line = out.stderr.strip().splitlines()[-1]
+    assert line.startswith("sam2flow extract: error: cannot write (File too large): ")
+    assert line.endswith("(ulimit -f): raise it or point results elsewhere")
+    listed_in_troubleshooting(line)
+    assert not list((tmp_path / "frames").glob(".*.tmp"))
