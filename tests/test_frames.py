@@ -115,10 +115,9 @@ def test_extracting_again_keeps_the_users_files_inside_batch_folders(tmp_path):
     assert not [p.name for p in out.iterdir() if p.name.endswith(".tmp")]
 
 
-def test_a_failed_extraction_leaves_no_temporary_frames(tmp_path, monkeypatch):
-    """The disk fills as the second batch's folder is made: the first batch's JPEGs, in
-    its temporary folder, are removed with it (injected ENOSPC at mkdir)."""
-    video = write_video(tmp_path / "v.mp4", frames=30)
+def disk_full_at_second_batch(monkeypatch) -> None:
+    """The disk fills just as an extraction makes the second batch's folder (injected
+    ENOSPC at mkdir: a real small disk fills at a JPEG first)."""
     make_dir = Path.mkdir
 
     def full_at_batch_1(self, *args, **kwargs):
@@ -127,6 +126,13 @@ def test_a_failed_extraction_leaves_no_temporary_frames(tmp_path, monkeypatch):
         return make_dir(self, *args, **kwargs)
 
     monkeypatch.setattr(Path, "mkdir", full_at_batch_1)
+
+
+def test_a_failed_extraction_leaves_no_temporary_frames(tmp_path, monkeypatch):
+    """The disk fills as the second batch's folder is made: the first batch's JPEGs, in
+    its temporary folder, are removed with it (injected ENOSPC at mkdir)."""
+    video = write_video(tmp_path / "v.mp4", frames=30)
+    disk_full_at_second_batch(monkeypatch)
     with pytest.raises(UserError, match="No space left"):
         extract_batches(video, tmp_path / "frames", batch_size=10)
     assert list((tmp_path / "frames").iterdir()) == []
@@ -252,14 +258,7 @@ def test_a_batch_folder_the_disk_has_no_room_for_is_named(tmp_path, monkeypatch)
     """The disk fills just as the second batch's folder is made (injected: a real small
     disk fills at a JPEG first)."""
     video = write_video(tmp_path / "v.mp4", frames=30)
-    make_dir = Path.mkdir
-
-    def full_at_batch_1(self, *args, **kwargs):
-        if self.name == ".0001.tmp":
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(self))
-        return make_dir(self, *args, **kwargs)
-
-    monkeypatch.setattr(Path, "mkdir", full_at_batch_1)
+    disk_full_at_second_batch(monkeypatch)
     with pytest.raises(UserError) as err:
         extract_batches(video, tmp_path / "frames", batch_size=10)
     assert str(err.value) == (
