@@ -169,3 +169,15 @@ def test_a_partial_summary_accounts_for_exactly_the_planned_batches(tmp_path):
     assert "2 videos: 1 failed, 1 incomplete" in page
     for path in (tmp_path / "results").glob("*/batches/*/memory.json"):
         path.unlink()  # shaped for the report only; the suite checks every memory.json left
+
+
+def test_the_console_summary_reads_a_csv_written_before_the_missing_column(tmp_path):
+    """A run with nothing to do prints its summary from the CSV an older version wrote."""
+    from sam2flow.report import read_summary, summary_lines, summary_table
+
+    old = summary_table([record()]).drop(columns=["missing"])
+    old.to_csv(tmp_path / "s.csv", index=False)
+    assert summary_lines(read_summary(tmp_path / "s.csv"), ["v"]) == [
+        "1 video: 1 done",
+        "1 batch: 1 ok",
+    ]

@@ -460,8 +460,13 @@ def problems(summary: pd.DataFrame, overview: pd.DataFrame) -> list[str]:
 
 
 def read_summary(path: str | Path) -> pd.DataFrame:
-    """A ``memory_summary.csv`` as written (batch names as text, ``0001``)."""
-    return pd.read_csv(path, dtype={"batch": str, "skip_reason": str, "video_warning": str})
+    """A ``memory_summary.csv`` as written (batch names as text, ``0001``); one written
+    before a column existed reads with it (``missing``: 0)."""
+    table = pd.read_csv(path, dtype={"batch": str, "skip_reason": str, "video_warning": str})
+    for column in SUMMARY_COLUMNS:
+        if column not in table:
+            table[column] = 0 if column == MISSING else None
+    return table
 
 
 def _batches(summary: pd.DataFrame) -> pd.DataFrame:
