@@ -322,7 +322,8 @@ def segment_batch(
             store.mark([f for f in frames if lo_f <= f <= hi_f], "skipped_oom")
         record["prompt_frame"] = prompt.frame
         record["prompt_source"] = prompt.source
-    seconds = time.perf_counter() - started
+    # Rounded once, so that frames_per_second is exactly frames / seconds as recorded.
+    seconds = round(time.perf_counter() - started, 3)
     record.update(
         video=job.video,
         batch=job.batch,
@@ -332,7 +333,7 @@ def segment_batch(
         model=model.name,
         weights=model.weights,
         image_size=model.image_size,
-        seconds=round(seconds, 3),
+        seconds=seconds,
         frames_per_second=round(len(frames) / seconds, 3) if seconds > 0 else None,
         host_peak_rss_bytes=peak_rss_bytes(),
     )
