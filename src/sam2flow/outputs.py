@@ -51,6 +51,10 @@ def mask_scores(logits: np.ndarray) -> np.ndarray:
     return probs.sum(axis=(1, 2)) / np.maximum(inside.sum(axis=(1, 2)), 1)
 
 
+#: Frames whose masks may wait for packing at once (each is objects x H x W bytes).
+MAX_BACKLOG = 4
+
+
 class MaskStore:
     """Masks (bit-packed, video resolution) and per-frame statistics of one batch."""
 
@@ -77,6 +81,10 @@ class MaskStore:
         masks = (logits[:, 0] > 0).cpu().numpy()
         strided = logits[:, 0, ::4, ::4].float().cpu().numpy()
         self._pending.append(self._pool.submit(self._store, i, masks, strided))
+        # Frames that arrive faster than they are packed wait here: without a bound, their
+        # unpacked masks piled up and host memory grew with the batch's length.
+        while len(self._pending) > MAX_BACKLOG:
+            self._pending.pop(0).result()
 
     def _store(self, i: int, masks: np.ndarray, strided: np.ndarray) -> None:
         scores = mask_scores(strided)

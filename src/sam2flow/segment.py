@@ -13,6 +13,7 @@ non-conditioning outputs SAM 2 will never read again are dropped during propagat
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import time
 from dataclasses import dataclass
@@ -20,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from .atomic import check_writable
+from .atomic import check_writable, write_text
 from .errors import UserError
 from .frames import (
     MANIFEST,
@@ -36,6 +37,7 @@ from .frames import (
 from .memory import GuardConfig, MemoryGuard, Plan
 from .memory.estimate import check_host_memory, estimate_host
 from .memory.limits import enable_expandable_segments
+from .memory.oom import maybe_inject_oom_at
 from .memory.recovery import frame_ranges
 from .models import RANDOM_WEIGHTS_WARNING, LoadedModel, build_model
 from .outputs import MaskStore, write_batch_outputs
@@ -151,8 +153,32 @@ class _Segmenter:
         self.window = memory_window(model.predictor)
         self.on_device = model.device
         self.progress = None  # pragma: no mutate
+        self.position = {i: k for k, i in enumerate(self.order)}
+        self.plan = None  # the attempt in progress, and the last position it finished
+        self.reached = -1
+
+    def reached_in(self, plan: Plan):
+        """How far ``plan`` got (``recovery.Progress``): the frames it finished stay, and
+        the guard goes on from the last one with its masks, as from a chunk seam."""
+        if plan is not self.plan:
+            return None
+        if self.reached < plan.first_frame:
+            return plan.first_frame - 1, None
+        last = self.order[self.reached]
+        return self.reached, (last, self._masks_on(last))
+
+    def _masks_on(self, local: int) -> dict:
+        return {obj: self.store.mask(self.frames[local], k) for k, obj in enumerate(self.obj_ids)}
+
+    def restore_device(self) -> None:
+        """Put the model back on its own device after a CPU fallback, so that the next
+        batch in this process runs (and is recorded) where the model says it is."""
+        if self.on_device != self.model.device:
+            self.model.predictor.to(self.model.device)
+            self.on_device = self.model.device
 
     def __call__(self, plan: Plan, carry):
+        self.plan, self.reached = plan, plan.first_frame - 1
         chunk = self.order[plan.first_frame : plan.last_frame + 1]
         fwd = [i for i in chunk if i >= self.p]  # ascending
         bwd = [i for i in chunk if i < self.p]  # descending
@@ -173,9 +199,7 @@ class _Segmenter:
             elif bwd:
                 self._pass(plan, carry[0], [], bwd, masks=carry[1])
         last = chunk[-1]
-        return last, {
-            obj: self.store.mask(self.frames[last], k) for k, obj in enumerate(self.obj_ids)
-        }
+        return last, self._masks_on(last)
 
     def _pass(
         self,
@@ -255,7 +279,9 @@ class _Segmenter:
             # The start frame was stored by an earlier pass (or belongs to the previous
             # batch), unless this pass is the first to meet it.
             if idx != start or store_start:
+                maybe_inject_oom_at(self.frames[idx])
                 self.store.put(self.frames[idx], logits)
+                self.reached = self.position[idx]
                 if self.progress is not None:
                     self.progress.update(1)
             prune_outputs(state, local_idx, reverse, self.window, self.p - lo)
@@ -300,7 +326,10 @@ def segment_batch(
         store.mark(frames, "no_prompt")
     else:
         work = _Segmenter(job, model, paths, store)
-        key = guard.sizing_key(model.name, model.image_size, len(obj_ids))
+        precision = str(model.dtype).removeprefix("torch.") if model.dtype else "float32"
+        key = guard.sizing_key(
+            model.name, model.image_size, len(obj_ids), precision, (height, width)
+        )
         bar = _progress_bar(progress, len(frames), job.batch)
         work.progress = bar
         try:
@@ -312,8 +341,13 @@ def segment_batch(
                 key=key,
                 anchors=work.anchors,
                 frames_of=work.frames_of,
+                progress=work.reached_in,
             )
+        except Exception as exc:
+            write_crash_record(job, guard.attempts, exc)
+            raise
         finally:
+            work.restore_device()
             if bar is not None:
                 bar.close()
         record = unit.to_dict()
@@ -342,6 +376,7 @@ def segment_batch(
     record["frame_status"] = store.status_counts()
     record.update(record_extra or {})
     write_batch_outputs(job.out_dir, store, record)
+    (Path(job.out_dir) / CRASH_RECORD).unlink(missing_ok=True)  # an earlier try's
     log.info(
         "batch %s: %s, %d frames in %.1f s (%.2f frames/s)",
         job.batch,
@@ -351,6 +386,31 @@ def segment_batch(
         record["frames_per_second"] or 0,
     )
     return record
+
+
+CRASH_RECORD = "crashed.json"
+
+
+def write_crash_record(job: BatchJob, attempts: list, exc: BaseException) -> None:
+    """Before the job dies of an error that is not an OOM: what the guard had tried, its
+    peaks, and the error, in ``crashed.json`` beside where ``memory.json`` would be (a
+    failed job's declared outputs are deleted; this file is not one of them). Writing it
+    must never hide the error itself."""
+    from dataclasses import asdict
+
+    record = {
+        "video": job.video,
+        "batch": job.batch,
+        "error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}",
+        "attempts": [asdict(a) for a in attempts],
+        "host_peak_rss_bytes": peak_rss_bytes(),
+    }
+    try:
+        check_writable(job.out_dir)
+        write_text(Path(job.out_dir) / CRASH_RECORD, json.dumps(record, indent=1))
+        log.error("batch %s failed; what it tried: %s", job.batch, Path(job.out_dir) / CRASH_RECORD)
+    except Exception as why:  # noqa: BLE001 - the job's own error is what must be seen
+        log.warning("could not write %s: %s", Path(job.out_dir) / CRASH_RECORD, why)
 
 
 def peak_rss_bytes() -> int:

@@ -3,9 +3,6 @@ chunk size came from (the record's ``sizing``)."""
 
 from __future__ import annotations
 
-import json
-import logging
-
 import pytest
 import torch
 
@@ -77,7 +74,8 @@ def whole(plan, carry):
 def test_a_unit_runs_whole_unless_told_otherwise():
     record = MemoryGuard(GuardConfig(), CPU).run(whole, 0, 99, key="k")
     assert record.sizing == {
-        "file": None, "key": "k", "start_chunk": None, "from": "whole", "warning": None
+        "file": None, "key": "k", "start_chunk": None, "after_whole": None, "from": "whole",
+        "warning": None,
     }  # fmt: skip
     assert [(a.first_frame, a.last_frame) for a in record.attempts] == [(0, 99)]
 
@@ -98,30 +96,20 @@ def test_the_callers_chunk_wins_but_never_goes_under_the_floor():
     assert guard.run(whole, 0, 9, start_chunk=5).sizing["start_chunk"] == 10  # a short unit
 
 
-def test_the_sizing_file_sets_the_first_chunk_after_an_oom(tmp_path, monkeypatch):
+def test_the_sizing_file_sets_the_chunk_after_a_whole_failure(tmp_path, monkeypatch):
     monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=60")
     guard = MemoryGuard(GuardConfig(sizing_file=tmp_path / "s.json", min_chunk=25), CPU)
 
     def work(plan, carry):
-        from sam2flow.memory.oom import maybe_inject_oom
-
-        maybe_inject_oom(list(range(plan.first_frame, plan.last_frame + 1)))
         return plan.last_frame
 
     first = guard.run(work, 0, 199, key="k")
-    assert first.sizing["from"] == "whole" and first.sizing["file"] == str(tmp_path / "s.json")
+    assert first.sizing["after_whole"] is None and first.sizing["file"] == str(tmp_path / "s.json")
     second = guard.run(work, 0, 199, key="k")
-    assert second.sizing["from"] == "sizing file" and second.sizing["start_chunk"] == 50
+    assert second.sizing["after_whole"] == 50 and second.sizing["from"] == "whole"
+    assert [a.chunk_size for a in second.attempts] == [200, 50, 50, 50, 50]
     other = guard.run(work, 0, 199, key="another workload")
-    assert other.sizing["from"] == "whole"
-
-
-def test_a_corrupt_sizing_file_is_ignored_and_written_anew(tmp_path):
-    path = tmp_path / "s.json"
-    path.write_text("{ not json")
-    record = MemoryGuard(GuardConfig(sizing_file=path), CPU).run(whole, 0, 99, key="k")
-    assert record.status == "ok" and record.sizing["from"] == "whole"
-    assert json.loads(path.read_text())["k"]["largest_ok"] == 100
+    assert other.sizing["after_whole"] is None
 
 
 def test_monitoring_snapshots_each_unit_and_off_records_none():
@@ -166,16 +154,14 @@ def test_the_sizing_key_names_this_device_and_workload(monkeypatch):
     assert len(keys | {guard.sizing_key("tiny", 256, 3)}) == 4
 
 
-def test_the_sizing_file_is_asked_for_this_units_length(tmp_path, caplog):
+def test_the_sizing_file_is_asked_for_this_units_length(tmp_path, monkeypatch):
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=100")
     guard = MemoryGuard(GuardConfig(sizing_file=tmp_path / "s.json", min_chunk=25), CPU)
     asked = []
-    guard.sizes.start_size = lambda key, frames: asked.append((key, frames)) or 40
-    caplog.set_level(logging.INFO, logger="sam2flow.memory.guard")
+    guard.sizes.size_after_whole_fails = lambda key, frames: asked.append((key, frames)) or 40
     record = guard.run(whole, 100, 299, key="k")
-    assert asked == [("k", 200)] and record.sizing["start_chunk"] == 40
-    assert [r.getMessage() for r in caplog.records if r.name == "sam2flow.memory.guard"] == [
-        "adaptive sizing: starting at chunks of 40 frames"
-    ]
+    assert asked == [("k", 200)] and record.sizing["after_whole"] == 40
+    assert [a.chunk_size for a in record.attempts] == [200, 40, 40, 40, 40, 40]
 
 
 def test_a_short_unit_late_in_the_video_starts_at_its_own_length():
@@ -190,7 +176,7 @@ def test_a_sizing_file_that_fails_is_a_warning_and_the_unit_runs(tmp_path, caplo
     def fail(*args):
         raise OSError("disk gone")
 
-    setattr(guard.sizes, {"read": "start_size", "update": "update"}[action], fail)
+    setattr(guard.sizes, {"read": "size_after_whole_fails", "update": "update"}[action], fail)
     record = guard.run(whole, 0, 9, key="k")
     text = f"could not {action} the sizing file {tmp_path / 's.json'} (OSError: disk gone)"
     assert record.status == "ok" and record.sizing["warning"] == text

@@ -40,6 +40,18 @@ ERROR_TEXTS = [
     (RuntimeError, "cuDNN error: CUDNN_STATUS_ALLOC_FAILED", "device"),
     (
         RuntimeError,
+        "CUDA error: CUBLAS_STATUS_NOT_INITIALIZED when calling `cublasCreate(handle)`",
+        "device",
+    ),
+    (
+        RuntimeError,
+        "cuDNN error: CUDNN_STATUS_NOT_SUPPORTED. This error may appear if you passed in a "
+        "non-contiguous input.",
+        "device",
+    ),
+    (RuntimeError, "Triton Error [CUDA]: out of memory", "device"),
+    (
+        RuntimeError,
         "HIP out of memory. Tried to allocate 2.00 GiB (GPU 0; 63.98 GiB total capacity; 62.10 "
         "GiB already allocated; 1.44 GiB free; 62.31 GiB reserved in total by PyTorch)",
         "device",
@@ -143,3 +155,29 @@ def test_injection_over_several_ranges_hits_each_ranges_first_and_last_frame(mon
     for frame in (5, 9, 20):
         with pytest.raises(torch.OutOfMemoryError, match=f"including frame {frame}\\)"):
             maybe_inject_oom([frame])
+
+
+@pytest.mark.parametrize(
+    "text, there",
+    [
+        (ERROR_TEXTS[0][1], False),  # 412 MiB spare, 2 GiB asked
+        (ERROR_TEXTS[0][1].replace("412.34 MiB is reserved", "2.50 GiB is reserved"), True),
+        (ERROR_TEXTS[0][1].replace("412.34 MiB is reserved", "2.00 GiB is reserved"), True),
+        (ERROR_TEXTS[1][1], False),  # the old wording has no spare figure
+        ("CUDA out of memory", False),
+    ],
+)
+def test_the_memory_was_there_only_where_the_errors_figures_say_so(text, there):
+    from sam2flow.memory.oom import memory_was_there
+
+    assert memory_was_there(text) is there
+
+
+def test_frames_injected_at_a_frame_raise_only_there_and_not_per_attempt(monkeypatch):
+    from sam2flow.memory.oom import maybe_inject_oom_at
+
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "frames=45-47")
+    maybe_inject_oom(list(range(40, 60)), at_frames=False)  # left to the work
+    maybe_inject_oom_at(44)
+    with pytest.raises(torch.OutOfMemoryError, match=r"at frame 46\)"):
+        maybe_inject_oom_at(46)

@@ -283,3 +283,116 @@ def test_without_anchors_a_skip_runs_to_the_end_of_the_unit(monkeypatch):
     first_skipped = rec.skipped_ranges[0][0]
     assert rec.skipped_ranges[-1][1] == 399 and 100 <= first_skipped <= 120
     assert rec.frames_ok == first_skipped
+
+
+class Tracker:
+    """Work that goes through its positions one at a time and says how far it got
+    (``progress``); ``fails(position, level)`` says where it runs out of memory."""
+
+    def __init__(self, fails):
+        self.fails, self.computed, self.plan, self.done = fails, [], None, -1
+
+    def __call__(self, plan, carry):
+        self.plan, self.done = plan, plan.first_frame - 1
+        for p in range(plan.first_frame, plan.last_frame + 1):
+            if self.fails(p, plan.level):
+                raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+            self.computed.append(p)
+            self.done = p
+        return ("mask of", plan.last_frame)
+
+    def progress(self, plan):
+        if plan is not self.plan:
+            return None
+        return self.done, ("mask of", self.done) if self.done >= plan.first_frame else None
+
+
+def test_a_failure_mid_chunk_keeps_the_frames_before_it_and_goes_on_from_them():
+    once = {45}
+    work = Tracker(lambda p, level: p in once and not once.discard(p))
+    rec = run_with_recovery(work, 0, 59, device=CPU, progress=work.progress)
+    assert sorted(work.computed) == list(range(60)), "no frame is computed twice"
+    assert [(a.first_frame, a.last_frame, a.outcome, a.frames_done) for a in rec.attempts] == [
+        (0, 59, "oom", 45),
+        (45, 59, "ok", 15),
+    ]
+    assert rec.status == "recovered" and rec.frames_ok == 60
+
+
+def test_after_a_resume_the_carry_is_the_last_finished_frames():
+    seen = []
+    once = {30}
+    work = Tracker(lambda p, level: p in once and not once.discard(p))
+
+    def recording(plan, carry):
+        seen.append(carry)
+        return work(plan, carry)
+
+    run_with_recovery(recording, 0, 59, device=CPU, carry="prompt", progress=work.progress)
+    assert seen == ["prompt", ("mask of", 29)]
+
+
+def test_failures_at_45_to_47_with_a_prompt_every_10th_frame_skip_exactly_45_to_49():
+    work = Tracker(lambda p, level: 45 <= p <= 47)
+    rec = run_with_recovery(
+        work, 0, 59, device=CPU, anchors=range(0, 60, 10), progress=work.progress
+    )
+    skipped = [f for lo, hi in rec.skipped_ranges for f in range(lo, hi + 1)]
+    assert skipped == [45, 46, 47, 48, 49]
+    assert sorted(work.computed) == [*range(45), *range(50, 60)]
+    assert rec.skip_reasons[0] == (
+        "out of memory at every level: CUDA out of memory. Tried to allocate 2.00 GiB"
+    )
+
+
+@pytest.mark.parametrize("reports_progress", [True, False])
+def test_a_batch_prompted_on_every_frame_that_fails_everywhere_stops_at_the_cap(
+    reports_progress, monkeypatch
+):
+    """Was 1,595 attempts for 60 frames: now at most 3 x log2(60) = 18."""
+    monkeypatch.setattr("sam2flow.memory.devices.clear_device_cache", lambda device: None)
+    work = Tracker(lambda p, level: True)
+    rec = run_with_recovery(
+        work,
+        0,
+        59,
+        device=CPU,
+        anchors=range(60),
+        progress=work.progress if reports_progress else None,
+    )
+    assert len(rec.attempts) <= 18 == rec.failure_cap
+    assert rec.status == "skipped" and rec.frames_skipped == 60
+    assert rec.skip_reasons[-1].startswith("gave up after 18 out-of-memory errors (at most 18")
+    listed_in_troubleshooting(rec.skip_reasons[-1])
+
+
+def test_where_the_memory_was_there_the_same_attempt_is_tried_once_more():
+    fragmented = (
+        "CUDA out of memory. Tried to allocate 2.00 GiB. GPU 0 has a total capacity of 15.77 "
+        "GiB of which 1.06 GiB is free. Of the allocated memory 10.00 GiB is allocated by "
+        "PyTorch, and 3.00 GiB is reserved by PyTorch but unallocated."
+    )
+    tries = []
+
+    def work(plan, carry):
+        tries.append(plan.frames)
+        if len(tries) < 3:
+            raise torch.OutOfMemoryError(fragmented)
+
+    rec = run_with_recovery(work, 0, 59, device=CPU)
+    # Once at the same size; then, as the figures did not change, halving.
+    assert tries == [60, 60, 30, 30]
+    assert [a.memory_was_there for a in rec.attempts] == [True, True, False, False]
+
+
+def test_host_memory_running_out_during_the_cpu_fallback_fails_the_job():
+    from sam2flow.memory.oom import HostOutOfMemory
+
+    def work(plan, carry):
+        if plan.level == "cpu":
+            raise MemoryError("Unable to allocate 7.91 GiB for an array")
+        raise torch.OutOfMemoryError("CUDA out of memory")
+
+    accelerator = torch.device("meta")
+    with pytest.raises(HostOutOfMemory, match="mem_mb"):
+        run_with_recovery(work, 0, 9, device=accelerator, allow_cpu_fallback=True)

@@ -85,6 +85,7 @@ def test_a_unit_without_work_has_every_field_of_a_record():
         "skip_reasons": [],
         "snapshots": [],
         "sizing": None,
+        "failure_cap": None,
     }
     assert record["gpu_name"]
 
@@ -218,7 +219,7 @@ def test_every_attempt_and_every_skip_is_logged_in_one_line(caplog):
     ]
 
 
-def test_narrowing_tries_up_to_the_last_anchor_first_then_starts_again_at_the_first_level():
+def test_narrowing_bisects_at_the_anchor_nearest_the_middle_then_starts_again_at_the_first_level():
     calls = []
 
     def work(plan, carry):
@@ -228,7 +229,7 @@ def test_narrowing_tries_up_to_the_last_anchor_first_then_starts_again_at_the_fi
         return plan.last_frame
 
     rec = run_with_recovery(work, 0, 29, device=CPU, min_chunk=25, anchors=[10, 20])
-    assert calls == [(0, 29, False), (0, 29, True), (0, 19, True), (0, 9, True), (10, 29, False)]
+    assert calls == [(0, 29, False), (0, 29, True), (0, 9, True), (10, 29, False)]
     assert rec.skipped_ranges == [(0, 9)] and rec.frames_ok == 20
 
 

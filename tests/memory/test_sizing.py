@@ -24,13 +24,21 @@ def oom_above(limit):
     return work
 
 
-def test_next_unit_starts_at_the_remembered_size(tmp_path):
+def test_after_a_whole_failure_the_next_unit_goes_straight_to_the_remembered_size(tmp_path):
     guard = MemoryGuard(GuardConfig(sizing_file=tmp_path / "sizes.json"), device="cpu")
     first = guard.run(oom_above(100), 0, 399, key="k")
     assert [a.chunk_size for a in first.attempts[:3]] == [400, 200, 100]
     second = guard.run(oom_above(100), 0, 399, key="k")
-    assert second.attempts[0].chunk_size == 100
-    assert all(a.outcome == "ok" for a in second.attempts)
+    assert [a.chunk_size for a in second.attempts] == [400, 100, 100, 100, 100]
+    assert second.sizing["after_whole"] == 100 and second.sizing["from"] == "whole"
+
+
+def test_a_unit_that_fits_runs_whole_whatever_the_file_says(tmp_path):
+    """The file never changes a batch that fits (a chunk seam would change its masks)."""
+    guard = MemoryGuard(GuardConfig(sizing_file=tmp_path / "sizes.json"), device="cpu")
+    guard.run(oom_above(100), 0, 399, key="k")
+    fits = guard.run(oom_above(1000), 0, 399, key="k")
+    assert [(a.level, a.chunk_size, a.outcome) for a in fits.attempts] == [("whole", 400, "ok")]
 
 
 def test_remembered_size_survives_a_new_process(tmp_path):
@@ -39,7 +47,7 @@ def test_remembered_size_survives_a_new_process(tmp_path):
     guard.run(oom_above(100), 0, 399, key="k")
     code = (
         "from sam2flow.memory.sizing import SizeMemory; import sys;"
-        "print(SizeMemory(sys.argv[1]).start_size('k', 400))"
+        "print(SizeMemory(sys.argv[1]).size_after_whole_fails('k', 400))"
     )
     out = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -47,22 +55,24 @@ def test_remembered_size_survives_a_new_process(tmp_path):
 
 
 def test_a_transient_oom_is_forgotten_after_clean_runs(tmp_path):
-    guard = MemoryGuard(GuardConfig(sizing_file=tmp_path / "s.json"), device="cpu")
-    sizes = [guard.run(oom_above(100), 0, 399, key="k").attempts[0].chunk_size]
-    for _ in range(GROW_AFTER + 1):  # the GPU is free again: nothing fails any more
-        sizes.append(guard.run(oom_above(1000), 0, 399, key="k").attempts[0].chunk_size)
-    assert sizes == [400] + [100] * GROW_AFTER + [400]
-    again = guard.run(oom_above(1000), 0, 399, key="k")
-    assert [a.chunk_size for a in again.attempts] == [400] and again.sizing["from"] == "whole"
+    path = tmp_path / "s.json"
+    guard = MemoryGuard(GuardConfig(sizing_file=path), device="cpu")
+    guard.run(oom_above(100), 0, 399, key="k")
+    for n in range(1, GROW_AFTER):  # the GPU is free again: nothing fails any more
+        guard.run(oom_above(1000), 0, 199, key="k")
+        assert json.loads(path.read_text())["k"]["successes"] == n
+    guard.run(oom_above(1000), 0, 199, key="k")
+    assert "k" not in json.loads(path.read_text())
+    again = guard.run(oom_above(100), 0, 399, key="k")  # a new failure halves from scratch
+    assert [a.chunk_size for a in again.attempts[:3]] == [400, 200, 100]
 
 
 def test_how_many_clean_runs_is_configurable(tmp_path):
     config = GuardConfig(sizing_file=tmp_path / "s.json", sizing_grow_after=1)
     guard = MemoryGuard(config, device="cpu")
     guard.run(oom_above(100), 0, 399, key="k")
-    second = guard.run(oom_above(1000), 0, 399, key="k")
-    assert second.attempts[0].chunk_size == 100 and second.sizing["from"] == "sizing file"
-    assert guard.run(oom_above(1000), 0, 399, key="k").attempts[0].chunk_size == 400
+    guard.run(oom_above(1000), 0, 199, key="k")
+    assert guard.sizes.size_after_whole_fails("k", 400) is None
 
 
 def test_the_memory_cap_is_part_of_the_key():
@@ -101,11 +111,11 @@ def test_a_lock_that_is_never_released_times_out_into_a_warning(tmp_path, monkey
     assert record.frames_ok == 400 and "Timeout" in record.sizing["warning"]
 
 
-def test_short_units_run_whole(tmp_path):
+def test_a_unit_no_longer_than_the_remembered_size_halves_as_usual(tmp_path):
     mem = SizeMemory(tmp_path / "s.json")
     mem.update("k", [attempt(400, "oom"), attempt(200, "ok")])
-    assert mem.start_size("k", 300) is None
-    assert mem.start_size("k", 400) == 200
+    assert mem.size_after_whole_fails("k", 200) is None
+    assert mem.size_after_whole_fails("k", 400) == 200
 
 
 def test_disabled_adaptive_sizing_writes_nothing(tmp_path):
@@ -116,8 +126,9 @@ def test_disabled_adaptive_sizing_writes_nothing(tmp_path):
 
 
 def test_the_sizing_key_names_every_condition_a_size_holds_for():
-    assert sizing_key("H100", 80, "tiny", 1024, 2, 16) == "H100|80|cap 16|tiny|1024|2"
-    assert sizing_key("cpu", None, "tiny", 256, 1) == "cpu|0|cap 0|tiny|256|1"
+    key = sizing_key("H100", 80, "tiny", 1024, 2, 16, "bfloat16", (1080, 1920))
+    assert key == "H100|80|cap 16|tiny|1024|2|bfloat16|1080x1920"
+    assert sizing_key("cpu", None, "tiny", 256, 1) == "cpu|0|cap 0|tiny|256|1|fp32|0x0"
 
 
 def attempts(*tries):
@@ -130,13 +141,11 @@ def entry(mem):
 
 
 def test_the_memory_folds_each_units_outcome(tmp_path):
-    mem = SizeMemory(tmp_path / "s.json", grow_after=2)
+    mem = SizeMemory(tmp_path / "s.json", grow_after=3)
     mem.update("k", attempts(("whole", 400, "ok")))
-    assert entry(mem) == {"largest_ok": 400, "successes": 1}
-    mem.update("k", attempts(("whole", 400, "ok")))
-    assert entry(mem) == {"largest_ok": 400, "successes": 2}
+    assert not mem.path.exists()  # a clean unit and no history: nothing to remember
     mem.update("k", attempts(("whole", 500, "oom"), ("chunked", 250, "ok")))
-    assert entry(mem) == {"largest_ok": 400, "smallest_failed": 500, "successes": 0}
+    assert entry(mem) == {"largest_ok": 250, "smallest_failed": 500, "successes": 0}
     mem.update("k", attempts(("chunked", 200, "oom"), ("chunked", 100, "ok")))
     # a failure at or below the largest success: that success no longer holds
     assert entry(mem) == {"smallest_failed": 200, "largest_ok": 100, "successes": 0}
@@ -145,8 +154,21 @@ def test_the_memory_folds_each_units_outcome(tmp_path):
     mem.update("k", attempts(("chunked", 100, "ok")))
     assert entry(mem) == {"smallest_failed": 200, "largest_ok": 100, "successes": 1}
     mem.update("k", attempts(("whole", 200, "ok")))  # conditions changed: it fits now
-    assert entry(mem) == {"largest_ok": 200, "successes": 1}
+    assert entry(mem) == {"largest_ok": 200, "successes": 2}
     assert "\n" in mem.path.read_text()  # people read this file: one field a line
+
+
+def test_only_sizes_chosen_for_memory_are_learnt(tmp_path):
+    """A remainder, a resumed or a bisected piece says nothing about what fits."""
+    mem = SizeMemory(tmp_path / "s.json")
+    piece = attempt(7, "ok")
+    piece.sized_for_memory = False
+    mem.update("k", [attempt(400, "oom"), attempt(200, "ok"), piece])
+    assert entry(mem) == {"smallest_failed": 400, "largest_ok": 200, "successes": 0}
+    failed_piece = attempt(3, "oom")
+    failed_piece.sized_for_memory = False
+    mem.update("k", [failed_piece])
+    assert entry(mem) == {"smallest_failed": 400, "largest_ok": 200, "successes": 0}
 
 
 def test_offload_and_cpu_attempts_are_not_sizes_of_this_device(tmp_path):
@@ -156,46 +178,66 @@ def test_offload_and_cpu_attempts_are_not_sizes_of_this_device(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "stored, frames, start",
+    "stored, frames, after_whole",
     [
-        ({}, 400, None),  # nothing known: whole
-        ({"smallest_failed": 300}, 299, None),  # a shorter unit than what failed: whole
-        ({"smallest_failed": 300}, 300, 150),  # only a failure known: half of it
-        ({"smallest_failed": 3}, 400, 1),
-        ({"smallest_failed": 1}, 400, 1),  # never under one frame
+        ({}, 400, None),  # nothing known: halve
+        ({"smallest_failed": 300}, 400, None),  # only a failure known: halve
         ({"smallest_failed": 300, "largest_ok": 120}, 400, 120),
-        ({"smallest_failed": 300, "largest_ok": 120, "successes": 1}, 400, 120),
-        ({"smallest_failed": 300, "largest_ok": 120, "successes": 2}, 400, None),  # try again
+        ({"smallest_failed": 300, "largest_ok": 120, "successes": 2}, 400, 120),
+        ({"smallest_failed": 300, "largest_ok": 120}, 120, None),  # no shorter: halve
+        ({"largest_ok": 1}, 400, 1),
     ],
 )
-def test_where_a_unit_starts(tmp_path, stored, frames, start):
+def test_where_a_unit_goes_after_it_failed_whole(tmp_path, stored, frames, after_whole):
     (tmp_path / "s.json").write_text(json.dumps({"k": stored, "other": {"largest_ok": 5}}))
-    assert SizeMemory(tmp_path / "s.json", grow_after=2).start_size("k", frames) == start
+    assert SizeMemory(tmp_path / "s.json").size_after_whole_fails("k", frames) == after_whole
 
 
-def test_an_unreadable_memory_is_forgotten_not_fatal(tmp_path, caplog):
-    (tmp_path / "s.json").write_text("{ not json")
-    mem = SizeMemory(tmp_path / "s.json")
-    assert mem.entry("k") == {}
+@pytest.mark.parametrize(
+    "text, what",
+    [
+        ("{ not json", "not JSON (Expecting property name enclosed in double quotes: line 1"),
+        ("[1, 2]", "not a JSON object; it is written anew"),
+        ('{"k": {"largest_ok": "100"}, "j": 3}', "entries ['j', 'k'] are badly shaped"),
+        ('{"k": {"largest_ok": -1}}', "entries ['k'] are badly shaped"),
+        (b"\xff\xfe{", "not JSON ("),
+    ],
+)
+def test_a_damaged_file_is_repaired_with_a_warning(tmp_path, caplog, text, what):
+    path = tmp_path / "s.json"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    mem = SizeMemory(path)
+    assert mem.size_after_whole_fails("k", 400) is None
     (message,) = [r.getMessage() for r in caplog.records if r.name == "sam2flow.memory.sizing"]
-    assert message.startswith(f"ignoring unreadable sizing memory {tmp_path / 's.json'}: ")
-    assert message.endswith(
-        ": Expecting property name enclosed in double quotes: line 1 column 3 (char 2)"
-    )
-    mem.update("k", attempts(("whole", 50, "ok")))
-    assert entry(mem) == {"largest_ok": 50, "successes": 1}
+    assert message.startswith(f"the sizing file {path} was damaged: {what}")
+    assert mem.warnings == [message]
+    mem.update("k", attempts(("whole", 400, "oom"), ("chunked", 200, "ok")))
+    assert json.loads(path.read_text()) == {
+        "k": {"largest_ok": 200, "smallest_failed": 400, "successes": 0}
+    }
+
+
+def test_a_damaged_file_is_named_in_the_units_record_and_written_anew(tmp_path):
+    path = tmp_path / "s.json"
+    path.write_text("{ not json")
+    record = MemoryGuard(GuardConfig(sizing_file=path), "cpu").run(oom_above(1000), 0, 99, key="k")
+    assert record.status == "ok"
+    assert record.sizing["warning"].startswith(f"the sizing file {path} was damaged: not JSON")
+    assert json.loads(path.read_text()) == {}
+    again = MemoryGuard(GuardConfig(sizing_file=path), "cpu").run(oom_above(1000), 0, 99, key="k")
+    assert again.sizing["warning"] is None
 
 
 def test_a_unit_whose_every_attempt_failed_is_remembered(tmp_path):
     mem = SizeMemory(tmp_path / "s.json")
     mem.update("k", attempts(("whole", 400, "oom"), ("chunked", 200, "oom")))
     assert entry(mem) == {"smallest_failed": 200, "successes": 0}
-    assert mem.start_size("k", 400) == 100
+    assert mem.size_after_whole_fails("k", 400) is None
 
 
 def test_a_failure_at_exactly_the_largest_success_withdraws_it(tmp_path):
     mem = SizeMemory(tmp_path / "s.json")
-    mem.update("k", attempts(("chunked", 100, "ok")))
+    mem.update("k", attempts(("whole", 200, "oom"), ("chunked", 100, "ok")))
     mem.update("k", attempts(("chunked", 100, "oom"), ("chunked", 50, "ok")))
     assert entry(mem) == {"smallest_failed": 100, "largest_ok": 50, "successes": 0}
 

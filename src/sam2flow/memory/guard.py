@@ -91,8 +91,16 @@ class MemoryGuard:
             if config.adaptive_batch_size and config.sizing_file
             else None
         )
+        self.attempts: list = []  # the last unit's attempts, kept if it ends in an error
 
-    def sizing_key(self, model: str, image_size: int, objects: int) -> str:
+    def sizing_key(
+        self,
+        model: str,
+        image_size: int,
+        objects: int,
+        precision: str = "fp32",
+        frame_size: tuple[int, int] | None = None,
+    ) -> str:
         """The adaptive-sizing key for this device and workload."""
         return sizing_key(
             devices.device_name(self.device),
@@ -101,6 +109,8 @@ class MemoryGuard:
             image_size,
             objects,
             self.cap_bytes,
+            precision,
+            frame_size,
         )
 
     def record_without_work(self, frames: int) -> UnitRecord:
@@ -118,25 +128,33 @@ class MemoryGuard:
         start_chunk: int | None = None,
         anchors: Collection[int] = (),
         frames_of: Callable[[int, int], list[int]] | None = None,
+        progress: Callable | None = None,
     ) -> UnitRecord:
         """Run ``work(plan, carry)`` over positions ``first..last`` inside the guard
-        (``anchors`` and ``frames_of``: see ``recovery.run_with_recovery``)."""
+        (``anchors``, ``frames_of``, ``progress``: see ``recovery.run_with_recovery``)."""
         cfg = self.config
+        self.attempts = []
         monitor = Monitor(self.device, cfg.monitoring, self.cap_bytes)
-        sizing = {"file": None, "key": key, "start_chunk": None, "from": "whole", "warning": None}
+        sizing = {
+            "file": None,
+            "key": key,
+            "start_chunk": None,
+            "after_whole": None,
+            "from": "whole",
+            "warning": None,
+        }
         if start_chunk is None and cfg.start_chunk is not None:
             start_chunk, sizing["from"] = cfg.start_chunk, "rerun strategy"
         elif start_chunk is not None:
             sizing["from"] = "caller"
+        after_whole = None
         if start_chunk is None and self.sizes is not None and key is not None:
             sizing["file"] = str(self.sizes.path)
             try:
-                start_chunk = self.sizes.start_size(key, last - first + 1)
+                after_whole = self.sizes.size_after_whole_fails(key, last - first + 1)
             except Exception as exc:  # noqa: BLE001 - bookkeeping never costs a batch
                 sizing["warning"] = _sizing_warning("read", self.sizes.path, exc)
-            if start_chunk:
-                sizing["from"] = "sizing file"
-                log.info("adaptive sizing: starting at chunks of %d frames", start_chunk)
+            sizing["after_whole"] = after_whole
         if start_chunk is not None:
             start_chunk = max(start_chunk, min(cfg.min_chunk, last - first + 1))
         sizing["start_chunk"] = start_chunk
@@ -154,12 +172,18 @@ class MemoryGuard:
             monitor=monitor,
             memory_cap_bytes=self.cap_bytes,
             frames_of=frames_of,
+            progress=progress,
+            after_whole=after_whole,
+            attempts=self.attempts,
         )
         if self.sizes is not None and key is not None:
             try:
                 self.sizes.update(key, record.attempts)
             except Exception as exc:  # noqa: BLE001 - bookkeeping never costs a batch
                 sizing["warning"] = _sizing_warning("update", self.sizes.path, exc)
+            if self.sizes.warnings and not sizing["warning"]:
+                sizing["warning"] = "; ".join(self.sizes.warnings)
+            self.sizes.warnings.clear()
         record.sizing = sizing
         # Between units, never per frame: clean up when usage passed the threshold.
         limits.clean_up_if_needed(self.device, monitor.snapshot("after unit"), cfg.memory_threshold)

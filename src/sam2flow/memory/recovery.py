@@ -1,17 +1,27 @@
 """Graduated recovery: keep a unit of work alive through out-of-memory errors.
 
-A unit spans positions ``first..last``. It is tried whole; on OOM the failed chunk is
-split in halves down to ``min_chunk`` frames (finished chunks keep their results); at the
-floor the same chunks run with CPU offload, then (only if allowed) on the CPU. Each chunk
-hands a *carry* to the next (for SAM 2, the last mask) so chunked work continues where the
-previous chunk ended.
+A unit spans positions ``first..last``. It is tried whole. Each chunk hands a *carry* to
+the next (for SAM 2, the last mask) so chunked work continues where the previous chunk
+ended. After an OOM:
 
-A chunk that fails at every level is narrowed, not given up with the rest of the unit:
-*anchors* are positions where work can start again without a carry (a frame with its own
-prompt, the start of the backward range). The failed chunk is retried up to each anchor
-inside it, last one first (these pieces may be under the floor: they isolate what cannot
-run, they do not save memory); what still fails is skipped up to the next anchor, and the
-work starts again there. Each skipped range is recorded with its reason.
+- Frames already finished are kept. A work function that says how far it got
+  (``progress``) is continued from its last finished position, with the same carry as a
+  chunk seam, in a fresh attempt: nothing is done twice. One that does not is split in
+  halves down to ``min_chunk`` frames (chunk length is only a cap: a flat-memory model
+  needs no smaller chunks, but memory that grows with the chunk does).
+- Where the error's own figures say the memory was there (reserved by the allocator but
+  unallocated), the same attempt is tried once more after the cache is emptied.
+- Then the levels that lower the peak: CPU offload of the state, then (only if allowed)
+  the CPU.
+- At the last level, what fails is skipped up to the next *anchor*, a position where work
+  can start again without a carry (a frame with its own prompt, the start of the
+  backward range), and the work starts again there, from the first level. With
+  ``progress`` that is exactly the frame that failed; otherwise the failed piece is
+  bisected at anchors (pieces under the floor isolate what cannot run, they do not save
+  memory) and the smallest failing piece is skipped.
+
+A unit meets at most ``failure_cap`` OOMs (about 3 x log2 of its frames); the rest of it
+is then skipped. Each skipped range is recorded with its reason.
 """
 
 from __future__ import annotations
@@ -27,7 +37,7 @@ import torch
 
 from . import devices
 from .monitoring import Monitor
-from .oom import HostOutOfMemory, is_oom_error, maybe_inject_oom, oom_kind
+from .oom import HostOutOfMemory, is_oom_error, maybe_inject_oom, memory_was_there, oom_kind
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +76,9 @@ class Attempt:
     peak_allocated_bytes: int | None
     peak_reserved_bytes: int | None
     nvml_used_bytes: int | None
+    frames_done: int = 0  # positions finished (and kept) before the attempt ended
+    memory_was_there: bool = False  # the OOM's figures: reserved but unallocated >= asked
+    sized_for_memory: bool = True  # its length is the ladder's chunk, not a rest or a piece
 
 
 @dataclass
@@ -88,6 +101,7 @@ class UnitRecord:
     skip_reasons: list[str] = field(default_factory=list)  # one per skipped range
     snapshots: list[dict] = field(default_factory=list)
     sizing: dict | None = None  # where the starting chunk size came from (guard)
+    failure_cap: int | None = None  # OOMs this unit could meet before the rest was skipped
 
     @classmethod
     def not_run(
@@ -147,6 +161,18 @@ def chunk_size_at(chunk: int, remaining: int, floor: int) -> int:
     return math.ceil(remaining / parts)
 
 
+def failure_cap(frames: int, levels: int) -> int:
+    """How many OOMs a unit of ``frames`` may meet before the rest of it is skipped: about
+    3 x log2 of its frames (a bisection per failing region, a few regions), and never fewer
+    than two rounds of its ``levels``. Without it, a batch prompted on every frame that
+    fails everywhere took thousands of attempts.
+
+    >>> failure_cap(60, 2), failure_cap(400, 3), failure_cap(1, 2)
+    (18, 26, 6)
+    """
+    return max(2 * levels + 2, math.ceil(3 * math.log2(max(frames, 2))))
+
+
 def levels_for(
     device: torch.device, force_cpu_offload: bool, allow_cpu_fallback: bool
 ) -> list[str]:
@@ -158,6 +184,10 @@ def levels_for(
 
 
 Work = Callable[[Plan, Any], Any]
+#: ``progress(plan)``: the last position of ``plan`` the work finished and the carry that
+#: continues from it (``plan.first_frame - 1`` when none), or ``None`` when the work did not
+#: start on ``plan`` (the attempt failed before it).
+Progress = Callable[[Plan], "tuple[int, Any] | None"]
 
 
 def run_with_recovery(
@@ -175,6 +205,9 @@ def run_with_recovery(
     monitor: Monitor | None = None,
     memory_cap_bytes: int | None = None,
     frames_of: Callable[[int, int], list[int]] | None = None,
+    progress: Progress | None = None,
+    after_whole: int | None = None,
+    attempts: list[Attempt] | None = None,
 ) -> UnitRecord:
     """Run ``work(plan, carry) -> carry`` over ``first..last`` with graduated recovery.
 
@@ -182,7 +215,10 @@ def run_with_recovery(
     as described in the module docstring; any other error propagates unchanged. After a
     skipped range, ``work`` gets ``carry=None`` and a plan starting on an anchor.
     ``frames_of(a, b)``: the video frames of positions ``a..b`` (for messages and the
-    injection hook; positions are frames when not given).
+    injection hook; positions are frames when not given). ``progress``: see ``Progress``.
+    ``after_whole``: the chunk to try once the whole unit failed (the sizing file's), in
+    place of halving. ``attempts``: a list the attempts are appended to as they end, so
+    that a caller still has them when an error that is not an OOM ends the unit.
 
     >>> rec = run_with_recovery(lambda plan, carry: None, 0, 59, device=torch.device("cpu"))
     >>> rec.status, rec.frames_ok
@@ -197,39 +233,84 @@ def run_with_recovery(
     restarts = sorted({a for a in anchors if first < a <= last})
     monitor = monitor or Monitor(device, enabled=False)
     ladder = levels_for(device, force_cpu_offload, allow_cpu_fallback)
+    cap = failure_cap(total, len(ladder))
+    attempts = [] if attempts is None else attempts
     floor = min(min_chunk, total)
     chunk = min(start_chunk or total, total)
     rung = 0  # index into the ladder; CHUNKED is shown as WHOLE while a chunk spans the unit
-    narrowed = None  # while narrowing a failed chunk: the size of the next piece
-    attempts: list[Attempt] = []
+    narrowed = None  # while bisecting at the last level: the piece up to an anchor
+    retried = None  # (pos, size, rung) of the one same-size retry after emptying the cache
     skips: list[tuple[int, int, str]] = []
     pos = first
+
+    def skip(at: int, upto: int, why: str) -> int:
+        """Skip ``at..upto`` and what follows it up to the next anchor; return where work
+        starts again."""
+        restart = next((a for a in restarts if a > upto), last + 1)
+        skipped = [(at, upto, why)]
+        if restart > upto + 1:  # no mask to continue from until the next anchor
+            skipped.append((upto + 1, restart - 1, unreachable(frames_of(at, upto))))
+        for lo, hi, reason in skipped:
+            log.warning("skipping %s: %s", describe_frames(frames_of(lo, hi)), reason)
+        skips.extend(skipped)
+        return restart
+
     while pos <= last:
+        failures = sum(a.outcome != "ok" for a in attempts)
+        if failures >= cap:
+            why = (
+                f"gave up after {failures} out-of-memory errors (at most {cap} for "
+                f"{total} frames); the last: {attempts[-1].error}"
+            )
+            log.warning("skipping %s: %s", describe_frames(frames_of(pos, last)), why)
+            skips.append((pos, last, why))
+            break
         level = ladder[rung]
-        size = narrowed or chunk_size_at(chunk, last - pos + 1, floor)
+        if narrowed is not None:
+            size = narrowed
+        else:
+            size = chunk_size_at(chunk, last - pos + 1, floor)
         shown = WHOLE if (level == CHUNKED and pos == first and size == total) else level
         run_device = torch.device("cpu") if level == CPU else device
         plan = Plan(shown, run_device, level in (OFFLOAD, CPU), pos, pos + size - 1)
         frames = frames_of(plan.first_frame, plan.last_frame)
-        attempt, carry_out, failed = _attempt(work, plan, carry, monitor, frames)
+        attempt, carry_out, failed = _attempt(
+            work, plan, carry, monitor, frames, device, per_frame_hook=progress is not None
+        )
+        attempt.sized_for_memory = narrowed is None and size in (chunk, total)
         attempts.append(attempt)
+        if failed:
+            # Out of the except block: the failed attempt's tensors are unreachable now.
+            devices.clear_device_cache(device)
+            reached = progress(plan) if progress is not None else None
+            if reached is not None and reached[0] >= pos:
+                attempt.frames_done = reached[0] - pos + 1
         log.info(
-            "%s (%d, level %s): %s%s",
+            "%s (%d, level %s): %s%s%s",
             describe_frames(frames),
             size,
             shown,
             attempt.outcome,
             f" ({attempt.error})" if attempt.error else "",
+            f", {attempt.frames_done} frames kept" if failed and attempt.frames_done else "",
         )
         if not failed:
             carry = carry_out
             pos += size
             narrowed = None
             continue
-        # Out of the except block: the failed attempt's tensors are unreachable now.
-        devices.clear_device_cache(device)
+        if attempt.frames_done:  # continue after them, from a fresh state: never redone
+            pos, carry = pos + attempt.frames_done, reached[1]
+            narrowed = None
+            continue
+        if attempt.memory_was_there and retried != (pos, size, rung):
+            retried = (pos, size, rung)  # fragmentation, not a lack of memory: once more
+            continue
         smaller = next_chunk_size(size, min_chunk)
-        inside = [a for a in restarts if pos < a < pos + size]
+        if shown == WHOLE and after_whole and after_whole < size:
+            smaller = max(after_whole, floor)
+        if reached is not None:  # failed on its first position: a shorter chunk is no help
+            smaller = None
         if (
             narrowed is None
             and smaller is not None
@@ -239,23 +320,15 @@ def run_with_recovery(
         elif narrowed is None and rung + 1 < len(ladder):
             rung += 1
             chunk = size
-        elif inside:  # every level failed: try up to the last anchor inside the chunk
-            narrowed = inside[-1] - pos
-        else:  # skip to the next anchor and start again there, from the first level
-            restart = next((a for a in restarts if a > pos), last + 1)
-            skipped = [
-                (
-                    pos,
-                    pos + size - 1,
-                    f"out of memory at every level down to {size} frames: {attempt.error}",
-                )
-            ]
-            if restart > pos + size:  # no mask to continue from until the next anchor
-                skipped.append((pos + size, restart - 1, unreachable(frames)))
-            for lo, hi, why in skipped:
-                log.warning("skipping %s: %s", describe_frames(frames_of(lo, hi)), why)
-            skips += skipped
-            pos, carry, rung, narrowed = restart, None, 0, None
+        elif reached is not None:  # its first position fails at every level
+            why = f"out of memory at every level: {attempt.error}"
+            pos, carry, rung, narrowed = skip(pos, pos, why), None, 0, None
+        elif inside := [a for a in restarts if pos < a < pos + size]:
+            # Bisect: up to the anchor nearest the middle of what failed.
+            narrowed = min(inside, key=lambda a: abs(2 * a - 2 * pos - size)) - pos
+        else:
+            why = f"out of memory at every level down to {size} frames: {attempt.error}"
+            pos, carry, rung, narrowed = skip(pos, pos + size - 1, why), None, 0, None
     frames_skipped = sum(hi - lo + 1 for lo, hi, _ in skips)
     status = (
         "skipped" if skips else ("recovered" if any(a.outcome != "ok" for a in attempts) else "ok")
@@ -276,6 +349,7 @@ def run_with_recovery(
         skipped_ranges=[(lo, hi) for lo, hi, _ in skips],
         skip_reason=skips[0][2] if skips else None,
         skip_reasons=[why for _, _, why in skips],
+        failure_cap=cap,
     )
 
 
@@ -304,32 +378,43 @@ def describe_frames(frames: Iterable[int]) -> str:
 
 
 def _attempt(
-    work: Work, plan: Plan, carry: Any, monitor: Monitor, frames: list[int]
+    work: Work,
+    plan: Plan,
+    carry: Any,
+    monitor: Monitor,
+    frames: list[int],
+    unit_device: torch.device,
+    per_frame_hook: bool = False,
 ) -> tuple[Attempt, Any, bool]:
     """Run one attempt; return its record, the new carry, and whether it ran out of memory.
 
     The exception is turned into text inside the ``except`` block and dropped when the
     block ends, so its traceback (and the tensors its frames hold) die before any retry.
+    A host OOM is recovered from only where the unit's own device is the CPU: during the
+    CPU fallback of a GPU job it means the job needs more memory (exit 3), not a skip.
+    ``per_frame_hook``: the work injects ``frames=`` OOMs itself, at the frame.
     """
     devices.reset_peak(plan.device)
     monitor.snapshot(f"start {plan.first_frame}-{plan.last_frame}")
     started = time.perf_counter()
     error = None
+    was_there = False
     carry_out = None
     try:
-        maybe_inject_oom(frames)
+        maybe_inject_oom(frames, at_frames=not per_frame_hook)
         carry_out = work(plan, carry)
         devices.synchronize(plan.device)
     except Exception as exc:
-        if oom_kind(exc) == "host" and not is_oom_error(exc, plan.device):
+        if oom_kind(exc) == "host" and not is_oom_error(exc, unit_device):
             raise HostOutOfMemory(
                 f"host memory ran out while segmenting on {plan.device} "
                 f"({(str(exc).strip().splitlines() or [type(exc).__name__])[0]}): "
                 "give the job more memory (resources mem_mb)"
             ) from exc
-        if not is_oom_error(exc, plan.device):
+        if not is_oom_error(exc, unit_device):
             raise
         error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        was_there = memory_was_there(str(exc))
     seconds = time.perf_counter() - started
     snap = monitor.snapshot(f"end {plan.first_frame}-{plan.last_frame}")
     peak_alloc = peak_res = None
@@ -347,5 +432,7 @@ def _attempt(
         peak_allocated_bytes=peak_alloc,
         peak_reserved_bytes=peak_res,
         nvml_used_bytes=snap.nvml_used if snap else None,
+        frames_done=0 if error else plan.frames,
+        memory_was_there=was_there,
     )
     return attempt, carry_out, error is not None

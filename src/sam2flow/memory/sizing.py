@@ -1,13 +1,15 @@
-"""Adaptive sizing: start the next unit at a chunk size known to work.
+"""Adaptive sizing: after a unit fails whole, go straight to a chunk size known to work.
 
-For each (GPU name, total memory, memory cap, model, image size, objects) the largest
-chunk that worked and the smallest that failed are kept in a small JSON file shared by all
-jobs (atomic write under a file lock with a timeout). A new unit starts at the remembered
-size instead of running out of memory again; after ``grow_after`` clean runs there, the
-failure is taken as transient and the next unit tries the whole batch again.
+For each (GPU name, total memory, memory cap, model, image size, precision, frame size,
+objects) the largest chunk that worked and the smallest that failed are kept in a small
+JSON file shared by all jobs (atomic write under a file lock with a timeout). Every unit is
+still tried whole first, so the file never changes the masks of a batch that fits: it only
+saves the halving steps of one that does not. It learns only from sizes the ladder chose
+for memory (not from remainders, resumed or bisected pieces), and after ``grow_after``
+units in a row ran whole without an OOM, the entry is forgotten.
 
 The file is bookkeeping: the guard turns any failure to read, lock or write it into a
-warning in the batch's record, never a lost batch.
+warning in the batch's record, never a lost batch; a damaged file is repaired.
 """
 
 from __future__ import annotations
@@ -24,10 +26,11 @@ from .recovery import CHUNKED, WHOLE, Attempt
 
 log = logging.getLogger(__name__)
 
-#: Clean runs at the remembered size before the whole batch is tried again.
+#: Units in a row that run whole without an OOM before a remembered failure is forgotten.
 GROW_AFTER = 3
 #: Seconds to wait for the sizing file's lock (a shared file system without flock hangs).
 LOCK_TIMEOUT = 10
+_FIELDS = ("largest_ok", "smallest_failed", "successes")
 
 
 def sizing_key(
@@ -37,74 +40,97 @@ def sizing_key(
     image_size: int,
     objects: int,
     cap_bytes: int | None = None,
+    precision: str = "fp32",
+    frame_size: tuple[int, int] | None = None,
 ) -> str:
     """The conditions a remembered size is valid for."""
-    return f"{gpu_name}|{total_bytes or 0}|cap {cap_bytes or 0}|{model}|{image_size}|{objects}"
+    height, width = frame_size or (0, 0)
+    return (
+        f"{gpu_name}|{total_bytes or 0}|cap {cap_bytes or 0}|{model}|{image_size}|{objects}"
+        f"|{precision}|{height}x{width}"
+    )
 
 
 class SizeMemory:
-    """Remembered chunk sizes in ``path`` (created on first write).
+    """Remembered chunk sizes in ``path`` (created on first write). ``warnings``: what was
+    wrong with the file as read (the next write repairs it).
 
     >>> mem = SizeMemory("/tmp/sizes.json")  # doctest: +SKIP
-    >>> mem.start_size("key", 400)            # doctest: +SKIP
+    >>> mem.size_after_whole_fails("key", 400)  # doctest: +SKIP
     """
 
     def __init__(self, path: str | Path, grow_after: int = GROW_AFTER) -> None:
         self.path = Path(path)
         self.grow_after = int(grow_after)
         self.lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT)
+        self.warnings: list[str] = []
 
     def _read(self) -> dict:
+        """The file's entries; what cannot be read is left out, with a warning."""
         try:
-            return json.loads(self.path.read_text())
+            data = json.loads(self.path.read_text())
         except FileNotFoundError:
             return {}
-        except (json.JSONDecodeError, OSError) as exc:
-            log.warning("ignoring unreadable sizing memory %s: %s", self.path, exc)
-            return {}
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            return self._damaged(f"not JSON ({exc}); it is written anew", {})
+        if not isinstance(data, dict):
+            return self._damaged("not a JSON object; it is written anew", {})
+        good = {k: e for k, e in data.items() if _valid_entry(e)}
+        if len(good) < len(data):
+            bad = sorted(set(data) - set(good))
+            return self._damaged(f"entries {bad} are badly shaped; they are dropped", good)
+        return data
+
+    def _damaged(self, what: str, kept: dict) -> dict:
+        text = f"the sizing file {self.path} was damaged: {what}"
+        log.warning(text)
+        self.warnings.append(text)
+        return kept
 
     def entry(self, key: str) -> dict:
         with self.lock:
             return dict(self._read().get(key, {}))
 
-    def start_size(self, key: str, frames: int) -> int | None:
-        """The chunk size to start a unit of ``frames`` with; ``None`` means whole."""
-        e = self.entry(key)
-        failed = e.get("smallest_failed")
-        if not failed or frames < failed:
-            return None
-        ok = e.get("largest_ok")
-        if not ok:
-            return max(1, failed // 2)
-        if e.get("successes", 0) >= self.grow_after:
-            return None  # clean runs since the failure: try the whole batch again
-        return ok
+    def size_after_whole_fails(self, key: str, frames: int) -> int | None:
+        """The chunk size to try after a unit of ``frames`` failed whole: the largest that
+        worked here before, if it is shorter; ``None``: halve as usual."""
+        ok = self.entry(key).get("largest_ok")
+        return ok if ok and ok < frames else None
 
     def update(self, key: str, attempts: Iterable[Attempt]) -> None:
-        """Fold one unit's attempts (whole and chunked levels only) into the memory.
-
-        A unit counts as one success at its largest working chunk when nothing in it failed.
-        """
-        attempts = [a for a in attempts if a.level in (WHOLE, CHUNKED)]
-        if not attempts:
-            return
-        ok = max((a.chunk_size for a in attempts if a.outcome == "ok"), default=None)
-        failed = min((a.chunk_size for a in attempts if a.outcome != "ok"), default=None)
+        """Fold one unit's attempts into the memory: sizes from the whole and chunked
+        levels that the ladder chose for memory; a unit without an OOM is one clean run."""
+        attempts = list(attempts)
+        sized = [a for a in attempts if a.level in (WHOLE, CHUNKED) and a.sized_for_memory]
+        ok = max((a.chunk_size for a in sized if a.outcome == "ok"), default=None)
+        failed = min((a.chunk_size for a in sized if a.outcome != "ok"), default=None)
+        clean = all(a.outcome == "ok" for a in attempts)
         with self.lock:
             data = self._read()
+            if clean and key not in data:  # nothing to remember; a damaged file is repaired
+                if self.warnings:
+                    write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
+                return
             e = data.get(key, {})
             if failed is not None:
                 e["smallest_failed"] = min(failed, e.get("smallest_failed", failed))
                 if e.get("largest_ok", 0) >= failed:
                     e.pop("largest_ok")
-                e["successes"] = 0
             if ok is not None:
                 if e.get("smallest_failed") and ok >= e["smallest_failed"]:
                     e.pop("smallest_failed")  # conditions changed: it fits now
-                if ok > e.get("largest_ok", 0):
-                    e["largest_ok"] = ok
-                    e["successes"] = 0 if failed is not None else 1
-                elif ok == e.get("largest_ok") and failed is None:
-                    e["successes"] = e.get("successes", 0) + 1
-            data[key] = e
+                e["largest_ok"] = max(ok, e.get("largest_ok", 0))
+            e["successes"] = e.get("successes", 0) + 1 if clean else 0
+            if e["successes"] >= self.grow_after or not e.keys() - {"successes"}:
+                data.pop(key, None)  # clean runs since the failure: it was transient
+            else:
+                data[key] = e
             write_text(self.path, json.dumps(data, indent=1, sort_keys=True))
+
+
+def _valid_entry(entry) -> bool:
+    """A dict of the known fields, each a whole number (a size >= 1)."""
+    return isinstance(entry, dict) and all(
+        k in _FIELDS and isinstance(v, int) and not isinstance(v, bool) and v >= 0
+        for k, v in entry.items()
+    )
