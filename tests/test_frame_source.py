@@ -33,6 +33,7 @@ def recording_source(folder, seconds: float = 0.0, **options) -> FrameSource:
     """A source over 12 frames whose decoder records what it decodes (and in which thread,
     and when it ends) and answers a tensor holding the frame's local index."""
     paths = [image(folder / f"{i:05d}.png", (i, i, i)) for i in range(12)]
+    options.setdefault("threads", 1)  # one thread: the decoding order is the order asked
     src = FrameSource(paths, image_size=16, **options)
     src.decoded, src.threads, src.ended = [], set(), []
 
@@ -106,6 +107,37 @@ def test_one_named_reader_thread_decodes_and_is_done_when_closed(tmp_path):
     assert src.ended == src.decoded and not any(
         t.name.startswith("frames") for t in threading.enumerate()
     )
+
+
+def test_threads_decode_ahead_at_once_each_frame_once(tmp_path):
+    src = recording_source(tmp_path, seconds=0.2, read_ahead=4, threads=4)
+    try:
+        src[0]
+        assert sorted(decoded_when_idle(src, 5)) == [0, 1, 2, 3, 4]
+        assert len(src.threads) == 4 and src.workers == 4
+    finally:
+        src.close()
+    assert not any(t.name.startswith("frames") for t in threading.enumerate())
+
+
+@pytest.mark.parametrize("decoder", ["sam2", "opencv"])
+def test_the_frames_are_the_same_whatever_the_number_of_threads(tmp_path, decoder):
+    """Forward from the middle, then backward: the order SAM 2 asks in."""
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(16):
+        paths.append(tmp_path / f"{i:05d}.jpg")
+        cv2.imwrite(str(paths[-1]), rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    order = [*range(8, 16), *range(7, -1, -1)]
+    seen = {}
+    for threads in (1, 2, 4):
+        src = FrameSource(paths, image_size=32, decoder=decoder, threads=threads)
+        try:
+            seen[threads] = [src[i] for i in order]
+        finally:
+            src.close()
+    for threads in (2, 4):
+        assert all(torch.equal(a, b) for a, b in zip(seen[1], seen[threads], strict=True))
 
 
 def test_indexes_count_from_the_end_and_stop_at_its_length(source):

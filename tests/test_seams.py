@@ -101,3 +101,23 @@ def test_a_skipped_last_frame_breaks_the_chain_as_a_recorded_skip(
     assert second["frame_status"] == {"no_prompt": 50}
     record = json.loads((tmp_path / "b1" / "memory.json").read_text())
     assert record == second
+
+
+def test_a_clean_rerun_after_a_history_of_ooms_gives_the_whole_batchs_masks(
+    bedroom_batches, first_half, tmp_path, monkeypatch
+):
+    """The sizing file remembers chunks of 25 from a run that ran out of memory; a later
+    run that fits is still one whole batch: stock SAM 2's masks, no seam (before issue 34
+    it started in chunks and 19 of 60 frames differed)."""
+    memory = GuardConfig(monitoring=False, sizing_file=tmp_path / "sizes.json")
+    batch = bedroom_batches / "by50" / "0000"
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=30")
+    history = segment_folder(batch, tmp_path / "oom", prompt=CLICK, model=MODEL, memory=memory)
+    monkeypatch.delenv("SAM2FLOW_INJECT_OOM")
+    assert history["status"] == "recovered"
+    assert json.loads((tmp_path / "sizes.json").read_text())  # something is remembered
+    clean = segment_folder(batch, tmp_path / "clean", prompt=CLICK, model=MODEL, memory=memory)
+    assert [(a["level"], a["chunk_size"]) for a in clean["attempts"]] == [("whole", 50)]
+    _, _, whole = load_masks(first_half / "masks.npz")
+    _, _, rerun = load_masks(tmp_path / "clean" / "masks.npz")
+    assert whole.any() and np.array_equal(rerun, whole)

@@ -206,6 +206,12 @@ def build_parser() -> argparse.ArgumentParser:
         default="sam2",
         help="sam2: SAM 2's own loader (masks identical to stock SAM 2); opencv: faster",
     )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="threads decoding frames ahead of the model (default: every core available)",
+    )
     _model_args(p)
     _memory_args(p)
 
@@ -413,6 +419,7 @@ def _segment(args) -> int:
         batch=args.batch,
         progress=sys.stderr.isatty(),
         decoder=args.frame_decoder,
+        threads=args.threads,
     )
     counts = ", ".join(f"{k} {v}" for k, v in sorted(record["frame_status"].items()))
     print(f"batch {record['status']}: {record['frames_total']} frames ({counts}) -> {args.out}")

@@ -711,18 +711,37 @@ def opencv_frame(path: Path, image_size: int) -> torch.Tensor:
     return torch.from_numpy(rgb).permute(2, 0, 1)
 
 
+def decode_threads(threads: int | None, read_ahead: int) -> int:
+    """Decoding threads for a ``FrameSource``: as asked (or every core this process may
+    use), and no more than the frames there can be to decode at once.
+
+    >>> decode_threads(4, 8), decode_threads(16, 8), decode_threads(0, 8), decode_threads(3, 0)
+    (4, 9, 1, 1)
+    """
+    wanted = len(os.sched_getaffinity(0)) if threads is None else int(threads)
+    return max(1, min(wanted, read_ahead + 1))
+
+
 class FrameSource:
     """Frames of a batch as SAM 2 wants them, decoded on demand and ahead of the model.
 
     Stands in for the ``images`` of SAM 2's inference state (as sam2's own
     ``async_loading_frames`` does): ``len()`` and ``source[i]`` returning a normalised
     3 x S x S float tensor for local index ``i``. Only a few frames are held: the one in
-    use and ``read_ahead`` frames decoded in a thread in the direction of travel.
-    ``decoder`` is one of ``DECODERS``.
+    use and ``read_ahead`` frames decoded in the direction of travel by ``threads``
+    threads (default: the cores this process may use; at 1024 px one JPEG takes 35-45 ms
+    of a core, so one thread starves a GPU). Each frame is decoded on its own, so the
+    tensors are the same whatever the number of threads. ``decoder`` is one of
+    ``DECODERS``.
     """
 
     def __init__(
-        self, paths: list[Path], image_size: int, read_ahead: int = 8, decoder: str = "sam2"
+        self,
+        paths: list[Path],
+        image_size: int,
+        read_ahead: int = 8,
+        decoder: str = "sam2",
+        threads: int | None = None,
     ) -> None:
         if not paths:
             raise ValueError("FrameSource needs at least one frame")
@@ -732,7 +751,8 @@ class FrameSource:
         self.paths = list(paths)
         self.image_size = int(image_size)
         self.read_ahead = max(0, int(read_ahead))
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frames")
+        self.workers = decode_threads(threads, self.read_ahead)
+        self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="frames")
         self._futures: OrderedDict[int, Future] = OrderedDict()
         self._lock = threading.Lock()
         self._last = -1  # pragma: no mutate

@@ -111,6 +111,7 @@ class BatchJob:
     batch: str = ""
     decoder: str = "sam2"  # frames.DECODERS
     paths: dict[int, Path] | None = None  # frames.frame_paths of frames_dir, if already listed
+    threads: int | None = None  # decoding threads (frames.decode_threads); None: every core
 
 
 class _Segmenter:
@@ -220,7 +221,10 @@ class _Segmenter:
         if store_anchor is None:
             store_anchor = prompts is not None
         source = FrameSource(
-            self.paths[lo : hi + 1], self.model.image_size, decoder=self.job.decoder
+            self.paths[lo : hi + 1],
+            self.model.image_size,
+            decoder=self.job.decoder,
+            threads=self.job.threads,
         )
         try:
             with torch.inference_mode(), self._autocast(plan.device):
@@ -467,6 +471,7 @@ def segment_folder(
     mem_mb: int | None = None,
     decoder: str = "sam2",
     fail_on_skip: bool = False,
+    threads: int | None = None,
 ) -> dict:
     """Everything ``sam2flow segment`` and the ``segment_batch`` rule do, in one call.
 
@@ -477,7 +482,8 @@ def segment_folder(
     a retry can ask for more. ``decoder``: how JPEGs become model input
     (``frames.DECODERS``; ``sam2`` gives stock SAM 2's masks bit for bit).
     ``fail_on_skip``: raise ``BatchSkipped`` after writing the outputs of a batch that
-    skipped frames, so that a workflow's retry runs with more resources.
+    skipped frames, so that a workflow's retry runs with more resources. ``threads``: for
+    decoding frames ahead of the model (``None``: every core this process may use).
     """
     enable_expandable_segments()  # before the model initialises CUDA
     frames_dir = Path(frames_dir)
@@ -520,7 +526,7 @@ def segment_folder(
         check_host_memory(need, mem_mb, f"batch {batch or frames_dir}")
     check_writable(out_dir)  # the inputs are good: can the results be saved? before the model runs
     guard = MemoryGuard(memory, loaded.device)
-    job = BatchJob(frames_dir, Path(out_dir), batch_prompt, video, batch, decoder, paths)
+    job = BatchJob(frames_dir, Path(out_dir), batch_prompt, video, batch, decoder, paths, threads)
     record = segment_batch(job, loaded, guard, progress=progress, record_extra=record_extra)
     if fail_on_skip and record["status"] == "skipped":
         raise BatchSkipped(

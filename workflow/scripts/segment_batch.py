@@ -22,5 +22,6 @@ run_script(
         mem_mb=snakemake.resources.get("mem_mb"),
         decoder=snakemake.params.decoder,
         fail_on_skip=memory.get("fail_on_skip", False),
+        threads=snakemake.threads,
     ),
 )
