@@ -83,3 +83,24 @@ def test_redoing_a_batch_redoes_the_batches_chained_after_it_and_no_other(projec
     run = project.snakemake("--forcerun", "results/v/batches/0001/memory.json")
     assert batches_run(run.log) == ["0001", "0002"]
     assert records(project) == {"0000": [0, 3], "0001": [4, 7], "0002": [8, 11]}
+
+
+def test_a_failed_merge_keeps_the_good_earlier_one(project, tmp_path):
+    """A batch's masks.npz damaged after a finished run: the merge fails with one line
+    naming it, and masks.h5, tracks.csv, the overlay and the contact sheet of the earlier
+    run are still there, byte for byte."""
+    video = write_video(tmp_path / "v.mp4", frames=8)
+    project.config["batch_size"] = 4
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    project.snakemake()
+    results = project.path / "results" / "v"
+    merged = ["masks.h5", "tracks.csv", "overlay.mp4", "contact_sheet.png"]
+    before = {name: (results / name).read_bytes() for name in merged}
+
+    damaged = results / "batches" / "0001" / "masks.npz"
+    damaged.write_bytes(damaged.read_bytes()[:100])  # cut short: a full disk, a bad copy
+    run = project.snakemake("--forcerun", "merge_video", check=False)
+    assert run.returncode != 0
+    merge_log = (project.path / "logs" / "merge_video" / "v.log").read_text()
+    assert str(damaged) in merge_log or "0001/masks.npz" in merge_log, merge_log[-2000:]
+    assert {name: (results / name).read_bytes() for name in merged} == before

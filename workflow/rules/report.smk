@@ -6,20 +6,26 @@ rule merge_video:
         video=video_input,
         masks=batch_files("masks.npz"),
         tables=batch_files("frames.csv"),
+    # update(): a good earlier merge is not deleted before the job runs, and is restored
+    # if the job fails (each file is replaced atomically when it is ready).
     output:
-        masks="results/{video}/masks.h5",
-        tracks="results/{video}/tracks.csv",
-        overlay=report(
-            "results/{video}/overlay.mp4",
-            caption="../report/overlay.rst",
-            category="Videos",
-            subcategory="{video}",
+        masks=update("results/{video}/masks.h5"),
+        tracks=update("results/{video}/tracks.csv"),
+        overlay=update(
+            report(
+                "results/{video}/overlay.mp4",
+                caption="../report/overlay.rst",
+                category="Videos",
+                subcategory="{video}",
+            )
         ),
-        sheet=report(
-            "results/{video}/contact_sheet.png",
-            caption="../report/contact_sheet.rst",
-            category="Videos",
-            subcategory="{video}",
+        sheet=update(
+            report(
+                "results/{video}/contact_sheet.png",
+                caption="../report/contact_sheet.rst",
+                category="Videos",
+                subcategory="{video}",
+            )
         ),
     log:
         "logs/merge_video/{video}.log",
