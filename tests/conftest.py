@@ -53,9 +53,11 @@ def video_of(path: Path, images, fps: float = 15, codec: str = "mp4v") -> Path:
     return path
 
 
-def write_video(path: Path, frames: int = 60, width: int = 160, height: int = 120) -> Path:
-    """A synthetic video: a bright disc moving across a dark textured floor."""
-    rng = np.random.default_rng(1)
+def write_video(
+    path: Path, frames: int = 60, width: int = 160, height: int = 120, seed: int = 1
+) -> Path:
+    """A synthetic video: a bright disc moving across a dark textured floor (``seed``)."""
+    rng = np.random.default_rng(seed)
     floor = rng.integers(20, 60, size=(height, width, 3), dtype=np.uint8)
 
     def frame(f: int) -> np.ndarray:

@@ -267,21 +267,81 @@ def read_masks(
 
 
 def check_one_video(batch_dirs: list[Path]) -> None:
-    """Batches to merge must come from one video (their records name it, where present)."""
-    videos = {}
-    for d in batch_dirs:
-        try:
-            videos.setdefault(json.loads((d / "memory.json").read_text()).get("video") or "", d)
-        except (OSError, ValueError, AttributeError):
-            continue  # a batch without a readable record: its masks still merge
-    named = {v: d for v, d in videos.items() if v}
-    if len(named) > 1:
-        (a, da), (b, db) = list(named.items())[:2]
+    """Batches to merge must come from one video: their records name it (``video``), and
+    a batch segmented from an extraction knows the video's content (``video_identity``),
+    so two videos are told apart even where nobody named them."""
+    for field in ("video", "video_identity"):
+        seen = {}
+        for d in batch_dirs:
+            try:
+                value = json.loads((d / "memory.json").read_text()).get(field)
+            except (OSError, ValueError, AttributeError):
+                continue  # a batch without a readable record: its masks still merge
+            if value:
+                seen.setdefault(value, d)
+        if len(seen) > 1:
+            (a, da), (b, db) = list(seen.items())[:2]
+            what = f" ({a}) and {db} ({b})" if field == "video" else f" and {db} (other content)"
+            raise UserError(
+                f"batches of different videos: {da}{what}",
+                db,
+                "merge the batches of one video only",
+            )
+
+
+#: What a batch's ``masks.npz`` holds (``write_batch_outputs``).
+NPZ_FIELDS = ("frames", "object_ids", "masks", "shape", "status")
+#: Columns of ``frames.csv`` that the merge reads.
+TABLE_COLUMNS = ("frame", "object", "status")
+
+
+def read_batch_layout(d: Path) -> tuple[list[int], list[int], tuple[int, ...]]:
+    """A batch's frames, object ids and shape, checked before anything is merged: every
+    field present, frames consecutive and increasing, one status row a frame, and a
+    ``frames.csv`` of the same frames. A damaged file is one line naming it."""
+    npz, table = d / "masks.npz", d / "frames.csv"
+    try:
+        with np.load(npz) as data:
+            missing = [k for k in NPZ_FIELDS if k not in data.files]
+            if missing:
+                raise ValueError(f"no {', '.join(missing)}")
+            frames = [int(f) for f in data["frames"]]
+            object_ids = [int(o) for o in data["object_ids"]]
+            shape = tuple(int(v) for v in data["shape"])
+            rows = data["status"].shape[0]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise UserError(
-            f"batches of different videos: {da} ({a}) and {db} ({b})",
-            db,
-            "merge the batches of one video only",
+            f"cannot read batch masks ({brief(exc)})", npz, "segment that batch again"
+        ) from exc
+    if not frames or frames != list(range(frames[0], frames[0] + len(frames))):
+        where = "no frames" if not frames else f"frames {frames[0]}..{frames[-1]} out of order"
+        raise UserError(f"batch masks are damaged ({where})", npz, "segment that batch again")
+    if rows != len(frames) or shape[:2] != (len(frames), len(object_ids)):
+        raise UserError(
+            f"batch masks are damaged ({rows} status rows, shape {list(shape)}, for "
+            f"{len(frames)} frames of {len(object_ids)} objects)",
+            npz,
+            "segment that batch again",
         )
+    try:
+        columns = pd.read_csv(table, nrows=0).columns
+        lacking = [c for c in TABLE_COLUMNS if c not in columns]
+        if lacking:
+            raise ValueError(f"no column {', '.join(lacking)}")
+        listed = sorted(set(pd.read_csv(table, usecols=["frame"])["frame"].astype(int)))
+    except (OSError, ValueError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise UserError(
+            f"cannot read the batch's frame table ({brief(exc)})",
+            table,
+            "segment that batch again",
+        ) from exc
+    if listed != frames:
+        raise UserError(
+            f"the batch's frame table lists other frames than its masks ({frames[0]}-{frames[-1]})",
+            table,
+            "segment that batch again",
+        )
+    return frames, object_ids, shape
 
 
 def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFrame:
@@ -292,19 +352,19 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
     """
     metas, ids, ends = [], set(), {}
     for d in map(Path, batch_dirs):
-        try:
-            with np.load(d / "masks.npz") as data:
-                metas.append((int(data["frames"][0]), d, tuple(int(v) for v in data["shape"])))
-                ids.update(int(o) for o in data["object_ids"])
-                ends[d] = int(data["frames"][-1])
-        except (OSError, ValueError, KeyError, zipfile.BadZipFile) as exc:
-            raise UserError(
-                f"cannot read batch masks ({brief(exc)})",
-                d / "masks.npz",
-                "segment that batch again",
-            ) from exc
+        frames, object_ids, shape = read_batch_layout(d)
+        metas.append((frames[0], d, shape))
+        ids.update(object_ids)
+        ends[d] = frames[-1]
     check_one_video([m[1] for m in metas])
     metas.sort()
+    if metas[0][0] != 0:
+        raise UserError(
+            f"frames 0-{metas[0][0] - 1} are in no batch given (the first starts at frame "
+            f"{metas[0][0]})",
+            metas[0][1],
+            "give every batch of the video, from its first",
+        )
     for (_, d, _), (next_first, e, _) in zip(metas[:-1], metas[1:], strict=True):
         if next_first <= ends[d]:
             raise UserError(
@@ -463,6 +523,22 @@ def read_ahead(cap: cv2.VideoCapture, depth: int = 4) -> Iterator[np.ndarray]:
         thread.join()
 
 
+def _scaled_to_masks(img: np.ndarray, h: int, w: int, video, warn: bool) -> np.ndarray:
+    """A frame of another size than the masks, scaled to them: allowed (with a warning)
+    for the same picture at another resolution, refused for another shape of picture,
+    which is another video."""
+    vh, vw = img.shape[:2]
+    if abs((vw / vh) / (w / h) - 1) > 0.02:
+        raise UserError(
+            f"the video is {vw}x{vh} but the masks are {w}x{h}",
+            video,
+            "give the video these masks were made from",
+        )
+    if warn:
+        log.warning("%s: the video is %dx%d, the masks %dx%d: scaled", video, vw, vh, w, h)
+    return cv2.resize(img, (w, h))
+
+
 def render_overlay(
     video: str | Path,
     masks_h5: str | Path,
@@ -481,18 +557,33 @@ def render_overlay(
     cap = open_video(video)
     fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
     tiles_img = []
-    with atomic_path(overlay) as tmp, H264Writer(tmp, fps, w, h) as writer:
-        for frame, img in enumerate(read_ahead(cap)):
-            if img.shape[:2] != (h, w):
-                img = cv2.resize(img, (w, h))
-            if next_mask is not None and next_mask[0] == frame:
-                m = np.unpackbits(next_mask[1], axis=-1, count=h * w).reshape(k, h, w)
-                img = draw_masks(img, m.astype(bool))
-                next_mask = next(masks, None)
-            cv2.putText(img, str(frame), (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, (255, 255, 255), 2)
-            writer.write(img)
-            if frame in picks:
-                tiles_img.append(cv2.resize(img, (320, int(320 * h / w))))
+    last = -1
+    reader = read_ahead(cap)
+    try:
+        with atomic_path(overlay) as tmp, H264Writer(tmp, fps, w, h) as writer:
+            for frame, img in enumerate(reader):
+                last = frame
+                if img.shape[:2] != (h, w):
+                    img = _scaled_to_masks(img, h, w, video, warn=frame == 0)
+                if next_mask is not None and next_mask[0] == frame:
+                    m = np.unpackbits(next_mask[1], axis=-1, count=h * w).reshape(k, h, w)
+                    img = draw_masks(img, m.astype(bool))
+                    next_mask = next(masks, None)
+                white = (255, 255, 255)
+                cv2.putText(img, str(frame), (8, 24), cv2.FONT_HERSHEY_SIMPLEX, 0.7, white, 2)
+                writer.write(img)
+                if frame in picks:
+                    tiles_img.append(cv2.resize(img, (320, int(320 * h / w))))
+            if next_mask is not None or last != frames[-1]:
+                raise UserError(
+                    f"the video has {last + 1} frames but the masks cover frames "
+                    f"{frames[0]}-{frames[-1]}"
+                    + (" (a last batch is missing?)" if last > frames[-1] else ""),
+                    video,
+                    "give the video these masks were made from, and every batch of it",
+                )
+    finally:
+        reader.close()  # its decoder thread has ended: only now may the capture go
         cap.release()
     cols = 4
     rows = math.ceil(len(tiles_img) / cols) or 1

@@ -133,6 +133,7 @@ SCHEMA = {
         "prompt_source": {"type": "string"},
         "warning": {"type": "string"},
         "video_warning": {"type": "string"},
+        "video_identity": {"type": "string"},
         "host_peak_rss_bytes": _INT,
         "rerun_strategy": {"type": "string"},
     },

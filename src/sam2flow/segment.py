@@ -495,6 +495,8 @@ def segment_folder(
     if manifest.is_file():
         extraction = read_manifest(frames_dir.parent)
         check_batch_frames(frames, frames_dir, extraction)
+        if extraction.source:  # so that a merge tells two videos apart, named or not
+            record_extra = {"video_identity": extraction.source, **(record_extra or {})}
         if extraction.shortfall():
             record_extra = {"video_warning": extraction.shortfall(), **(record_extra or {})}
         if prompt.get("video_frames") is None:

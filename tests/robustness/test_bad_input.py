@@ -41,6 +41,12 @@ def world(tmp_path_factory):
         "40,60",
         *FAST,
     )
+    sam2flow(*seg_args(root / "frames" / "0001", root / "out" / "0001", "--point", "40,60"))
+    other = write_video(root / "w.mp4", frames=24, seed=7)  # same size, other content
+    extract_batches(other, root / "w_frames", batch_size=12)
+    sam2flow(*seg_args(root / "w_frames" / "0001", root / "w_out" / "0001", "--point", "40,60"))
+    write_video(root / "wide.mp4", frames=24, width=200)
+    damage_batch(root / "out" / "0000", root)
     (root / "notes").mkdir()
     (root / "notes" / "2024").mkdir()
     (root / "notes" / "2024" / "notes.txt").write_text("a user's notes")
@@ -86,6 +92,30 @@ def world(tmp_path_factory):
         if f > 12:  # ... and starting one frame late
             shutil.copy(root / "frames" / "0001" / frame_file(f), root / "late" / frame_file(f))
     return root
+
+
+def seg_args(frames: Path, out: Path, *args) -> list:
+    return ["segment", "--frames", frames, "--out", out, *args, *FAST]
+
+
+def damage_batch(batch: Path, root: Path) -> None:
+    """Copies of a segmented batch, each damaged in one way a disk or a hand can."""
+    with np.load(batch / "masks.npz") as data:
+        fields = {k: data[k] for k in data.files}
+    for name, change in {
+        "no_status": lambda f: {k: v for k, v in f.items() if k != "status"},
+        "reversed": lambda f: {**f, "frames": f["frames"][::-1]},
+    }.items():
+        shutil.copytree(batch, root / name)
+        np.savez(root / name / "masks.npz", **change(fields))
+    shutil.copytree(batch, root / "table_cut")
+    table = (batch / "frames.csv").read_text().splitlines()
+    (root / "table_cut" / "frames.csv").write_text("\n".join(table[:4]) + "\n")
+    shutil.copytree(batch, root / "table_columns")
+    header, *rows = table
+    (root / "table_columns" / "frames.csv").write_text(
+        "\n".join([header.replace("status", "state"), *rows]) + "\n"
+    )
 
 
 def snapshot(root: Path) -> dict[str, str]:
@@ -484,6 +514,55 @@ CASES = [
         seg_in("{root}/huge", "--point", "40,60"),
         2,
         ["not a frame index (over 2,147,483,647)", "9999999999"],
+    ),
+    (
+        "merge-first-batch-missing",
+        ["merge", "--batches", "{out}/0001", "--out", "{scratch}/m"],
+        2,
+        ["frames 0-11 are in no batch given (the first starts at frame 12)", "out/0001"],
+    ),
+    (
+        "merge-two-unnamed-videos",
+        ["merge", "--batches", "{out}/0000", "{root}/w_out/0001", "--out", "{scratch}/m"],
+        2,
+        ["batches of different videos", "out/0000", "w_out/0001 (other content)"],
+    ),
+    (
+        "merge-npz-without-status",
+        ["merge", "--batches", "{root}/no_status", "--out", "{scratch}/m"],
+        2,
+        ["cannot read batch masks (no status)", "no_status/masks.npz"],
+    ),
+    (
+        "merge-npz-frames-reversed",
+        ["merge", "--batches", "{root}/reversed", "--out", "{scratch}/m"],
+        2,
+        ["batch masks are damaged (frames 11..0 out of order)", "reversed/masks.npz"],
+    ),
+    (
+        "merge-table-cut-short",
+        ["merge", "--batches", "{root}/table_cut", "--out", "{scratch}/m"],
+        2,
+        ["frame table lists other frames than its masks (0-11)", "table_cut/frames.csv"],
+    ),
+    (
+        "merge-table-column-missing",
+        ["merge", "--batches", "{root}/table_columns", "--out", "{scratch}/m"],
+        2,
+        ["cannot read the batch's frame table (no column status)", "table_columns/frames.csv"],
+    ),
+    (
+        "merge-overlay-other-size",
+        ["merge", "--batches", "{out}/0000", "{out}/0001", "--out", "{scratch}/m"]
+        + ["--video", "{root}/wide.mp4"],
+        2,
+        ["the video is 200x120 but the masks are 160x120", "wide.mp4"],
+    ),
+    (
+        "merge-overlay-last-batch-missing",
+        ["merge", "--batches", "{out}/0000", "--out", "{scratch}/m", "--video", "{root}/v.mp4"],
+        2,
+        ["the video has 24 frames but the masks cover frames 0-11 (a last batch is missing?)"],
     ),
     (
         "summary-missing",
