@@ -381,9 +381,16 @@ def test_a_file_with_no_coordinate_columns_lacks_x_and_y(tmp_path):
     )
 
 
-def test_a_cell_that_is_not_a_number_is_a_missing_point(tmp_path):
-    kp = read_dlc(write_csv(tmp_path / "a.csv", [[1, "oops", 0.9, 3, 4, 0.5]]))
-    assert np.isnan(kp.xyl[0, 0, 0, 1]) and kp.xyl[0, 0, 1].tolist() == pytest.approx([3, 4, 0.5])
+def test_a_cell_of_text_is_an_error_naming_its_line_and_column_but_empty_or_nan_is_missing(
+    tmp_path,
+):
+    from sam2flow.errors import UserError
+
+    with pytest.raises(UserError, match=r"^line 4: 'oops' is not a number \(DLC snout y\): "):
+        read_dlc(write_csv(tmp_path / "a.csv", [[1, "oops", 0.9, 3, 4, 0.5]]))
+    kp = read_dlc(write_csv(tmp_path / "b.csv", [[1, None, 0.9, 3, 4, 0.5], [1, "NaN", 0.9] * 2]))
+    assert np.isnan(kp.xyl[0, 0, 0, 1]) and np.isnan(kp.xyl[1, 0, 0, 1])
+    assert kp.xyl[0, 0, 1].tolist() == pytest.approx([3, 4, 0.5])
 
 
 def test_a_label_with_y_but_no_x_is_not_a_labelled_point(tmp_path):

@@ -9,6 +9,7 @@ Points, boxes and a mask PNG from the config prompt one object on one frame.
 from __future__ import annotations
 
 import csv
+import json
 import logging
 import re
 import zipfile
@@ -194,6 +195,7 @@ def read_dlc(path: str | Path) -> Keypoints:
         )
     has_likelihood = "likelihood" in coords
     values = table.apply(pd.to_numeric, errors="coerce")
+    _check_numbers(table, values, path, len(cols.levels) + 1)
     xyl = np.full((len(table), len(individuals), len(bodyparts), 3), np.nan, dtype=np.float32)
     for col in cols:
         ind = individuals.index(col[levels["individuals"]]) if "individuals" in levels else 0
@@ -213,12 +215,45 @@ def read_dlc(path: str | Path) -> Keypoints:
                 "rows must be frame numbers or image names with a number",
             )
         frames.append(frame)
+    first_line = dict.fromkeys(frames)
+    for line, frame in enumerate(frames, start=len(cols.levels) + 1):
+        if first_line[frame] is not None:
+            raise UserError(
+                f"lines {first_line[frame]} and {line} are both frame {frame}",
+                path,
+                "give one row per frame (a file made by DeepLabCut for one video)",
+            )
+        first_line[frame] = line
     is_label = not has_likelihood
     return Keypoints(str(path), np.asarray(frames), individuals, bodyparts, xyl, is_label)
 
 
+def _check_numbers(table: pd.DataFrame, values: pd.DataFrame, path: Path, first_line: int):
+    """A cell that holds text where a number goes is an error, not a missing point (an
+    empty cell, or NaN, is DeepLabCut's way to say a point is missing)."""
+    raw = table.astype(str).apply(lambda c: c.str.strip().str.lower())
+    bad = values.isna() & table.notna() & ~raw.isin(["", "nan"])
+    if bad.to_numpy().any():
+        row, col = np.argwhere(bad.to_numpy())[0]
+        column = " ".join(str(v) for v in table.columns[col] if v)
+        raise UserError(
+            f"line {first_line + row}: {table.iat[row, col]!r} is not a number ({column})",
+            path,
+            "export the file again from DeepLabCut",
+        )
+
+
 def check_frame_count(keypoints: Keypoints, video_frames: int) -> None:
-    """A prediction file must have one row per video frame; label files are sparse."""
+    """Every row must be a frame of the video; a prediction file must have one row per
+    video frame (label files are sparse)."""
+    beyond = keypoints.frames[keypoints.frames >= video_frames]
+    if len(beyond):
+        raise UserError(
+            f"rows name frames up to {int(keypoints.frames.max())} but the video has "
+            f"{video_frames} frames (0-{video_frames - 1})",
+            keypoints.path,
+            "give the file made from this video",
+        )
     if keypoints.is_label_file:
         return
     if len(keypoints.frames) != video_frames:
@@ -314,7 +349,36 @@ def read_mask_png(path: str | Path) -> np.ndarray:
     img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise UserError("cannot read mask image", path, "give a PNG with the object non-zero")
+    if not img.any():
+        raise UserError("mask image is empty", path, "give a PNG with the object non-zero")
     return img > 0
+
+
+def check_carried(
+    prompt: BatchPrompt, height: int, width: int, masks_npz: str | Path, identity: str | None
+) -> None:
+    """Carried masks must be of this batch's video: its frame size, and (where both
+    records say) its content."""
+    for obj in prompt.objects.values():
+        h, w = obj.mask.shape
+        if (h, w) != (height, width):
+            raise UserError(
+                f"carried masks are {w}x{h} but this batch's frames are {width}x{height}",
+                masks_npz,
+                "carry from the previous batch of the same video",
+            )
+    if identity:
+        try:
+            record = json.loads((Path(masks_npz).parent / "memory.json").read_text())
+        except (OSError, ValueError):
+            return  # no record beside the masks: nothing more to compare
+        theirs = record.get("video_identity") if isinstance(record, dict) else None
+        if theirs and theirs != identity:
+            raise UserError(
+                "carried masks come from another video (its record names other content)",
+                masks_npz,
+                "carry from the previous batch of the same video",
+            )
 
 
 def manual_prompt(

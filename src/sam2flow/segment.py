@@ -41,7 +41,13 @@ from .memory.oom import maybe_inject_oom_at
 from .memory.recovery import frame_ranges
 from .models import RANDOM_WEIGHTS_WARNING, LoadedModel, build_model
 from .outputs import MaskStore, write_batch_outputs
-from .prompts import BatchPrompt, check_prompt, check_prompt_frame, prompt_for_batch
+from .prompts import (
+    BatchPrompt,
+    check_carried,
+    check_prompt,
+    check_prompt_frame,
+    prompt_for_batch,
+)
 
 log = logging.getLogger(__name__)
 
@@ -512,6 +518,9 @@ def segment_folder(
     batch_prompt = prompt_for_batch(frames, **prompt)
     if batch_prompt is not None and batch_prompt.image is None:
         check_prompt(batch_prompt, height, width, prompt.get("video_frames"))
+    elif batch_prompt is not None:
+        identity = (record_extra or {}).get("video_identity")
+        check_carried(batch_prompt, height, width, prompt["carry_from"], identity)
     loaded = model if isinstance(model, LoadedModel) else build_model(**model)
     log.info("host memory given to this job: mem_mb=%s", mem_mb)
     if mem_mb:

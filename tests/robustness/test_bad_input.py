@@ -45,7 +45,8 @@ def world(tmp_path_factory):
     other = write_video(root / "w.mp4", frames=24, seed=7)  # same size, other content
     extract_batches(other, root / "w_frames", batch_size=12)
     sam2flow(*seg_args(root / "w_frames" / "0001", root / "w_out" / "0001", "--point", "40,60"))
-    write_video(root / "wide.mp4", frames=24, width=200)
+    extract_batches(write_video(root / "wide.mp4", frames=24, width=200), root / "wide_frames", 12)
+    cv2.imwrite(str(root / "zero_mask.png"), np.zeros((120, 160), np.uint8))
     damage_batch(root / "out" / "0000", root)
     (root / "notes").mkdir()
     (root / "notes" / "2024").mkdir()
@@ -74,6 +75,12 @@ def world(tmp_path_factory):
     nodlc.write_text("scorer,s,s\nbodyparts,snout,snout\ncoords,x,likelihood\n0,1,0.9\n")
     good = rows[:3] + [f"{f},40,60,0.9" for f in range(24)]  # in the frame, 24 rows
     (root / "dlc_ok.csv").write_text("\n".join(good) + "\n")
+    for name, lines in {
+        "dlc_twice": [f"{f % 12},40,60,0.9" for f in range(24)],
+        "dlc_text": [f"{f},{'4O' if f == 3 else 40},60,0.9" for f in range(24)],
+        "dlc_beyond": [f"{f + 100},40,60,0.9" for f in range(24)],
+    }.items():
+        (root / f"{name}.csv").write_text("\n".join(rows[:3] + lines) + "\n")
     (root / "table.csv").write_text("frame,x,y\n0,40,60\n")
     torch.save({"weights": {}}, root / "other.pt")  # a PyTorch file, not SAM 2's layout
     torch.save({"model": {"w": torch.zeros(1)}}, root / "wrong.pt")  # another model's
@@ -563,6 +570,37 @@ CASES = [
         ["merge", "--batches", "{out}/0000", "--out", "{scratch}/m", "--video", "{root}/v.mp4"],
         2,
         ["the video has 24 frames but the masks cover frames 0-11 (a last batch is missing?)"],
+    ),
+    ("prompt-mask-empty", seg("--mask", "{root}/zero_mask.png"), 2, ["mask image is empty"]),
+    (
+        "dlc-frame-twice",
+        seg("--prompts", "{root}/dlc_twice.csv"),
+        2,
+        ["lines 4 and 16 are both frame 0", "dlc_twice.csv"],
+    ),
+    (
+        "dlc-text-in-a-number",
+        seg("--prompts", "{root}/dlc_text.csv"),
+        2,
+        ["line 7: '4O' is not a number (s snout x)", "dlc_text.csv"],
+    ),
+    (
+        "dlc-frames-not-in-the-video",
+        seg("--prompts", "{root}/dlc_beyond.csv"),
+        2,
+        ["rows name frames up to 123 but the video has 24 frames (0-23)", "dlc_beyond.csv"],
+    ),
+    (
+        "carry-other-size",
+        seg_in("{root}/wide_frames/0001", *CARRY),
+        2,
+        ["carried masks are 160x120 but this batch's frames are 200x120", "out/0000/masks.npz"],
+    ),
+    (
+        "carry-other-video",
+        seg_in("{root}/w_frames/0001", *CARRY),
+        2,
+        ["carried masks come from another video", "out/0000/masks.npz"],
     ),
     (
         "summary-missing",
