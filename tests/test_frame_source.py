@@ -202,11 +202,24 @@ def test_the_opencv_decoder_gives_rgb_in_imagenet_units_at_the_model_size(tmp_pa
 
 
 def test_the_opencv_decoder_names_a_frame_it_cannot_read(tmp_path):
-    bad = tmp_path / "0000007.jpg"
-    bad.write_bytes(b"not a jpeg")
+    bad = tmp_path / "0000007.png"
+    bad.write_bytes(b"not an image")
     with pytest.raises(UserError) as err:
         opencv_frame(bad, 16)
     assert str(err.value) == f"cannot read frame: {bad}: extract the frames again"
+
+
+def test_the_opencv_decoder_refuses_a_jpeg_cut_short_that_it_would_decode(tmp_path):
+    """OpenCV decodes the first half of a JPEG without an error, the rest grey."""
+    whole = tmp_path / "0000006.jpg"
+    cv2.imwrite(str(whole), np.random.default_rng(0).integers(0, 256, (48, 64, 3), np.uint8))
+    cut = tmp_path / "0000007.jpg"
+    cut.write_bytes(whole.read_bytes()[: whole.stat().st_size // 2])
+    assert cv2.imread(str(cut)) is not None  # what the check is for
+    with pytest.raises(UserError) as err:
+        opencv_frame(cut, 16)
+    assert str(err.value) == f"cannot read frame (JPEG cut short): {cut}: extract the frames again"
+    assert opencv_frame(whole, 16).shape == (3, 16, 16)
 
 
 def manifest(batches) -> Extraction:

@@ -153,6 +153,24 @@ def lasting_batches(
     return data.get("batches")
 
 
+def check_not_still(path: Path) -> None:
+    """A still image (a PNG or JPEG renamed ``.mp4``) opens as a one-frame "video" in
+    OpenCV; FFmpeg's demuxer name says what it is (``png_pipe``, ``jpeg_pipe``, ...)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            kind = container.format.name
+    except (av.FFmpegError, OSError, ValueError):
+        return  # not for this check to say: OpenCV's own error follows
+    if kind.endswith("_pipe") or kind == "image2":
+        raise UserError(
+            f"a still image ({kind.removesuffix('_pipe')}), not a video",
+            path,
+            "give the video file (sam2flow segment --frames takes a folder of images)",
+        )
+
+
 def open_video(video: str | Path, threads: int = 0) -> cv2.VideoCapture:  # pragma: no mutate
     """Open a video for decoding; an unreadable file is a ``UserError`` naming it.
     ``threads``: FFmpeg's decoding threads (0: OpenCV's choice); the frames are the same."""
@@ -161,6 +179,7 @@ def open_video(video: str | Path, threads: int = 0) -> cv2.VideoCapture:  # prag
         raise UserError("video not found", path, "check the path in the sample sheet")
     if path.stat().st_size == 0:
         raise UserError("video file is empty (0 bytes)", path, "copy the video again")
+    check_not_still(path)
     params = [cv2.CAP_PROP_N_THREADS, threads] if threads else []  # pragma: no mutate
     cap = cv2.VideoCapture(str(path), cv2.CAP_ANY, params)  # pragma: no mutate
     if not cap.isOpened():
@@ -669,6 +688,32 @@ def list_frames(batch_dir: str | Path) -> list[int]:
     return list(frame_paths(batch_dir))
 
 
+def check_frame_sizes(paths: dict[int, Path]) -> None:
+    """Every frame of a folder has the first one's size (read from the file headers):
+    SAM 2 would scale each frame to its input size, and masks of another size than the
+    frame they belong to would be written without a word."""
+    from PIL import Image
+
+    first = None
+    for frame, path in paths.items():
+        try:
+            with Image.open(path) as img:
+                size = img.size
+        except (OSError, SyntaxError) as exc:
+            raise UserError(
+                f"cannot read frame ({brief(exc)})", path, "extract the frames again"
+            ) from exc
+        if first is None:
+            first = (frame, size)
+        elif size != first[1]:
+            (f0, (w0, h0)), (w, h) = first, size
+            raise UserError(
+                f"frame {frame} is {w}x{h} but frame {f0} is {w0}x{h0}",
+                path,
+                "give a folder of one video's frames, all of one size",
+            )
+
+
 def frame_size(path: str | Path) -> tuple[int, int]:
     """Height and width (video resolution) of one frame file."""
     img = cv2.imread(str(path))
@@ -699,7 +744,11 @@ def opencv_frame(path: Path, image_size: int) -> torch.Tensor:
     """One frame through OpenCV: decode, bilinear resize, normalise in float32."""
     import torch
 
-    img = cv2.imread(str(path), cv2.IMREAD_COLOR)  # pragma: no mutate
+    data = np.fromfile(path, dtype=np.uint8)
+    if path.suffix.lower() in (".jpg", ".jpeg") and b"\xff\xd9" not in bytes(data[-64:]):
+        # OpenCV decodes a JPEG cut short without an error (the rest grey): refuse it
+        raise UserError("cannot read frame (JPEG cut short)", path, "extract the frames again")
+    img = cv2.imdecode(data, cv2.IMREAD_COLOR)  # pragma: no mutate
     if img is None:
         raise UserError("cannot read frame", path, "extract the frames again")
     size = (image_size, image_size)

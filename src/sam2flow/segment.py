@@ -28,6 +28,7 @@ from .frames import (
     FrameSource,
     check_batch_frames,
     check_consecutive,
+    check_frame_sizes,
     frame_paths,
     frame_size,
     read_manifest,
@@ -511,6 +512,7 @@ def segment_folder(
             prompt["carry_image"] = restore_frame(frames_dir.parent, frames[0] - 1)
     else:
         check_consecutive(frames, frames_dir)
+    check_frame_sizes(paths)
     height, width = frame_size(paths[frames[0]])
     if prompt.get("prompt_frame") is not None:  # a manual prompt must be on a real frame
         known = prompt.get("video_frames") or frames[-1] + 1

@@ -47,6 +47,13 @@ def world(tmp_path_factory):
     sam2flow(*seg_args(root / "w_frames" / "0001", root / "w_out" / "0001", "--point", "40,60"))
     extract_batches(write_video(root / "wide.mp4", frames=24, width=200), root / "wide_frames", 12)
     cv2.imwrite(str(root / "zero_mask.png"), np.zeros((120, 160), np.uint8))
+    shutil.copytree(root / "frames" / "0000", root / "mixed")
+    cv2.imwrite(str(root / "mixed" / frame_file(5)), np.full((120, 200, 3), 90, np.uint8))
+    shutil.copytree(root / "frames" / "0000", root / "halfcut")
+    jpeg = root / "halfcut" / frame_file(6)
+    jpeg.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
+    cv2.imwrite(str(root / "still.png"), np.full((120, 160, 3), 90, np.uint8))
+    (root / "still.png").rename(root / "still.mp4")
     damage_batch(root / "out" / "0000", root)
     (root / "notes").mkdir()
     (root / "notes" / "2024").mkdir()
@@ -601,6 +608,19 @@ CASES = [
         seg_in("{root}/w_frames/0001", *CARRY),
         2,
         ["carried masks come from another video", "out/0000/masks.npz"],
+    ),
+    ("frames-mixed-sizes", seg_in("{root}/mixed", "--point", "40,60"), 2, ["frame 5 is 200x120"]),
+    (
+        "frames-cut-short-opencv",
+        seg_in("{root}/halfcut", "--point", "40,60", "--frame-decoder", "opencv"),
+        2,
+        ["cannot read frame (JPEG cut short)", "halfcut/" + frame_file(6)],
+    ),
+    (
+        "extract-still-image",
+        ["extract", "--video", "{root}/still.mp4", "--out", "{scratch}/f"],
+        2,
+        ["a still image (png), not a video", "still.mp4"],
     ),
     (
         "summary-missing",
