@@ -20,6 +20,7 @@ from conftest import (
     Project,
     cut_video,
     dlc_predictions,
+    listed_in_troubleshooting,
     sam2flow,
     shared_file,
 )
@@ -56,6 +57,46 @@ def test_an_existing_sheet_is_kept_unless_forced(tmp_path):
     assert (tmp_path / "s.tsv").read_text() == "mine" and not (tmp_path / "l.yaml").exists()
     sam2flow("init", tmp_path, *files(tmp_path), "--force")
     assert (tmp_path / "s.tsv").read_text().startswith("video\tpath\tprompts")
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")
+def test_each_video_is_checked_and_what_is_wrong_is_a_warning_naming_it(tmp_path):
+    """A good video, one cut short (its index at the front: 60 % of the file), an empty
+    file, a still image and a text file named like videos: every one gets its row, the
+    four bad ones a warning line each, and init still ends well."""
+    import cv2
+    import numpy as np
+
+    from conftest import write_video
+
+    good = write_video(tmp_path / "good.mp4", frames=30)
+    full = tmp_path / "full" / "full.mp4"
+    full.parent.mkdir()
+    subprocess.run(
+        ["ffmpeg", "-v", "error", "-f", "lavfi", "-i", "testsrc=size=160x120:rate=30"]
+        + ["-frames:v", "200", "-c:v", "libx264", "-movflags", "+faststart", str(full)],
+        check=True,
+    )
+    data = full.read_bytes()
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) * 6 // 10])
+    (tmp_path / "empty.mp4").touch()
+    cv2.imwrite(str(tmp_path / "still.png"), np.full((40, 60, 3), 90, np.uint8))
+    (tmp_path / "still.png").rename(tmp_path / "still.mp4")
+    (tmp_path / "notes.avi").write_text("minutes of the lab meeting\n" * 50)
+    out = sam2flow("init", tmp_path, *files(tmp_path), "--config", "none.yaml")
+    sheet = pd.read_csv(tmp_path / "s.tsv", sep="\t", dtype=str)
+    assert sorted(sheet["video"]) == ["cut", "empty", "good", "notes", "still"]
+    warned = [line for line in out.stdout.splitlines() if line.startswith("warning: ")]
+    about = {name: [w for w in warned if f"{tmp_path / name}:" in w] for name in sheet["path"]}
+    assert about[str(good)] == []
+    assert " of the 200 frames its container declares are in the file" in about[
+        str(tmp_path / "cut.mp4")][0]  # fmt: skip
+    assert "video file is empty (0 bytes)" in about[str(tmp_path / "empty.mp4")][0]
+    assert "a still image (png), not a video" in about[str(tmp_path / "still.mp4")][0]
+    assert "cannot open video" in about[str(tmp_path / "notes.avi")][0]
+    for w in warned:
+        if "frames its container declares" in w:
+            listed_in_troubleshooting(w.removeprefix("warning: "))
 
 
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg")

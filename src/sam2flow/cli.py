@@ -305,6 +305,7 @@ def _init(args) -> int:
 
     from .atomic import write_text
     from .models import model_spec, registry_checkpoint
+    from .probe import probe_video
     from .samplesheet import find_videos, sheet_for
 
     videos = find_videos(args.videos)
@@ -313,6 +314,7 @@ def _init(args) -> int:
     folders = {v.parent for v in videos} | {Path(d) for d in args.dlc}
     dlc = sorted({p.resolve() for d in folders for p in Path(d).glob("*DLC_*") if p.is_file()})
     table, notes = sheet_for(videos, dlc)
+    notes += [w for video in videos for w in probe_video(video)]
     sheet, local = Path(args.sheet), Path(args.local_config)
     for path in (sheet, local):
         if path.exists() and not args.force:
