@@ -137,3 +137,30 @@ def test_a_logit_of_zero_is_outside_and_any_positive_one_inside(store):
     assert store.mask(10, 1).all()
     row = store.table().iloc[1]  # every 4th pixel reads 0.5: the score is its sigmoid
     assert row["score"] == pytest.approx(1 / (1 + np.exp(-0.5)))
+
+
+def test_masks_are_kept_in_an_unnamed_file_and_streamed_out_in_pieces(tmp_path):
+    """Nothing named is left in the spill folder; the .npy written a few bytes at a time
+    holds every slot, an empty mask put over a full one and a marked frame included."""
+    import io
+
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    store = MaskStore([10, 11, 12], [3, 7], 12, 16, spill_dir=spill)
+    store.put(10, logits_with([(2, 1, 5, 3), (0, 0, 15, 11)]))
+    store.put(11, logits_with([(0, 0, 15, 11), (1, 1, 2, 2)]))
+    store.put(11, logits_with([None, (1, 1, 2, 2)]))  # done again: the first is gone
+    store.put(12, logits_with([(0, 0, 3, 3), (0, 0, 3, 3)]))
+    store.mark([12], "skipped_oom")
+    assert list(spill.iterdir()) == []
+    expected = np.zeros((3, 2, 12, 16), dtype=bool)
+    expected[0, 0, 1:4, 2:6] = expected[0, 1] = True
+    expected[1, 1, 1:3, 1:3] = True
+    for chunk in (1, 7, 1 << 20):
+        out = io.BytesIO()
+        store.write_masks(out, chunk_bytes=chunk)
+        packed = np.lib.format.read_array(io.BytesIO(out.getvalue()))
+        assert packed.shape == (3, 2, 24)
+        masks = np.unpackbits(packed, axis=-1, count=12 * 16).reshape(3, 2, 12, 16)
+        assert np.array_equal(masks.astype(bool), expected)
+    assert np.array_equal(store.packed, packed)

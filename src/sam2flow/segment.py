@@ -315,7 +315,8 @@ def segment_batch(
     prompt = job.prompt if job.prompt is not None and prompt_reaches(job.prompt, frames) else None
     height, width = frame_size(paths[frames[0]])
     obj_ids = sorted(prompt.objects) if prompt and prompt.objects else [1]
-    store = MaskStore(frames, obj_ids, height, width)
+    check_writable(job.out_dir)  # the masks are spilled there as frames finish
+    store = MaskStore(frames, obj_ids, height, width, spill_dir=job.out_dir)
     if prompt is None or not prompt.objects:
         missing = prompt.missing if prompt is not None else None
         log.warning(
