@@ -129,3 +129,26 @@ def test_estimate_is_within_20_percent_of_the_measured_peak(tmp_path, synthetic_
 
     predicted = estimate(60, 120, 160, image_size=256, device="cpu")
     assert abs(predicted - measured) / measured < 0.20, (predicted, measured)
+
+
+def test_a_bug_keeps_its_traceback_and_a_bad_value_is_one_line(monkeypatch, capsys):
+    """Only errors about what the user gave become one line: a ValueError from a bug is
+    not hidden behind 'error:' (it would read as the user's fault)."""
+    import pytest
+
+    from sam2flow import cli
+    from sam2flow.errors import BadValue
+
+    def bug(args):
+        raise ValueError("operands could not be broadcast together")
+
+    monkeypatch.setitem(cli._COMMANDS, "summary", bug)
+    with pytest.raises(ValueError, match="broadcast"):
+        cli.main(["summary", "--records", "r.json", "--out", "o"])
+
+    def bad(args):
+        raise BadValue("points 'x' must be numbers")
+
+    monkeypatch.setitem(cli._COMMANDS, "summary", bad)
+    assert cli.main(["summary", "--records", "r.json", "--out", "o"]) == 2
+    assert capsys.readouterr().err == "sam2flow summary: error: points 'x' must be numbers\n"

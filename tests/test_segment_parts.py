@@ -459,7 +459,7 @@ def test_a_records_times_are_in_milliseconds_and_its_rate_is_logged(batch, tmp_p
 
 
 def test_peak_rss_is_the_kernels_high_water_mark_in_bytes():
-    """Linux gives KiB (``VmHWM``); a forked process may differ from it by a few pages."""
+    """Linux gives KiB (``VmHWM``); the result is in bytes, the kernel's own mark."""
     import re
     from pathlib import Path
 
@@ -468,7 +468,8 @@ def test_peak_rss_is_the_kernels_high_water_mark_in_bytes():
         pytest.skip("needs Linux's /proc")
     peak = peak_rss_bytes()
     hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status.read_text())[1]) * 1024
-    assert abs(peak / hwm - 1) < 0.0005, (peak, hwm)
+    # Read an instant apart: the mark can only have risen, by what reading it allocated.
+    assert 0 <= hwm - peak < 1 << 20, (peak, hwm)
 
 
 def test_each_attempt_names_its_own_first_and_last_frame(batch, tmp_path, monkeypatch):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import BadValue
 from .prompts import DEFAULT_CUTOFF, dlc_batch_prompt, read_dlc
 
 CARRY_MODES = ("auto", "independent", "chained")
@@ -59,7 +60,7 @@ def carry_source(batch: str, batches: list[str], mode: str, own: set[str]) -> st
     True
     """
     if mode not in CARRY_MODES:
-        raise ValueError(f"carry must be one of {', '.join(CARRY_MODES)}, got {mode!r}")
+        raise BadValue(f"carry must be one of {', '.join(CARRY_MODES)}, got {mode!r}")
     order = sorted(batches)
     index = order.index(batch)
     if index == 0 or mode == "independent" or (mode == "auto" and batch in own):

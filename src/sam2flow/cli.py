@@ -7,13 +7,14 @@ their tracebacks.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import sys
 from pathlib import Path
 
-from .errors import HOST_OOM_EXIT, UserError
+from .errors import HOST_OOM_EXIT, BadValue, UserError
 from .logs import quiet_third_party
 
 log = logging.getLogger("sam2flow")
@@ -270,6 +271,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def user_values():
+    """The memory library (which knows nothing of sam2flow's errors) checks values with
+    ``ValueError``: those it raised on what the user asked are ``BadValue``s here."""
+    try:
+        yield
+    except BadValue:
+        raise
+    except ValueError as exc:
+        raise BadValue(str(exc)) from exc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     quiet_third_party()
@@ -279,7 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         return _COMMANDS[args.command](args)
-    except (UserError, ValueError) as exc:
+    except (UserError, BadValue) as exc:  # any other ValueError is a bug: its traceback
         print(f"sam2flow {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except MemoryError as exc:  # host memory: smaller chunks cannot help, more memory can
@@ -380,7 +393,8 @@ def guard_config(args):
         sizing_grow_after=args.sizing_grow_after,
     )
     check_options("memory", {k: v for k, v in options.items() if k != "sizing_file"})
-    return GuardConfig(**options)
+    with user_values():
+        return GuardConfig(**options)
 
 
 def _segment(args) -> int:
@@ -482,7 +496,8 @@ def _memory(args) -> int:
         device=args.device,
         bounded=not args.stock,
     )
-    need = estimate(args.frames, args.height, args.width, **kwargs)
+    with user_values():  # the memory library's own checks of what was asked
+        need = estimate(args.frames, args.height, args.width, **kwargs)
     gib = 1024**3
     print(
         f"estimate: {need / gib:.2f} GiB for {args.frames} frames of {args.width}x{args.height}, "

@@ -25,6 +25,11 @@ class UserError(Exception):
         super().__init__(": ".join(parts))
 
 
+class BadValue(ValueError):
+    """A value a user gave (an option, a point, a box) that cannot be used: one line, like
+    a ``UserError``. Other ``ValueError``s are bugs and keep their traceback."""
+
+
 def brief(exc: BaseException) -> str:
     """A library's error in one line, to quote in a ``UserError``: its last line, where
     HDF5 puts the conclusion after a back trace of 40 lines (pandas ends its parser errors

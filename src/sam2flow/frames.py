@@ -26,7 +26,7 @@ import cv2
 import numpy as np
 
 from .atomic import atomic_path, user_write_error, write_text
-from .errors import UserError, brief
+from .errors import BadValue, UserError, brief
 from .identity import video_identity
 
 if TYPE_CHECKING:  # torch only where frames become model input: extraction starts fast
@@ -208,9 +208,9 @@ def extract_batches(
     kept where it outlives temporary frames.
     """
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        raise BadValue(f"batch_size must be >= 1, got {batch_size}")
     if not 1 <= quality <= 100:
-        raise ValueError(f"quality must be in 1..100, got {quality}")
+        raise BadValue(f"quality must be in 1..100, got {quality}")
     out = Path(out_dir)
     cap = open_video(video)  # checked before anything in ``out`` is touched
     source = video_identity(video)
@@ -795,7 +795,7 @@ class FrameSource:
         if not paths:
             raise ValueError("FrameSource needs at least one frame")
         if decoder not in DECODERS:
-            raise ValueError(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
+            raise BadValue(f"decoder must be one of {', '.join(DECODERS)}, got {decoder!r}")
         self._decode = sam2_frame if decoder == "sam2" else opencv_frame
         self.paths = list(paths)
         self.image_size = int(image_size)

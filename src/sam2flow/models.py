@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from filelock import FileLock
 
-from .errors import UserError
+from .errors import BadValue, UserError
 from .memory.devices import resolve_device
 
 log = logging.getLogger(__name__)
@@ -213,7 +213,7 @@ class LoadedModel:
 def precision_dtype(device: torch.device, precision: str = "auto") -> torch.dtype | None:
     """bf16 on CUDA by default (TF32 switched on for Ampere and newer), fp32 elsewhere."""
     if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be auto, bf16 or fp32, got {precision!r}")
+        raise BadValue(f"precision must be auto, bf16 or fp32, got {precision!r}")
     if device.type != "cuda" or precision == "fp32":
         return None
     if torch.cuda.get_device_properties(device).major >= 8:

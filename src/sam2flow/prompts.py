@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from .errors import UserError, brief
+from .errors import BadValue, UserError, brief
 
 log = logging.getLogger(__name__)
 
@@ -315,32 +315,38 @@ def parse_points(text: str) -> tuple[np.ndarray, np.ndarray]:
     """``"210,350;300,400,0"`` -> points and labels (label defaults to 1, positive)."""
     pts, labels = [], []
     if any(word in text.lower() for word in ("nan", "inf")):
-        raise ValueError(f"points {text!r} must be finite numbers")
+        raise BadValue(f"points {text!r} must be finite numbers")
     for item in re.split(r"[;\s]+", text.strip()):
         if not item:
             continue
         parts = item.split(",")
         if len(parts) not in (2, 3):
-            raise ValueError(f"point {item!r} must be X,Y or X,Y,LABEL")
-        pts.append([float(parts[0]), float(parts[1])])
-        labels.append(int(parts[2]) if len(parts) == 3 else 1)
+            raise BadValue(f"point {item!r} must be X,Y or X,Y,LABEL")
+        try:
+            pts.append([float(parts[0]), float(parts[1])])
+            labels.append(int(parts[2]) if len(parts) == 3 else 1)
+        except ValueError as exc:
+            raise BadValue(f"{item!r}: {exc}") from None
         if labels[-1] not in (0, 1):
-            raise ValueError(f"point {item!r}: label must be 1 (object) or 0 (background)")
+            raise BadValue(f"point {item!r}: label must be 1 (object) or 0 (background)")
     if not pts:
-        raise ValueError(f"no points in {text!r}")
+        raise BadValue(f"no points in {text!r}")
     return np.asarray(pts, dtype=np.float32), np.asarray(labels, dtype=np.int32)
 
 
 def parse_box(text: str) -> np.ndarray:
     """``"x0,y0,x1,y1"`` -> a box array."""
-    parts = [float(v) for v in text.split(",")]
+    try:
+        parts = [float(v) for v in text.split(",")]
+    except ValueError as exc:
+        raise BadValue(f"{text!r}: {exc}") from None
     if (
         len(parts) != 4
         or not np.all(np.isfinite(parts))
         or parts[2] <= parts[0]
         or parts[3] <= parts[1]
     ):
-        raise ValueError(f"box {text!r} must be X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0")
+        raise BadValue(f"box {text!r} must be X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0")
     return np.asarray(parts, dtype=np.float32)
 
 
@@ -396,7 +402,7 @@ def manual_prompt(
     if mask:
         obj.mask = read_mask_png(mask)
     if obj.points is None and obj.box is None and obj.mask is None:
-        raise ValueError("a manual prompt needs points, a box or a mask")
+        raise BadValue("a manual prompt needs points, a box or a mask")
     return BatchPrompt(frame=int(frame), objects={1: obj}, source="config")
 
 

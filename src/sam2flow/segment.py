@@ -426,12 +426,19 @@ def write_crash_record(job: BatchJob, attempts: list, exc: BaseException) -> Non
 
 
 def peak_rss_bytes() -> int:
-    """This process's peak resident memory so far (what a job's ``mem_mb`` must cover)."""
+    """This process's peak resident memory so far (what a job's ``mem_mb`` must cover):
+    Linux's own high-water mark (``VmHWM``; ``ru_maxrss`` of a forked process can still
+    hold its parent's), else ``ru_maxrss``."""
+    import re
     import resource
     import sys
 
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return int(peak if sys.platform == "darwin" else peak * 1024)
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status)[1]) * 1024
+    except (OSError, TypeError):
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return int(peak if sys.platform == "darwin" else peak * 1024)
 
 
 def prompt_reaches(prompt: BatchPrompt, frames: list[int]) -> bool:
