@@ -105,6 +105,16 @@ def test_a_file_that_is_not_a_checkpoint_is_named(checkpoint_server, tmp_path):
 
 
 def test_random_weights_say_so_loudly(tiny_model, caplog):
+    """The session's model was built before this test could listen: one more is built."""
+    import logging
+
+    from sam2flow.models import RANDOM_WEIGHTS_WARNING, build_model
+
     assert tiny_model.weights == "random"
     assert tiny_model.image_size == 256
     assert tiny_model.dtype is None  # fp32 on the CPU
+    caplog.set_level(logging.WARNING, logger="sam2flow.models")
+    build_model(name="sam2.1_hiera_tiny", weights="random", image_size=256, device="cpu")
+    assert [r.getMessage() for r in caplog.records if r.name == "sam2flow.models"] == [
+        RANDOM_WEIGHTS_WARNING
+    ]

@@ -181,3 +181,19 @@ def test_the_console_summary_reads_a_csv_written_before_the_missing_column(tmp_p
         "1 video: 1 done",
         "1 batch: 1 ok",
     ]
+
+
+def test_skipped_frames_are_counted_as_skipped_in_the_csv_and_the_page_totals(tmp_path):
+    skipped = record(
+        batch="0001",
+        first=40,
+        status="skipped",
+        frame_status={"ok": 30, "skipped_oom": 10},
+        skipped_ranges=[[60, 69]],
+        skip_reasons=["out of memory at every level"],
+    )
+    table, page = write(tmp_path, [record(), skipped])
+    row = table.sort_values("first_frame").iloc[1]
+    assert (row["ok"], row["skipped_oom"]) == (30, 10)
+    assert (table["ok"].sum(), table["skipped_oom"].sum()) == (70, 10)
+    assert "80 frame slots (frames x objects): 70 ok, 10 skipped oom" in page

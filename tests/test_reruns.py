@@ -33,3 +33,18 @@ def test_a_skipped_tsv_from_before_reruns_counts_none(tmp_path):
     (tmp_path / "skipped.tsv").write_text("video\tbatch\tfirst_frame\nv\t0000\t0\n")
     assert listed_skipped(tmp_path / "skipped.tsv") == {("v", "0000"): 0}
     assert listed_skipped(tmp_path / "none.tsv") == {}
+
+
+def test_which_batches_have_their_own_prompt_follows_the_configured_likelihood_cutoff(tmp_path):
+    """Points at likelihood 0.5 on frame 15 only: batch 0001 has its own prompt under a
+    cutoff of 0.4, and none under DeepLabCut's default 0.6 (it then starts from 0000's
+    masks)."""
+    from test_alignment import dlc_file
+
+    from sam2flow.carry import own_prompt_batches
+
+    dlc = dlc_file(tmp_path / "p.csv", 20, {3: 0.9, 15: 0.5}, 1)
+    batches = {"0000": [0, 9], "0001": [10, 19]}
+    assert own_prompt_batches(batches, prompts_file=dlc, cutoff=0.4) == {"0000", "0001"}
+    assert own_prompt_batches(batches, prompts_file=dlc, cutoff=0.6) == {"0000"}
+    assert own_prompt_batches(batches, prompts_file=dlc) == {"0000"}

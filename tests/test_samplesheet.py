@@ -69,3 +69,24 @@ def test_a_cell_reading_na_or_null_is_text_not_missing(tmp_path):
     sheet = tmp_path / "videos.tsv"
     sheet.write_text("video\tpath\nNA\tnull.mp4\n")
     assert read_sample_sheet(sheet)[["video", "path"]].values.tolist() == [["NA", "null.mp4"]]
+
+
+def test_a_deeplabcut_file_is_matched_by_the_whole_video_name_not_a_prefix(tmp_path):
+    from sam2flow.samplesheet import sheet_for
+
+    files = [tmp_path / "video10DLC_resnet50_x_1.csv", tmp_path / "video1DLC_resnet50_x_1.csv"]
+    for f in files:
+        f.touch()
+    videos = [tmp_path / "video1.mp4", tmp_path / "video10.mp4", tmp_path / "video2.mp4"]
+    table, _ = sheet_for(videos, files)
+    assert table["prompts"].tolist() == [str(files[1]), str(files[0]), ""]
+
+
+def test_names_that_collide_after_cleaning_are_numbered_past_every_name_taken(tmp_path):
+    from sam2flow.samplesheet import sheet_for
+
+    videos = [tmp_path / "a" / "video.mp4", tmp_path / "video_2.mp4", tmp_path / "b" / "video.mp4"]
+    videos.append(tmp_path / "c" / "vid eo.mp4")
+    videos.append(tmp_path / "d" / "vid#eo.mp4")
+    table, _ = sheet_for(videos, [])
+    assert table["video"].tolist() == ["video", "video_2", "video_3", "vid_eo", "vid_eo_2"]
