@@ -120,7 +120,11 @@ REAL_OOM = textwrap.dedent(
     # Leave 40 MiB of address space: the model's first forward pass cannot fit.
     limit = psutil.Process().memory_info().vms + 40 * 1024 ** 2
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
-    job = BatchJob(Path(sys.argv[1]), Path(sys.argv[2]), manual_prompt(0, "40,60"), "v", "0000")
+    # One decoding thread: each further thread's stack and malloc arena would take more
+    # of the 40 MiB left than the model's first allocation (glibc aborts the process).
+    job = BatchJob(
+        Path(sys.argv[1]), Path(sys.argv[2]), manual_prompt(0, "40,60"), "v", "0000", threads=1
+    )
     record = segment_batch(job, model, guard)
     print(json.dumps({k: record[k] for k in ("status", "frame_status", "skip_reason")}))
     """
