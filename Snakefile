@@ -8,7 +8,7 @@ from snakemake.utils import min_version
 
 from sam2flow.errors import or_exit
 from sam2flow.jobenv import expose_library
-from sam2flow.schema import check_config
+from sam2flow.plan.schema import check_config
 
 min_version("9.14.1")
 

@@ -26,7 +26,9 @@ RESULTS = ROOT / "bench" / "results"
 
 
 def main() -> int:
-    from sam2flow.frames import extract_batches, frame_paths, opencv_frame, sam2_frame
+    from sam2flow.extract import extract_batches
+    from sam2flow.frame_folders import frame_paths
+    from sam2flow.frame_source import opencv_frame, sam2_frame
 
     torch.set_num_threads(1)
     rows = []

@@ -22,7 +22,9 @@ from pathlib import Path
 
 import torch
 
-from sam2flow.frames import FrameSource, extract_batches, frame_paths
+from sam2flow.extract import extract_batches
+from sam2flow.frame_folders import frame_paths
+from sam2flow.frame_source import FrameSource
 
 ROOT = Path(__file__).resolve().parent
 

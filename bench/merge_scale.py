@@ -49,7 +49,8 @@ MERGE = (
     + """
 import json, sys, time
 from pathlib import Path
-from sam2flow.outputs import merge_video, render_overlay
+from sam2flow.outputs import merge_video
+from sam2flow.overlay import render_overlay
 work = Path(sys.argv[1])
 batches = sorted((work / "batches").iterdir())
 t0 = time.perf_counter()

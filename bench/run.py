@@ -92,7 +92,7 @@ def segment_once(mode: str, frames_dir: Path, image_size: int, device: str, **ex
 
 def prepare_frames(video: Path, n: int, work: Path) -> Path:
     """The first ``n`` frames of ``video`` as a JPEG folder (same files for both modes)."""
-    from sam2flow.frames import extract_batches
+    from sam2flow.extract import extract_batches
 
     full = work / "all"
     if not full.exists():

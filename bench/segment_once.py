@@ -35,7 +35,7 @@ def main() -> None:
 
     import torch
 
-    from sam2flow.frames import list_frames
+    from sam2flow.frame_folders import list_frames
     from sam2flow.memory import GuardConfig, MemoryGuard
     from sam2flow.models import build_model
     from sam2flow.prompts import manual_prompt

@@ -35,7 +35,8 @@ import torch
 
 from sam2flow import frames as frames_module
 from sam2flow import outputs, segment
-from sam2flow.frames import extract_batches, frame_paths
+from sam2flow.extract import extract_batches
+from sam2flow.frame_folders import frame_paths
 from sam2flow.memory import GuardConfig, MemoryGuard
 from sam2flow.models import build_model
 from sam2flow.prompts import manual_prompt

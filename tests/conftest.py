@@ -320,7 +320,7 @@ def synthetic_video(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def synthetic_frames(tmp_path_factory, synthetic_video) -> Path:
     """The synthetic video extracted into one 60-frame batch; returns the batch folder."""
-    from sam2flow.frames import extract_batches
+    from sam2flow.extract import extract_batches
 
     out = tmp_path_factory.mktemp("frames")
     extract_batches(synthetic_video, out, batch_size=60)

@@ -55,7 +55,13 @@ GROUPS = {
         ["tests/test_prompts.py", "tests/test_prompt_checks.py", "tests/test_dlc.py"],
     ),
     "frames": (
-        ["src/sam2flow/frames.py"],
+        [
+            "src/sam2flow/frame_folders.py",
+            "src/sam2flow/decoding.py",
+            "src/sam2flow/extract.py",
+            "src/sam2flow/restore.py",
+            "src/sam2flow/frame_source.py",
+        ],
         ["tests/test_frames.py", "tests/test_frame_folders.py", "tests/test_restore.py"]
         + [
             "tests/test_ranges.py",
@@ -97,10 +103,27 @@ GROUPS = {
         + ALIGNMENT,
     ),
     "outputs": (
-        ["src/sam2flow/outputs.py"],
+        ["src/sam2flow/outputs.py", "src/sam2flow/overlay.py"],
         ["tests/test_outputs.py", "tests/test_mask_store.py", "tests/test_prompt_checks.py"]
         + ["tests/test_overlay.py"]
         + ALIGNMENT,
+    ),
+    # What the workflow decides and reports: fast tests, no real model but the checkpoint's.
+    "workflow": (
+        [
+            "src/sam2flow/report.py",
+            "src/sam2flow/samplesheet.py",
+            "src/sam2flow/plan/carry.py",
+            "src/sam2flow/plan/reruns.py",
+            "src/sam2flow/models.py",
+        ],
+        ["tests/test_report.py", "tests/test_samplesheet.py", "tests/test_reruns.py"]
+        + ["tests/test_models.py", "tests/test_init.py", "tests/test_dlc.py"]
+        # real videos through the command line in a subprocess: 23 s, and it cannot kill
+        + [
+            "--deselect",
+            "tests/test_init.py::test_init_on_real_videos_then_the_printed_command_runs_to_the_end",
+        ],
     ),
     "segment": (
         ["src/sam2flow/segment.py"],

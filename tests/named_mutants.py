@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: name: (file, text, replacement, tests that must fail)
 MUTANTS = {
     "the frame source hands the model frame n-1-i when asked for frame i": (
-        "src/sam2flow/frames.py",
+        "src/sam2flow/frame_source.py",
         "return self._decode(self.paths[index], self.image_size)",
         "return self._decode(self.paths[len(self.paths) - 1 - index], self.image_size)",
         ["tests/test_frames.py", "tests/test_alignment.py", "tests/test_equivalence.py"],

@@ -26,11 +26,11 @@ import pytest
 import torch
 
 from sam2flow import maskfile
-from sam2flow.carry import carry_source, own_prompt_batches
-from sam2flow.frames import MANIFEST, Extraction, batch_name, frame_file
+from sam2flow.frame_folders import MANIFEST, Extraction, batch_name, frame_file
 from sam2flow.memory import GuardConfig
 from sam2flow.models import LoadedModel
 from sam2flow.outputs import FRAME_STATUSES, load_masks, merge_video
+from sam2flow.plan.carry import carry_source, own_prompt_batches
 from sam2flow.segment import segment_folder
 
 from conftest import keep_first

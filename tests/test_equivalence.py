@@ -10,7 +10,8 @@ pruning, chunk bookkeeping, mask storage) changes nothing.
 import numpy as np
 import pytest
 
-from sam2flow.frames import extract_batches, frame_paths
+from sam2flow.extract import extract_batches
+from sam2flow.frame_folders import frame_paths
 
 from conftest import sam2flow_masks, shared_file, stock_sam2
 

@@ -93,7 +93,7 @@ def test_every_option_of_every_subcommand_explains_itself_and_its_default():
 
 
 def test_frames_are_read_in_index_order_not_name_order(tmp_path):
-    from sam2flow.frames import frame_paths
+    from sam2flow.frame_folders import frame_paths
 
     for name in ("10.jpg", "9.jpg", "0100.jpg"):
         (tmp_path / name).write_bytes(b"")
@@ -103,7 +103,7 @@ def test_frames_are_read_in_index_order_not_name_order(tmp_path):
 
 def frame_folder_error(folder, names) -> str:
     from sam2flow.errors import UserError
-    from sam2flow.frames import frame_paths
+    from sam2flow.frame_folders import frame_paths
 
     folder.mkdir()
     for name in names:
@@ -128,7 +128,7 @@ def test_frame_folder_errors_name_the_file_and_the_fix(tmp_path):
 
 
 def test_files_other_than_frames_are_passed_over_not_an_end(tmp_path):
-    from sam2flow.frames import frame_paths
+    from sam2flow.frame_folders import frame_paths
 
     for i in range(20):
         (tmp_path / f"{i:05d}.jpg").write_bytes(b"")
@@ -138,7 +138,7 @@ def test_files_other_than_frames_are_passed_over_not_an_end(tmp_path):
 
 def test_a_folder_without_a_manifest_says_to_extract_first(tmp_path):
     from sam2flow.errors import UserError
-    from sam2flow.frames import read_manifest
+    from sam2flow.frame_folders import read_manifest
 
     with pytest.raises(UserError) as err:
         read_manifest(tmp_path)

@@ -12,13 +12,8 @@ import pytest
 import torch
 
 from sam2flow.errors import UserError
-from sam2flow.frames import (
-    Extraction,
-    FrameSource,
-    check_batch_frames,
-    opencv_frame,
-    sam2_frame,
-)
+from sam2flow.frame_folders import Extraction, check_batch_frames
+from sam2flow.frame_source import FrameSource, opencv_frame, sam2_frame
 
 MEAN = np.array([0.485, 0.456, 0.406])
 STD = np.array([0.229, 0.224, 0.225])
@@ -275,7 +270,7 @@ def test_a_frame_that_cannot_be_read_is_named_with_the_fix(tmp_path):
 
 
 def test_a_frame_folder_that_is_not_there_is_named():
-    from sam2flow.frames import frame_paths
+    from sam2flow.frame_folders import frame_paths
 
     with pytest.raises(UserError) as err:
         frame_paths("/nowhere/0003")

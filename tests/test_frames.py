@@ -15,7 +15,9 @@ import numpy as np
 import pytest
 
 from sam2flow.errors import UserError
-from sam2flow.frames import FrameSource, extract_batches, lasting_batches, list_frames
+from sam2flow.extract import extract_batches
+from sam2flow.frame_folders import lasting_batches, list_frames
+from sam2flow.frame_source import FrameSource
 
 from conftest import ffmpeg_video, write_video
 
@@ -343,7 +345,8 @@ def test_a_stream_without_a_frame_count_is_extracted_whole_its_count_unknown(tmp
 def test_a_range_of_one_frame_inside_a_batch_is_written_into_that_batchs_folder(tmp_path):
     """A worker's range may start inside a batch and end one frame later: the batch's
     temporary folder is made for that first frame, not for the next one."""
-    from sam2flow.frames import _tmp_name, frame_file, open_video, write_range
+    from sam2flow.decoding import open_video, write_range
+    from sam2flow.frame_folders import frame_file, tmp_name
 
     cap = open_video(write_video(tmp_path / "v.mp4", frames=3))
     (tmp_path / "out").mkdir()
@@ -353,7 +356,7 @@ def test_a_range_of_one_frame_inside_a_batch_is_written_into_that_batchs_folder(
         cap.release()
     assert n == 1 and after is not None  # the frame after the range, decoded for the next
     written = [p.relative_to(tmp_path / "out") for p in (tmp_path / "out").rglob("*.jpg")]
-    assert written == [Path(_tmp_name("0001"), frame_file(5))]
+    assert written == [Path(tmp_name("0001"), frame_file(5))]
 
 
 def test_an_unreadable_earlier_manifest_is_replaced(tmp_path):

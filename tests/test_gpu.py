@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from sam2flow.frames import extract_batches
+from sam2flow.extract import extract_batches
 from sam2flow.memory import GuardConfig, MemoryGuard, estimate
 from sam2flow.prompts import manual_prompt
 from sam2flow.segment import BatchJob, segment_batch

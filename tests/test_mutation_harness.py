@@ -40,7 +40,7 @@ def run_under(tmp_path: Path, mutant: str | None, body: str) -> subprocess.Compl
     )
 
 
-MUTANT = "sam2flow.frames.x_write_jpeg__mutmut_3"
+MUTANT = "sam2flow.decoding.x_write_jpeg__mutmut_3"
 
 
 def test_a_mutant_that_makes_a_test_spin_fails_it_at_five_times_its_clean_time(tmp_path):

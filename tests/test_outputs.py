@@ -21,9 +21,9 @@ from sam2flow.outputs import (
     load_masks,
     merge_video,
     read_masks,
-    render_overlay,
     write_batch_outputs,
 )
+from sam2flow.overlay import render_overlay
 
 from conftest import listed_in_troubleshooting, video_of
 

@@ -12,7 +12,7 @@ import cv2
 import numpy as np
 import pytest
 
-from sam2flow.outputs import _COLOURS, H264Writer, draw_masks, read_ahead
+from sam2flow.overlay import _COLOURS, H264Writer, draw_masks, read_ahead
 
 from conftest import video_of
 
@@ -147,7 +147,7 @@ def test_the_overlay_and_sheet_show_each_frames_masks_at_the_videos_rate(
 ):
     """Masks at 48 x 64 or 47 x 63 (pixels not a multiple of 8, odd sizes); the video at
     that size or twice it (its frames are scaled); a video of one frame, a sheet of one."""
-    from sam2flow.outputs import render_overlay
+    from sam2flow.overlay import render_overlay
 
     video = ffv1_video(tmp_path / "v.avi", frames, h * scale, w * scale)
     masks = np.zeros((frames, 2, h, w), dtype=bool)
@@ -164,7 +164,7 @@ def test_the_overlay_and_sheet_show_each_frames_masks_at_the_videos_rate(
 
 def test_frames_before_the_first_masks_are_not_drawn_on(tmp_path):
     """Masks from frame 3 of a grey 6-frame video: frames 0-2 stay grey under the label."""
-    from sam2flow.outputs import render_overlay
+    from sam2flow.overlay import render_overlay
 
     video = ffv1_video(tmp_path / "v.avi", 6, 48, 64, np.full((48, 64, 3), 90, np.uint8))
     masks = np.zeros((3, 2, 48, 64), dtype=bool)

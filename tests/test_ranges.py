@@ -16,7 +16,7 @@ import psutil
 import pytest
 
 from sam2flow import ranges
-from sam2flow.frames import extract_batches
+from sam2flow.extract import extract_batches
 from sam2flow.ranges import SEAM, SEEK_LEAD, mismatch, plan_ranges
 
 from conftest import ffmpeg_video, shared_file
@@ -110,7 +110,7 @@ def test_workers_end_when_the_extraction_is_killed(tmp_path):
     none writes into the folder a rerun extracts into."""
     video = ffmpeg_video(tmp_path / "b.mp4", 2400, "-preset", "ultrafast", size="640x480")
     out = tmp_path / "frames"
-    code = "import sys; from sam2flow.frames import extract_batches as e; "
+    code = "import sys; from sam2flow.extract import extract_batches as e; "
     code += "e(*sys.argv[1:3], 100, workers=2)"
     parent = subprocess.Popen([sys.executable, "-c", code, video, str(out)])
     try:
@@ -144,7 +144,8 @@ def test_one_worker_writes_exactly_its_range_and_reads_the_seam_after_it(tmp_pat
     inside batch 0001) into that batch's temporary folder, the digest of its last frame,
     and (digest, timestamp) of ``SEAM`` frames either side of where it meets the next
     range, which writes into the same batch's folder."""
-    from sam2flow.frames import frame_digest, frame_file
+    from sam2flow.decoding import frame_digest
+    from sam2flow.frame_folders import frame_file
 
     video = ffmpeg_video(tmp_path / "v.mp4", 300)
     whole = tmp_path / "whole"

@@ -1,7 +1,7 @@
 """Which batches a run redoes: the segment_batch parameter, over a sequence of runs."""
 
+from sam2flow.plan.reruns import listed_skipped, parse_rerun, rerun_value
 from sam2flow.report import skipped_table
-from sam2flow.reruns import listed_skipped, parse_rerun, rerun_value
 
 
 def test_a_batch_still_skipped_gets_a_new_value_at_each_rerun_and_keeps_it_otherwise():
@@ -41,7 +41,7 @@ def test_which_batches_have_their_own_prompt_follows_the_configured_likelihood_c
     masks)."""
     from test_alignment import dlc_file
 
-    from sam2flow.carry import own_prompt_batches
+    from sam2flow.plan.carry import own_prompt_batches
 
     dlc = dlc_file(tmp_path / "p.csv", 20, {3: 0.9, 15: 0.5}, 1)
     batches = {"0000": [0, 9], "0001": [10, 19]}

@@ -12,16 +12,9 @@ import shutil
 import pytest
 
 from sam2flow.errors import UserError
-from sam2flow.frames import (
-    CARRY_DIR,
-    Restored,
-    extract_batches,
-    frame_file,
-    lasting_batches,
-    restore_batch,
-    restore_frame,
-    reuse_or_extract,
-)
+from sam2flow.extract import extract_batches, reuse_or_extract
+from sam2flow.frame_folders import CARRY_DIR, frame_file, lasting_batches
+from sam2flow.restore import Restored, restore_batch, restore_frame
 
 from conftest import ffmpeg_video, listed_in_troubleshooting, shared_file
 
@@ -48,9 +41,9 @@ def extracted(tmp_path, frames: int = 300) -> tuple:
 
 def seeks_land_early(monkeypatch) -> None:
     """Every seek of the frame decoder lands three frames before the one asked for."""
-    import sam2flow.frames as frames
+    import sam2flow.restore as restore
 
-    real_open = frames.open_video
+    real_open = restore.open_video
 
     class OffByThree:
         def __init__(self, video):
@@ -62,7 +55,7 @@ def seeks_land_early(monkeypatch) -> None:
         def __getattr__(self, name):
             return getattr(self.cap, name)
 
-    monkeypatch.setattr(frames, "open_video", OffByThree)
+    monkeypatch.setattr(restore, "open_video", OffByThree)
 
 
 def changed_error(video, first: int, last: int) -> str:
@@ -112,7 +105,7 @@ def test_a_seek_that_lands_elsewhere_is_caught_and_the_batch_decoded_from_the_st
     root, manifest = extracted(tmp_path)
     before = deleted(root, "0001")
     seeks_land_early(monkeypatch)
-    caplog.set_level(logging.INFO, logger="sam2flow.frames")
+    caplog.set_level(logging.INFO, logger="sam2flow.restore")
     caplog.clear()  # the extraction's own line, where an earlier test left INFO on
     assert restore_batch(root, "0001") == Restored(frames_decoded=200, seeked=False)
     assert contents(root / "0001") == before
@@ -199,7 +192,7 @@ def test_any_frame_of_a_deleted_batch_comes_back_and_the_log_says_how(tmp_path, 
     between them is decoded from the video's start."""
     root, _ = extracted(tmp_path)
     before = deleted(root, "0001")
-    caplog.set_level(logging.INFO, logger="sam2flow.frames")
+    caplog.set_level(logging.INFO, logger="sam2flow.restore")
     for frame, how in [
         (100, "1 frames decoded, after a seek"),
         (199, "1 frames decoded, after a seek"),
@@ -222,7 +215,7 @@ def test_a_later_run_reuses_the_listing_in_any_folder_and_says_so(tmp_path, capl
     video = ffmpeg_video(tmp_path / "v.mp4", 100)
     listing = tmp_path / "listing.json"
     first = reuse_or_extract(video, tmp_path / "a", 50, 95, listing=listing)
-    caplog.set_level(logging.INFO, logger="sam2flow.frames")
+    caplog.set_level(logging.INFO, logger="sam2flow.extract")
     for out in (tmp_path / "a", tmp_path / "new" / "nested"):  # its own again, or a new one
         assert reuse_or_extract(video, out, 50, 95, listing=listing) == first
         assert (out / "frames.json").read_text() == listing.read_text()

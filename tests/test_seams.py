@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from sam2flow.frames import extract_batches
+from sam2flow.extract import extract_batches
 from sam2flow.memory import GuardConfig
 from sam2flow.outputs import load_masks
 from sam2flow.segment import segment_folder

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from sam2flow.frames import extract_batches
+from sam2flow.extract import extract_batches
 from sam2flow.memory import GuardConfig, MemoryGuard
 from sam2flow.outputs import load_masks
 from sam2flow.prompts import manual_prompt

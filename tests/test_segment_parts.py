@@ -15,7 +15,7 @@ import torch
 from test_alignment import SIZE, IndexPredictor, blocks, index_of
 
 from sam2flow.errors import UserError
-from sam2flow.frames import MANIFEST, Extraction, frame_file
+from sam2flow.frame_folders import MANIFEST, Extraction, frame_file
 from sam2flow.memory import GuardConfig
 from sam2flow.models import RANDOM_WEIGHTS_WARNING, LoadedModel
 from sam2flow.prompts import BatchPrompt
@@ -231,7 +231,8 @@ def test_a_prompt_reaches_its_own_frames_or_is_carried_onto_the_frame_before():
 def test_lazy_frames_hands_over_the_source_only_and_restores_sam2s_loader(batch):
     import sam2.sam2_video_predictor as svp
 
-    from sam2flow.frames import FrameSource, frame_paths
+    from sam2flow.frame_folders import frame_paths
+    from sam2flow.frame_source import FrameSource
 
     original = svp.load_video_frames
     source = FrameSource(list(frame_paths(batch).values()), SIZE)
@@ -276,7 +277,7 @@ def test_the_model_stays_where_it_is_when_the_plan_keeps_its_device(batch, tmp_p
 
 
 def test_the_decoder_asked_for_makes_the_models_input(batch, tmp_path):
-    from sam2flow.frames import opencv_frame, sam2_frame
+    from sam2flow.frame_source import opencv_frame, sam2_frame
 
     first = batch / frame_file(40)
     for decoder, decode in [("opencv", opencv_frame), ("sam2", sam2_frame)]:
@@ -609,7 +610,7 @@ def test_the_cpu_fallback_moves_the_model_to_the_cpu_once(batch, tmp_path):
     """A model on another device (``meta`` stands in for a GPU) and two attempts planned on
     the CPU, as the guard's last level plans them: the model moves to the CPU once, and
     both attempts' frames are segmented."""
-    from sam2flow.frames import frame_paths
+    from sam2flow.frame_folders import frame_paths
     from sam2flow.memory.recovery import Plan
     from sam2flow.outputs import MaskStore
     from sam2flow.prompts import prompt_for_batch

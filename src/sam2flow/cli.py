@@ -301,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _extract(args) -> int:
-    from .frames import extract_batches
+    from .extract import extract_batches
     from .ranges import workers_for
 
     workers = args.workers or workers_for(len(os.sched_getaffinity(0)))
@@ -379,7 +379,7 @@ def _init(args) -> int:
 def guard_config(args):
     """The memory options, checked against the config's schema (one rule for both)."""
     from .memory import GuardConfig
-    from .schema import check_options
+    from .plan.schema import check_options
 
     options = dict(
         max_gpu_memory_gb=args.max_gpu_memory_gb,
@@ -398,7 +398,7 @@ def guard_config(args):
 
 
 def _segment(args) -> int:
-    from .schema import check_options
+    from .plan.schema import check_options
     from .segment import segment_folder
 
     check_options("prompts", {"likelihood_cutoff": args.likelihood_cutoff})
@@ -451,7 +451,8 @@ def _demo_data(args) -> int:
 
 
 def _merge(args) -> int:
-    from .outputs import merge_video, render_overlay
+    from .outputs import merge_video
+    from .overlay import render_overlay
 
     table = merge_video(args.batches, args.out)
     if args.video:

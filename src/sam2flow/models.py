@@ -15,12 +15,14 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from filelock import FileLock
 
 from .errors import BadValue, UserError
-from .memory.devices import resolve_device
+
+if TYPE_CHECKING:  # torch only where a model is built: the Snakefile reads the registry
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -175,6 +177,8 @@ def registry_checkpoint(model: dict) -> Path | None:
 
 def load_state_dict(path: str | Path) -> dict:
     """Read a SAM 2 checkpoint (``{"model": state_dict}``) with ``weights_only=True``."""
+    import torch
+
     try:
         data = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -206,6 +210,8 @@ class LoadedModel:
     def autocast(self):
         """bf16 autocast on CUDA (when chosen), a no-op context elsewhere."""
         if self.dtype is not None and self.device.type == "cuda":
+            import torch
+
             return torch.autocast("cuda", dtype=self.dtype)
         return contextlib.nullcontext()
 
@@ -216,6 +222,8 @@ def precision_dtype(device: torch.device, precision: str = "auto") -> torch.dtyp
         raise BadValue(f"precision must be auto, bf16 or fp32, got {precision!r}")
     if device.type != "cuda" or precision == "fp32":
         return None
+    import torch
+
     if torch.cuda.get_device_properties(device).major >= 8:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -236,7 +244,10 @@ def build_model(
     checkpoint_sha256: str | None = None,
 ) -> LoadedModel:
     """Build the SAM 2 video predictor once per process (cached by arguments)."""
+    import torch
     from sam2.build_sam import build_sam2_video_predictor
+
+    from .memory.devices import resolve_device
 
     model = name
     spec = model_spec(model)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import cv2
 
+from .decoding import open_video
 from .errors import UserError
-from .frames import open_video
 from .ranges import keyframes
 
 

@@ -2,7 +2,7 @@
 
 One decoder and one JPEG encoder keep about one core busy, and decoding cannot be split
 inside a frame, so each worker process seeks to the start of its range (OpenCV,
-``CAP_PROP_POS_FRAMES``) and writes that range's frames, as ``frames.write_range`` does
+``CAP_PROP_POS_FRAMES``) and writes that range's frames, as ``decoding.write_range`` does
 for the whole video. A seek is trusted only where two ranges meet exactly: the frames a
 worker decodes past the end of its range must be the next worker's first frames (the same
 pixels and the same timestamps), and the last range must end at the frame count the
@@ -23,6 +23,8 @@ import threading
 from pathlib import Path
 
 import cv2
+
+from .decoding import frame_digest, open_video, write_range
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +97,6 @@ def decode_range(
     """One worker: frames ``first`` .. ``first + count - 1`` into their batch folders, then
     ``SEAM`` frames more, decoded only to compare. Returns how many frames it wrote, the
     batch digests, and ``(digest, ms)`` of its first and of its extra frames."""
-    from .frames import frame_digest, open_video, write_range
-
     cap = open_video(video, threads=threads)  # the worker's share of the cores
     try:
         if first:

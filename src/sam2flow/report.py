@@ -13,8 +13,8 @@ import pandas as pd
 
 from .atomic import atomic_path, write_text
 from .errors import UserError
+from .plan.reruns import parse_rerun
 from .record import FRAME_STATUSES, read_record
-from .reruns import parse_rerun
 
 log = logging.getLogger(__name__)
 

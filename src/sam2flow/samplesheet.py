@@ -198,4 +198,5 @@ def sheet_for(videos: list[Path], dlc_files: list[Path]) -> tuple[pd.DataFrame, 
         notes.append(f"{extra.name}: a DeepLabCut file without a matching video")
     # Every column, empty where init has nothing to say: the user fills in clicks, boxes,
     # masks and their frame in the header's place rather than guessing the names.
-    return pd.DataFrame(rows, columns=list(COLUMNS)).fillna(""), notes
+    table = [{column: row.get(column, "") for column in COLUMNS} for row in rows]
+    return pd.DataFrame(table, columns=list(COLUMNS)), notes

@@ -23,18 +23,16 @@ import torch
 
 from .atomic import check_writable, write_text
 from .errors import UserError
-from .frames import (
+from .frame_folders import (
     MANIFEST,
-    FrameSource,
     check_batch_frames,
     check_consecutive,
     check_frame_sizes,
     frame_paths,
     frame_size,
     read_manifest,
-    restore_batch,
-    restore_frame,
 )
+from .frame_source import FrameSource
 from .memory import GuardConfig, MemoryGuard, Plan
 from .memory.estimate import check_host_memory, estimate_host
 from .memory.limits import enable_expandable_segments
@@ -49,6 +47,7 @@ from .prompts import (
     check_prompt_frame,
     prompt_for_batch,
 )
+from .restore import restore_batch, restore_frame
 
 log = logging.getLogger(__name__)
 
@@ -116,8 +115,10 @@ class BatchJob:
     prompt: BatchPrompt | None
     video: str = ""
     batch: str = ""
-    decoder: str = "sam2"  # frames.DECODERS
-    paths: dict[int, Path] | None = None  # frames.frame_paths of frames_dir, if already listed
+    decoder: str = "sam2"  # frame_source.DECODERS
+    paths: dict[int, Path] | None = (
+        None  # frame_folders.frame_paths of frames_dir, if already listed
+    )
     threads: int | None = None  # decoding threads (frames.decode_threads); None: every core
 
 
@@ -495,7 +496,7 @@ def segment_folder(
     those of ``models.build_model``, or a model already built. ``mem_mb``: the host memory
     the job was given; below the estimated need it fails at once (``MemoryError``) so that
     a retry can ask for more. ``decoder``: how JPEGs become model input
-    (``frames.DECODERS``; ``sam2`` gives stock SAM 2's masks bit for bit).
+    (``frame_source.DECODERS``; ``sam2`` gives stock SAM 2's masks bit for bit).
     ``fail_on_skip``: raise ``BatchSkipped`` after writing the outputs of a batch that
     skipped frames, so that a workflow's retry runs with more resources. ``threads``: for
     decoding frames ahead of the model (``None``: every core this process may use).

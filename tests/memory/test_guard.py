@@ -8,8 +8,8 @@ import torch
 
 from sam2flow.memory import GuardConfig, MemoryGuard, devices, limits
 from sam2flow.memory import guard as guard_module
-from sam2flow.memory.guard import RECORD_ONLY, mask_settings
 from sam2flow.memory.sizing import SizeMemory, sizing_key
+from sam2flow.plan.settings import RECORD_ONLY, mask_settings
 
 CPU = torch.device("cpu")
 GIB = 1024**3

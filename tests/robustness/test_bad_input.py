@@ -17,7 +17,8 @@ import numpy as np
 import pytest
 import torch
 
-from sam2flow.frames import extract_batches, frame_file
+from sam2flow.extract import extract_batches
+from sam2flow.frame_folders import frame_file
 
 from conftest import listed_in_troubleshooting, sam2flow, write_video
 

@@ -6,7 +6,8 @@ import subprocess
 import pytest
 
 from sam2flow.errors import UserError
-from sam2flow.frames import extract_batches, list_frames, read_manifest
+from sam2flow.extract import extract_batches
+from sam2flow.frame_folders import list_frames, read_manifest
 
 from conftest import listed_in_troubleshooting, shared_file, write_video
 

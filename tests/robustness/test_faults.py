@@ -15,7 +15,7 @@ import torch
 
 from sam2flow.atomic import write_text
 from sam2flow.errors import UserError
-from sam2flow.frames import extract_batches
+from sam2flow.extract import extract_batches
 from sam2flow.memory.devices import resolve_device
 
 from conftest import SAM2FLOW, listed_in_troubleshooting, shared_file, write_video

@@ -9,13 +9,13 @@ from snakemake.exceptions import IncompleteCheckpointException
 from snakemake.io import ancient
 
 from sam2flow.errors import UserError, or_exit
-from sam2flow.frames import lasting_batches
+from sam2flow.frame_folders import lasting_batches
 from sam2flow.identity import video_identity
-from sam2flow.grouping import group_id, group_name, group_predecessor
-from sam2flow.memory.guard import mask_settings
+from sam2flow.plan.grouping import group_id, group_name, group_predecessor
+from sam2flow.plan.settings import mask_settings
 from sam2flow.models import registry_checkpoint
 from sam2flow.samplesheet import read_sample_sheet
-from sam2flow.schema import check_sheet_rows
+from sam2flow.plan.schema import check_sheet_rows
 
 ENV = "../../envs/sam2flow.yaml"
 DEMO_VIDEO = "resources/demo/demo.mp4"
@@ -74,7 +74,7 @@ def batches_of(video):
 
 def batch_ranges(video):
     """Batch name -> [first, last] frame of a video: from the manifest's lasting copy while
-    it matches (sam2flow.frames.lasting_batches), so that frames deleted as temp() are not
+    it matches (sam2flow.frame_folders.lasting_batches), so that frames deleted as temp() are not
     extracted again unless a batch that needs them must be redone; else the checkpoint.
     """
     lasting = lasting_batches(
@@ -125,7 +125,7 @@ def segment_group(wildcards):
 
 
 def group_predecessor_input(wildcards):
-    """The record of the batch this one runs after in its group (sam2flow.grouping).
+    """The record of the batch this one runs after in its group (sam2flow.plan.grouping).
     ancient(): redoing that batch does not redo this one."""
     before = group_predecessor(
         wildcards.batch, batches_of(wildcards.video), config["group_batches"]
@@ -178,17 +178,17 @@ def video_prompt_options(video):
 @functools.cache
 def skipped_batches():
     """(video, batch) -> reruns so far, of the batches in results/skipped.tsv."""
-    from sam2flow.reruns import listed_skipped
+    from sam2flow.plan.reruns import listed_skipped
 
     return listed_skipped("results/skipped.tsv")
 
 
 @functools.cache
 def own_prompts(video):
-    """Batches of a video that have a prompt of their own (sam2flow.carry). A prompt file
+    """Batches of a video that have a prompt of their own (sam2flow.plan.carry). A prompt file
     that cannot be read fails that video's first batch, with its message, not the plan
     of every video: its other batches wait on that one."""
-    from sam2flow.carry import own_prompt_batches
+    from sam2flow.plan.carry import own_prompt_batches
 
     try:
         return frozenset(
@@ -201,7 +201,7 @@ def own_prompts(video):
 
 def previous_batch(wildcards):
     """The previous batch's masks, when this batch starts from them (config 'carry')."""
-    from sam2flow.carry import carry_source
+    from sam2flow.plan.carry import carry_source
 
     mode = config["carry"]
     if mode == "independent":
@@ -213,8 +213,8 @@ def previous_batch(wildcards):
 
 
 def rerun_strategy(wildcards):
-    """How to redo this batch (sam2flow.reruns): a parameter, so a change reruns the job."""
-    from sam2flow.reruns import rerun_value
+    """How to redo this batch (sam2flow.plan.reruns): a parameter, so a change reruns the job."""
+    from sam2flow.plan.reruns import rerun_value
 
     record = Path(f"results/{wildcards.video}/batches/{wildcards.batch}/memory.json")
     return rerun_value(
@@ -266,11 +266,11 @@ def scaled(key, name):
 
 
 def merge_runtime(wildcards, attempt):
-    """merge_video's minutes grow with the video's frames (sam2flow.resources). Before
+    """merge_video's minutes grow with the video's frames (sam2flow.plan.resources). Before
     the video is extracted its length is unknown: the job is planned again once it is,
     and until then asks for the fixed part (Snakemake 9.27 turns a checkpoint it waits
     for inside a resource function into a value its dry run cannot print)."""
-    from sam2flow.resources import per_video_runtime
+    from sam2flow.plan.resources import per_video_runtime
 
     try:
         ranges = batch_ranges(wildcards.video)

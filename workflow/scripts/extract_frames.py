@@ -1,7 +1,7 @@
-"""Rule extract_frames: sam2flow.frames.reuse_or_extract (the video decoded once; a later run
+"""Rule extract_frames: sam2flow.extract.reuse_or_extract (the video decoded once; a later run
 writes the manifest and lets each batch job that runs decode its own frames)."""
 
-from sam2flow.frames import reuse_or_extract
+from sam2flow.extract import reuse_or_extract
 from sam2flow.logs import run_script
 from sam2flow.ranges import workers_for
 

@@ -3,7 +3,8 @@
 from pathlib import Path
 
 from sam2flow.logs import run_script
-from sam2flow.outputs import merge_video, render_overlay
+from sam2flow.outputs import merge_video
+from sam2flow.overlay import render_overlay
 
 
 def main():

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from sam2flow.logs import run_script
 from sam2flow.memory import GuardConfig
-from sam2flow.reruns import parse_rerun
+from sam2flow.plan.reruns import parse_rerun
 from sam2flow.segment import segment_folder
 
 memory = {**snakemake.config["memory"], **snakemake.params.memory}

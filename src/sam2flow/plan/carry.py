@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import BadValue
-from .prompts import DEFAULT_CUTOFF, dlc_batch_prompt, read_dlc
+from ..errors import BadValue
+from ..prompts import DEFAULT_CUTOFF, dlc_batch_prompt, read_dlc
 
 CARRY_MODES = ("auto", "independent", "chained")
 

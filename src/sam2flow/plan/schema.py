@@ -11,7 +11,7 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from .errors import UserError
+from ..errors import UserError
 
 
 def schema_problem(data: dict, schema_file: str | Path | dict) -> str | None:
@@ -40,7 +40,7 @@ def schema_problem(data: dict, schema_file: str | Path | dict) -> str | None:
 
 #: The workflow's config schema: the command line checks the options it shares with the
 #: config against it too, so that both accept exactly the same values.
-CONFIG_SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+CONFIG_SCHEMA = Path(__file__).resolve().parents[3] / "workflow" / "schemas" / "config.schema.yaml"
 
 
 def check_options(section: str, options: dict, schema_file: str | Path = CONFIG_SCHEMA) -> None:
