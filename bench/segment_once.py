@@ -37,12 +37,12 @@ def main() -> None:
 
     from sam2flow.frame_folders import list_frames
     from sam2flow.memory import GuardConfig, MemoryGuard
-    from sam2flow.models import build_model
+    from sam2flow.models import ModelOptions, build_model
     from sam2flow.prompts import manual_prompt
     from sam2flow.segment import BatchJob, segment_batch
 
     model = build_model(
-        "sam2.1_hiera_tiny", "random", image_size=args.image_size, device=args.device
+        ModelOptions(weights="random", image_size=args.image_size, device=args.device)
     )
     frames = list_frames(args.frames)
     cuda = model.device.type == "cuda"

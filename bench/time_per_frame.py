@@ -38,7 +38,7 @@ from sam2flow import outputs, segment
 from sam2flow.extract import extract_batches
 from sam2flow.frame_folders import frame_paths
 from sam2flow.memory import GuardConfig, MemoryGuard
-from sam2flow.models import build_model
+from sam2flow.models import ModelOptions, build_model
 from sam2flow.prompts import manual_prompt
 
 ROOT = Path(__file__).resolve().parent
@@ -85,7 +85,7 @@ def timed_steps(predictor) -> None:
 
 def run(size: int, device: str, folder: Path) -> dict:
     SPENT.clear()
-    model = build_model("sam2.1_hiera_tiny", "random", image_size=size, device=device)
+    model = build_model(ModelOptions(weights="random", image_size=size, device=device))
     timed_steps(model.predictor)
     paths = frame_paths(folder)
     job_frames = list(paths)

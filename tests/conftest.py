@@ -371,9 +371,9 @@ def tiny_model():
 def _tiny_model():
     """Built once per process: mutmut's forked children inherit the one its clean run built
     (1.4 s each otherwise)."""
-    from sam2flow.models import build_model
+    from sam2flow.models import ModelOptions, build_model
 
-    return build_model("sam2.1_hiera_tiny", "random", image_size=256, device="cpu")
+    return build_model(ModelOptions(weights="random", image_size=256, device="cpu"))
 
 
 # --- Running the real workflow with Snakemake in a scratch project folder ---

@@ -18,6 +18,7 @@ import multiprocessing
 import os
 import random
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import cv2
@@ -31,6 +32,7 @@ from sam2flow.memory import GuardConfig
 from sam2flow.models import LoadedModel
 from sam2flow.outputs import FRAME_STATUSES, load_masks, merge_video
 from sam2flow.plan.carry import carry_source, own_prompt_batches
+from sam2flow.prompts import PromptOptions
 from sam2flow.segment import segment_folder
 
 from conftest import keep_first
@@ -237,11 +239,11 @@ def run_config(cfg: dict, pool, folder, model) -> dict:
     manifest = Extraction("index.mp4", n, SIZE, SIZE, 30.0, size, 95, batches)
     (root / MANIFEST).write_text(manifest.to_json())
     if cfg["objects"] == 1:
-        prompt = dict(points=f"{SIZE // 2},{SIZE // 2}", prompt_frame=cfg["prompt_frame"])
+        prompt = PromptOptions(points=f"{SIZE // 2},{SIZE // 2}", prompt_frame=cfg["prompt_frame"])
     else:
         csv = dlc_file(folder / "dlc.csv", n, prompt_frames(cfg), cfg["objects"])
-        prompt = dict(prompts_file=str(csv))
-    own = own_prompt_batches(batches, **prompt)
+        prompt = PromptOptions(prompts_file=str(csv))
+    own = own_prompt_batches(batches, prompt)
     memory = GuardConfig(min_chunk=cfg["min_chunk"], adaptive_batch_size=False, monitoring=False)
     records = {}
     for name in sorted(batches):
@@ -250,7 +252,7 @@ def run_config(cfg: dict, pool, folder, model) -> dict:
         records[name] = segment_folder(
             root / name,
             folder / "out" / name,
-            prompt=dict(prompt, carry_from=carry),
+            prompt=replace(prompt, carry_from=carry),
             model=model,
             memory=memory,
             batch=name,
@@ -391,7 +393,11 @@ def segment_400(pool, folder, prompted: dict[int, float], objects: int, monkeypa
     )
     memory = GuardConfig(adaptive_batch_size=False, monitoring=False)
     record = segment_folder(
-        frames, folder / "out", prompt=dict(prompts_file=str(csv)), model=model, memory=memory
+        frames,
+        folder / "out",
+        prompt=PromptOptions(prompts_file=str(csv)),
+        model=model,
+        memory=memory,
     )
     _, _, masks = load_masks(folder / "out" / "masks.npz")
     with np.load(folder / "out" / "masks.npz") as data:
@@ -472,7 +478,7 @@ def test_every_frame_is_written_once_with_chunks_of_one_frame(pool, tmp_path, mo
     record = segment_folder(
         frames,
         tmp_path / "out",
-        prompt=dict(points="16,16", prompt_frame=12),
+        prompt=PromptOptions(points="16,16", prompt_frame=12),
         model=model,
         memory=memory,
     )

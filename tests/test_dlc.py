@@ -9,7 +9,13 @@ import pandas as pd
 import pytest
 
 from sam2flow.errors import UserError, brief
-from sam2flow.prompts import check_frame_count, dlc_batch_prompt, prompt_for_batch, read_dlc
+from sam2flow.prompts import (
+    PromptOptions,
+    check_frame_count,
+    dlc_batch_prompt,
+    prompt_for_batch,
+    read_dlc,
+)
 
 
 def write_csv(path, rows, bodyparts=("snout", "tail"), likelihood=True, index=None):
@@ -146,15 +152,18 @@ def test_other_frames_that_prompt_every_object_are_anchors(tmp_path):
 def test_a_batch_prompt_from_a_dlc_file_with_bodyparts_cutoff_scale_and_offset(tmp_path):
     rows = [[1, 2, 0.9, 3, 4, 0.7], [5, 6, 0.95, 7, 8, 0.95]]
     path = write_csv(tmp_path / "a.csv", rows)
-    prompt = prompt_for_batch([0, 1], prompts_file=path, video_frames=2)
+    prompt = prompt_for_batch([0, 1], PromptOptions(prompts_file=path, video_frames=2))
     assert prompt.frame == 1 and prompt.objects[1].points.tolist() == [[5, 6], [7, 8]]
     prompt = prompt_for_batch(
-        [0], prompts_file=path, bodyparts=["tail"], cutoff=0.5, scale=2.0, offset=(1.0, 1.0)
+        [0],
+        PromptOptions(
+            prompts_file=path, bodyparts=["tail"], cutoff=0.5, scale=2.0, offset=(1.0, 1.0)
+        ),
     )
     assert prompt.frame == 0 and prompt.objects[1].points.tolist() == [[7, 9]]
-    assert prompt_for_batch([0], prompts_file=path, cutoff=0.99) is None
+    assert prompt_for_batch([0], PromptOptions(prompts_file=path, cutoff=0.99)) is None
     with pytest.raises(UserError) as info:
-        prompt_for_batch([0], prompts_file=path, video_frames=3)
+        prompt_for_batch([0], PromptOptions(prompts_file=path, video_frames=3))
     assert str(info.value) == (
         f"has 2 frame rows but the video has 3 frames: {path}: "
         "give the prediction file made from this video"
@@ -163,11 +172,11 @@ def test_a_batch_prompt_from_a_dlc_file_with_bodyparts_cutoff_scale_and_offset(t
 
 def test_a_batch_prompt_from_a_box_or_a_mask_alone(tmp_path):
     cv2.imwrite(str(tmp_path / "m.png"), np.full((4, 4), 255, dtype=np.uint8))
-    box = prompt_for_batch([3, 4], box="0,0,2,2").objects[1]
+    box = prompt_for_batch([3, 4], PromptOptions(box="0,0,2,2")).objects[1]
     assert box.box.tolist() == [0, 0, 2, 2] and box.points is None
-    mask = prompt_for_batch([3, 4], mask=tmp_path / "m.png", prompt_frame=4)
+    mask = prompt_for_batch([3, 4], PromptOptions(mask=tmp_path / "m.png", prompt_frame=4))
     assert mask.frame == 4 and mask.objects[1].mask.shape == (4, 4)
-    assert prompt_for_batch([3, 4]) is None
+    assert prompt_for_batch([3, 4], PromptOptions()) is None
 
 
 def test_selected_keypoints_keep_the_file_frames_and_individuals(tmp_path):

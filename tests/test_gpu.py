@@ -22,9 +22,9 @@ pytestmark = [
 
 @pytest.fixture(scope="module")
 def gpu_model():
-    from sam2flow.models import build_model
+    from sam2flow.models import ModelOptions, build_model
 
-    return build_model("sam2.1_hiera_tiny", "random", image_size=1024, device="cuda")
+    return build_model(ModelOptions(weights="random", image_size=1024, device="cuda"))
 
 
 @pytest.fixture(scope="module")
@@ -99,11 +99,11 @@ def _report(entry: dict) -> None:
 @pytest.mark.parametrize("precision", sorted(MIN_IOU))
 @pytest.mark.parametrize("case", sorted(GPU_CASES))
 def test_masks_match_stock_sam2_on_the_gpu(case, precision, equivalence_batches, tmp_path):
-    from sam2flow.models import build_model
+    from sam2flow.models import ModelOptions, build_model
 
     video, frame, points, box = GPU_CASES[case]
     model = build_model(
-        "sam2.1_hiera_tiny", "random", image_size=1024, device="cuda", precision=precision
+        ModelOptions(weights="random", image_size=1024, device="cuda", precision=precision)
     )
     folder = equivalence_batches[video]
     with model.autocast():  # stock SAM 2 the way its notebooks run it on a GPU

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from sam2flow.errors import UserError
-from sam2flow.models import MODELS, build_model, download, load_state_dict, model_spec
+from sam2flow.models import MODELS, ModelOptions, build_model, download, load_state_dict, model_spec
 
 from conftest import RangeHandler, listed_in_troubleshooting, stock_sam2
 
@@ -26,14 +26,15 @@ def test_unknown_model_lists_the_known_ones():
 def test_checkpoint_is_downloaded_verified_and_loaded(checkpoint_server, tmp_path):
     url, original, sha = checkpoint_server
     loaded = build_model(
-        "sam2.1_hiera_tiny",
-        "checkpoint",
-        "sam2.1_hiera_tiny",
-        image_size=256,
-        device="cpu",
-        checkpoint_dir=str(tmp_path),
-        checkpoint_url=f"{url}/sam2.1_hiera_tiny.pt",
-        checkpoint_sha256=sha,
+        ModelOptions(
+            weights="checkpoint",
+            checkpoint="sam2.1_hiera_tiny",
+            image_size=256,
+            device="cpu",
+            checkpoint_dir=str(tmp_path),
+            checkpoint_url=f"{url}/sam2.1_hiera_tiny.pt",
+            checkpoint_sha256=sha,
+        )
     )
     dest = tmp_path / "sam2.1_hiera_tiny.pt"
     assert dest.read_bytes() == original.read_bytes()
@@ -49,7 +50,9 @@ def test_a_loaded_checkpoint_gives_sam2s_own_masks_not_the_random_ones(
     from sam2.build_sam import build_sam2_video_predictor
 
     _, original, _ = checkpoint_server
-    ours = build_model("sam2.1_hiera_tiny", "checkpoint", str(original), 256, "cpu")
+    ours = build_model(
+        ModelOptions(weights="checkpoint", checkpoint=str(original), image_size=256, device="cpu")
+    )
     theirs = build_sam2_video_predictor(
         MODELS["sam2.1_hiera_tiny"].config,
         str(original),  # sam2's own checkpoint loader
@@ -114,7 +117,7 @@ def test_random_weights_say_so_loudly(tiny_model, caplog):
     assert tiny_model.image_size == 256
     assert tiny_model.dtype is None  # fp32 on the CPU
     caplog.set_level(logging.WARNING, logger="sam2flow.models")
-    build_model(name="sam2.1_hiera_tiny", weights="random", image_size=256, device="cpu")
+    build_model(ModelOptions(weights="random", image_size=256, device="cpu"))
     assert [r.getMessage() for r in caplog.records if r.name == "sam2flow.models"] == [
         RANDOM_WEIGHTS_WARNING
     ]

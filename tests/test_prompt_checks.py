@@ -12,6 +12,7 @@ from sam2flow.errors import UserError, brief
 from sam2flow.prompts import (
     BatchPrompt,
     ObjectPrompt,
+    PromptOptions,
     carried_prompt,
     check_prompt,
     check_prompt_frame,
@@ -163,20 +164,22 @@ def test_unreadable_carried_masks_name_the_file(tmp_path):
 
 
 def test_a_batch_without_its_own_prompt_takes_the_carried_one(tmp_path):
-    prompt = prompt_for_batch([13, 14], carry_from=save_batch(tmp_path), carry_image="12.jpg")
+    prompt = prompt_for_batch(
+        [13, 14], PromptOptions(carry_from=save_batch(tmp_path), carry_image="12.jpg")
+    )
     assert prompt.frame == 12 and sorted(prompt.objects) == [1, 2]
 
 
 def test_a_batch_with_its_own_prompt_does_not_carry(tmp_path):
     prompt = prompt_for_batch(
-        [13, 14], points="5,5", carry_from=save_batch(tmp_path), carry_image="12.jpg"
+        [13, 14], PromptOptions(points="5,5", carry_from=save_batch(tmp_path), carry_image="12.jpg")
     )
     assert prompt.frame == 13 and prompt.source != f"carried from {tmp_path}"
 
 
 def test_a_manual_prompt_on_a_frame_outside_the_batch_means_no_prompt():
-    assert prompt_for_batch([13, 14], points="5,5", prompt_frame=20) is None
-    assert prompt_for_batch([13, 14], points="5,5", prompt_frame=14).frame == 14
+    assert prompt_for_batch([13, 14], PromptOptions(points="5,5", prompt_frame=20)) is None
+    assert prompt_for_batch([13, 14], PromptOptions(points="5,5", prompt_frame=14)).frame == 14
 
 
 def test_points_with_labels_separated_by_semicolons_or_spaces():

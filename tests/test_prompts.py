@@ -8,6 +8,7 @@ import pytest
 
 from sam2flow.errors import UserError
 from sam2flow.prompts import (
+    PromptOptions,
     check_frame_count,
     dlc_batch_prompt,
     manual_prompt,
@@ -159,8 +160,8 @@ def test_manual_points_box_and_prompt_frame():
 
 
 def test_manual_prompt_outside_the_batch_means_no_prompt():
-    assert prompt_for_batch([0, 1, 2], points="5,5", prompt_frame=40) is None
-    assert prompt_for_batch([39, 40, 41], points="5,5", prompt_frame=40).frame == 40
+    assert prompt_for_batch([0, 1, 2], PromptOptions(points="5,5", prompt_frame=40)) is None
+    assert prompt_for_batch([39, 40, 41], PromptOptions(points="5,5", prompt_frame=40)).frame == 40
 
 
 def test_mask_png_prompt(tmp_path):

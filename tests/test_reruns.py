@@ -42,9 +42,34 @@ def test_which_batches_have_their_own_prompt_follows_the_configured_likelihood_c
     from test_alignment import dlc_file
 
     from sam2flow.plan.carry import own_prompt_batches
+    from sam2flow.prompts import PromptOptions
 
     dlc = dlc_file(tmp_path / "p.csv", 20, {3: 0.9, 15: 0.5}, 1)
     batches = {"0000": [0, 9], "0001": [10, 19]}
-    assert own_prompt_batches(batches, prompts_file=dlc, cutoff=0.4) == {"0000", "0001"}
-    assert own_prompt_batches(batches, prompts_file=dlc, cutoff=0.6) == {"0000"}
-    assert own_prompt_batches(batches, prompts_file=dlc) == {"0000"}
+    assert own_prompt_batches(batches, PromptOptions(prompts_file=dlc, cutoff=0.4)) == {
+        "0000",
+        "0001",
+    }
+    assert own_prompt_batches(batches, PromptOptions(prompts_file=dlc, cutoff=0.6)) == {"0000"}
+    assert own_prompt_batches(batches, PromptOptions(prompts_file=dlc)) == {"0000"}
+
+
+def test_a_rerun_value_reads_back_as_its_strategy_and_round():
+    assert parse_rerun("chunked#12") == ("chunked", 12)
+    assert parse_rerun("offload") == ("offload", 0)
+    assert parse_rerun(None) == ("", 0) and parse_rerun("") == ("", 0)
+
+
+def test_names_in_skipped_tsv_stay_text_and_an_empty_rerun_count_is_none(tmp_path):
+    path = tmp_path / "skipped.tsv"
+    path.write_text("video\tbatch\treruns\n007\t0003\t\n007\t0004\t2\nNA\t0001\t1\n")
+    assert listed_skipped(path) == {("007", "0003"): 0, ("007", "0004"): 2, ("NA", "0001"): 1}
+
+
+def test_a_batch_never_run_is_not_rerun_and_a_listed_one_counts_from_its_listing():
+    assert rerun_value(None, None, True, "offload") == ""
+    assert rerun_value(None, 0, True, "chunked") == "chunked#1"
+    assert rerun_value({"status": "skipped"}, None, True, "same") == "same#1"
+    assert rerun_value({"status": "ok", "rerun_strategy": ""}, None, True, "same") == ""
+    # a record's own count wins over the listing's (the listing may be older)
+    assert rerun_value({"status": "skipped", "rerun_strategy": "same#4"}, 1, True, "x") == "x#5"

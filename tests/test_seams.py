@@ -7,18 +7,22 @@ import pytest
 
 from sam2flow.extract import extract_batches
 from sam2flow.memory import GuardConfig
+from sam2flow.models import ModelOptions
 from sam2flow.outputs import load_masks
+from sam2flow.prompts import PromptOptions
 from sam2flow.segment import segment_folder
 
 from conftest import listed_in_troubleshooting, shared_file
 
-MODEL = dict(name="sam2.1_hiera_tiny", weights="random", image_size=256, device="cpu")
+MODEL = ModelOptions(weights="random", image_size=256, device="cpu")
 CLICK = dict(points="210,350", prompt_frame=0)  # SAM 2's own reference click on bedroom.mp4
 
 
 def segment(frames_dir, out, **prompt):
     memory = GuardConfig(adaptive_batch_size=False, monitoring=False)
-    return segment_folder(frames_dir, out, prompt=prompt, model=MODEL, memory=memory)
+    return segment_folder(
+        frames_dir, out, prompt=PromptOptions(**prompt), model=MODEL, memory=memory
+    )
 
 
 @pytest.fixture(scope="module")
@@ -112,12 +116,57 @@ def test_a_clean_rerun_after_a_history_of_ooms_gives_the_whole_batchs_masks(
     memory = GuardConfig(monitoring=False, sizing_file=tmp_path / "sizes.json")
     batch = bedroom_batches / "by50" / "0000"
     monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=30")
-    history = segment_folder(batch, tmp_path / "oom", prompt=CLICK, model=MODEL, memory=memory)
+    history = segment_folder(
+        batch, tmp_path / "oom", prompt=PromptOptions(**CLICK), model=MODEL, memory=memory
+    )
     monkeypatch.delenv("SAM2FLOW_INJECT_OOM")
     assert history["status"] == "recovered"
     assert json.loads((tmp_path / "sizes.json").read_text())  # something is remembered
-    clean = segment_folder(batch, tmp_path / "clean", prompt=CLICK, model=MODEL, memory=memory)
+    clean = segment_folder(
+        batch, tmp_path / "clean", prompt=PromptOptions(**CLICK), model=MODEL, memory=memory
+    )
     assert [(a["level"], a["chunk_size"]) for a in clean["attempts"]] == [("whole", 50)]
     _, _, whole = load_masks(first_half / "masks.npz")
     _, _, rerun = load_masks(tmp_path / "clean" / "masks.npz")
     assert whole.any() and np.array_equal(rerun, whole)
+
+
+def test_a_carried_batch_equals_stock_sam2_started_from_the_previous_masks(
+    bedroom_batches, first_half, tmp_path
+):
+    """An oracle that shares no sam2flow code with the carry: batch 0001 (frames 50-99),
+    carried from batch 0000, against stock SAM 2's own ``init_state`` on frames 49-99 with
+    ``add_new_mask`` of frame 49's mask as read with numpy from the first batch's file,
+    propagated forward."""
+    import torch
+
+    from sam2flow.models import build_model
+
+    carried = segment(
+        bedroom_batches / "by50" / "0001",
+        tmp_path / "b1",
+        carry_from=first_half / "masks.npz",
+        **CLICK,
+    )
+    assert carried["status"] == "ok"
+    with np.load(first_half / "masks.npz") as data:
+        assert data["frames"][-1] == 49 and data["object_ids"].tolist() == [1]
+        h, w = (int(v) for v in data["shape"][-2:])
+        last = np.unpackbits(data["masks"][-1, 0], count=h * w).reshape(h, w).astype(bool)
+    assert last.any(), "frame 49 holds no mask: the comparison would be empty"
+    folder = tmp_path / "stock"
+    folder.mkdir()
+    for i, frame in enumerate(range(49, 100)):  # sam2's loader numbers frames by name
+        source = bedroom_batches / "by50" / f"{frame // 50:04d}" / f"{frame:07d}.jpg"
+        (folder / f"{i:05d}.jpg").symlink_to(source)
+    predictor = build_model(MODEL).predictor
+    with torch.inference_mode():
+        state = predictor.init_state(str(folder))
+        predictor.add_new_mask(state, 0, 1, torch.from_numpy(last))
+        stock = {
+            i: (logits[0, 0] > 0).cpu().numpy()
+            for i, _, logits in predictor.propagate_in_video(state)
+        }
+    frames, _, ours = load_masks(tmp_path / "b1" / "masks.npz")
+    assert frames.tolist() == list(range(50, 100))
+    np.testing.assert_array_equal(ours[:, 0], np.stack([stock[i] for i in range(1, 51)]))

@@ -18,7 +18,7 @@ from sam2flow.errors import UserError
 from sam2flow.frame_folders import MANIFEST, Extraction, frame_file
 from sam2flow.memory import GuardConfig
 from sam2flow.models import RANDOM_WEIGHTS_WARNING, LoadedModel
-from sam2flow.prompts import BatchPrompt
+from sam2flow.prompts import BatchPrompt, PromptOptions
 from sam2flow.segment import (
     BatchJob,
     BatchSkipped,
@@ -100,7 +100,7 @@ def segment(batch, out, model=None, prompt_frame=42, prompt=None, **options):
     return segment_folder(
         batch,
         out,
-        prompt=dict(prompt or dict(points="16,16"), prompt_frame=prompt_frame),
+        prompt=PromptOptions(**{**(prompt or {"points": "16,16"}), "prompt_frame": prompt_frame}),
         model=model or stand_in(),
         memory=memory,
         video="v",
@@ -321,7 +321,7 @@ def test_the_videos_length_comes_from_its_manifest_and_names_default_to_the_fold
     record = segment_folder(
         batch,
         tmp_path / "out",
-        prompt=dict(points="16,16", prompt_frame=100),
+        prompt=PromptOptions(points="16,16", prompt_frame=100),
         model=stand_in(),
         memory=GuardConfig(**QUIET),
     )
@@ -331,7 +331,7 @@ def test_the_videos_length_comes_from_its_manifest_and_names_default_to_the_fold
         segment_folder(
             batch,
             tmp_path / "small",
-            prompt=dict(points="16,16", prompt_frame=42),
+            prompt=PromptOptions(points="16,16", prompt_frame=42),
             model=stand_in(),
             memory=GuardConfig(**QUIET),
             mem_mb=1,
@@ -620,7 +620,7 @@ def test_the_cpu_fallback_moves_the_model_to_the_cpu_once(batch, tmp_path):
     model = LoadedModel(predictor, "stand-in", "random", SIZE, torch.device("meta"), None)
     paths = frame_paths(batch)
     store = MaskStore(list(paths), [1], SIZE, SIZE)
-    prompt = prompt_for_batch(list(paths), points="16,16", prompt_frame=42)
+    prompt = prompt_for_batch(list(paths), PromptOptions(points="16,16", prompt_frame=42))
     work = _Segmenter(BatchJob(batch, tmp_path, prompt), model, paths, store)
     cpu = torch.device("cpu")
     carry = work(Plan("cpu", cpu, False, 0, 19), None)

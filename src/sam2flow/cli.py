@@ -12,10 +12,23 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from .errors import HOST_OOM_EXIT, BadValue, UserError
 from .logs import quiet_third_party
+from .vocabulary import (
+    DECODERS,
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHECKPOINT_DIR,
+    DEFAULT_CUTOFF,
+    DEFAULT_GROW_AFTER,
+    DEFAULT_MIN_CHUNK,
+    DEFAULT_MODEL,
+    DEFAULT_QUALITY,
+    DEFAULT_SIZING_FILE,
+    DEFAULT_THRESHOLD,
+)
 
 log = logging.getLogger("sam2flow")
 
@@ -31,13 +44,13 @@ def _memory_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--memory-threshold",
         type=float,
-        default=0.85,
+        default=DEFAULT_THRESHOLD,
         help="clean up (gc, empty_cache) between chunks above this used fraction, 0-1",
     )
     g.add_argument(
         "--min-chunk",
         type=int,
-        default=25,
+        default=DEFAULT_MIN_CHUNK,
         help="smallest chunk, in frames, that an out-of-memory retry splits a batch into",
     )
     g.add_argument(
@@ -62,13 +75,13 @@ def _memory_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--sizing-file",
-        default="resources/sizing.json",
+        default=DEFAULT_SIZING_FILE,
         help="JSON file of chunk sizes that worked, shared by jobs on the same GPU model",
     )
     g.add_argument(
         "--sizing-grow-after",
         type=int,
-        default=3,
+        default=DEFAULT_GROW_AFTER,
         help="clean runs at a remembered chunk size before the whole batch is tried again",
     )
 
@@ -77,7 +90,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("model")
     g.add_argument(
         "--model",
-        default="sam2.1_hiera_tiny",
+        default=DEFAULT_MODEL,
         help="SAM 2 model: sam2.1_hiera_{tiny,small,base_plus,large} or sam2_hiera_{...}",
     )
     g.add_argument(
@@ -87,7 +100,7 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--checkpoint-dir",
-        default="resources/checkpoints",
+        default=DEFAULT_CHECKPOINT_DIR,
         help="folder where checkpoints are looked for and downloaded to",
     )
     g.add_argument(
@@ -145,8 +158,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = _subcommand(sub, "extract", "decode a video into JPEG batches")
     p.add_argument("--video", required=True, help="video file (anything FFmpeg/OpenCV decodes)")
     p.add_argument("--out", required=True, help="folder for the batch folders and frames.json")
-    p.add_argument("--batch-size", type=int, default=400, help="frames per batch folder")
-    p.add_argument("--quality", type=int, default=95, help="JPEG quality, 1-100")
+    p.add_argument(
+        "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="frames per batch folder"
+    )
+    p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="JPEG quality, 1-100")
     p.add_argument(
         "--workers",
         type=int,
@@ -190,7 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--likelihood-cutoff",
         type=float,
-        default=0.6,
+        default=DEFAULT_CUTOFF,
         help="DeepLabCut points below this likelihood are not used, 0-1",
     )
     p.add_argument(
@@ -203,8 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch", default="", help="batch name recorded in the outputs")
     p.add_argument(
         "--frame-decoder",
-        choices=["sam2", "opencv"],
-        default="sam2",
+        choices=DECODERS,
+        default=DECODERS[0],
         help="sam2: SAM 2's own loader (masks identical to stock SAM 2); opencv: faster",
     )
     p.add_argument(
@@ -262,7 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--height", type=int, required=True, help="video height in pixels")
     s.add_argument("--width", type=int, required=True, help="video width in pixels")
     s.add_argument("--objects", type=int, default=1, help="objects tracked")
-    s.add_argument("--model", default="sam2.1_hiera_tiny", help="SAM 2 model name")
+    s.add_argument("--model", default=DEFAULT_MODEL, help="SAM 2 model name")
     s.add_argument("--image-size", type=int, default=1024, help="model input size in pixels")
     s.add_argument("--budget-gb", type=float, default=None, help="memory budget in GiB")
     s.add_argument("--offload", action="store_true", help="with CPU offload")
@@ -317,7 +332,7 @@ def _init(args) -> int:
     import yaml
 
     from .atomic import write_text
-    from .models import model_spec, registry_checkpoint
+    from .models import ModelOptions, model_spec, registry_checkpoint
     from .probe import probe_video
     from .samplesheet import find_videos, sheet_for
 
@@ -347,13 +362,10 @@ def _init(args) -> int:
     else:
         print("GPU: none here (the CPU works, slowly; a cluster's GPU nodes are faster)")
     config = Path(args.config)
-    model = {"name": "sam2.1_hiera_tiny", "checkpoint": "auto"}
-    if config.is_file():
-        model.update((yaml.safe_load(config.read_text()) or {}).get("model") or {})
-    spec = model_spec(model["name"])
-    checkpoint = registry_checkpoint({**model, "weights": "checkpoint"}) or Path(
-        model["checkpoint"]
-    )
+    given = (yaml.safe_load(config.read_text()) or {}).get("model") if config.is_file() else {}
+    model = replace(ModelOptions.from_config(given or {}), weights="checkpoint")
+    spec = model_spec(model.name)
+    checkpoint = registry_checkpoint(model) or Path(model.checkpoint)
     settings: dict = {"videos": str(sheet)}
     if checkpoint.is_file():
         print(f"checkpoint: {checkpoint}")
@@ -398,7 +410,9 @@ def guard_config(args):
 
 
 def _segment(args) -> int:
+    from .models import ModelOptions
     from .plan.schema import check_options
+    from .prompts import PromptOptions
     from .segment import segment_folder
 
     check_options("prompts", {"likelihood_cutoff": args.likelihood_cutoff})
@@ -406,30 +420,8 @@ def _segment(args) -> int:
     record = segment_folder(
         args.frames,
         args.out,
-        prompt=dict(
-            prompts_file=args.prompts,
-            points=";".join(args.point) if args.point else None,
-            box=args.box,
-            mask=args.mask,
-            prompt_frame=args.prompt_frame,
-            bodyparts=[b for b in args.bodyparts.split(",") if b],
-            cutoff=args.likelihood_cutoff,
-            video_frames=args.video_frames,
-            carry_from=args.carry_from,
-            carry_image=args.carry_image,
-        ),
-        model=dict(
-            name=args.model,
-            weights=args.weights,
-            checkpoint=args.checkpoint,
-            image_size=args.image_size,
-            device=args.device,
-            precision=args.precision,
-            compile=args.compile,
-            checkpoint_dir=args.checkpoint_dir,
-            checkpoint_url=args.checkpoint_url,
-            checkpoint_sha256=args.checkpoint_sha256,
-        ),
+        prompt=PromptOptions.from_args(args),
+        model=ModelOptions.from_args(args),
         memory=guard_config(args),
         video=args.video,
         batch=args.batch,

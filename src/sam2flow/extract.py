@@ -23,8 +23,6 @@ from .decoding import open_video, write_range
 from .errors import BadValue, UserError
 from .frame_folders import (
     CARRY_DIR,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_QUALITY,
     FRAME_SUFFIXES,
     MANIFEST,
     Extraction,
@@ -35,6 +33,7 @@ from .frame_folders import (
 )
 from .identity import video_identity
 from .ranges import decode_in_ranges
+from .vocabulary import DEFAULT_BATCH_SIZE, DEFAULT_QUALITY
 
 log = logging.getLogger(__name__)
 

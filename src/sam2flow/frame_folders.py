@@ -28,12 +28,6 @@ FRAME_DIGITS = 7
 MAX_FRAME = 2**31 - 1  # frame indices are stored as integers of 32 bits and more
 
 
-DEFAULT_BATCH_SIZE = 400
-
-
-DEFAULT_QUALITY = 95
-
-
 def batch_name(index: int) -> str:
     """Folder name of batch ``index`` (``0003``)."""
     return f"{index:04d}"

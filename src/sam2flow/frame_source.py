@@ -19,6 +19,7 @@ import numpy as np
 
 from .errors import BadValue, UserError, brief
 from .frame_folders import frame_size
+from .vocabulary import DECODERS
 
 if TYPE_CHECKING:  # torch only where frames become model input: extraction starts fast
     import torch
@@ -35,7 +36,6 @@ _STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 #: resize, float64 scaling), so masks are bit-identical to stock SAM 2's on the same JPEGs.
 #: ``opencv``: OpenCV decode and bilinear resize in float32, faster (BENCHMARKS.md) but the
 #: model sees slightly different pixels.
-DECODERS = ("sam2", "opencv")
 
 
 def sam2_frame(path: Path, image_size: int) -> torch.Tensor:

@@ -13,13 +13,14 @@ import hashlib
 import logging
 import urllib.error
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from filelock import FileLock
 
 from .errors import BadValue, UserError
+from .vocabulary import DEFAULT_CHECKPOINT_DIR, DEFAULT_MODEL
 
 if TYPE_CHECKING:  # torch only where a model is built: the Snakefile reads the registry
     import torch
@@ -131,7 +132,7 @@ def _download(url: str, dest: Path, sha256: str | None, timeout: float) -> Path:
 def resolve_checkpoint(
     checkpoint: str | Path,
     model: str,
-    checkpoint_dir: str | Path = "resources/checkpoints",
+    checkpoint_dir: str | Path = DEFAULT_CHECKPOINT_DIR,
     url: str | None = None,
     sha256: str | None = None,
 ) -> Path:
@@ -157,22 +158,56 @@ def resolve_checkpoint(
     return path
 
 
-def registry_checkpoint(model: dict) -> Path | None:
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which SAM 2 model, with which weights, where and how: config ``model:`` and
+    ``sam2flow segment``'s model options, read once into one type (hashable: a process
+    builds each model once, ``build_model``)."""
+
+    name: str = DEFAULT_MODEL
+    weights: str = "checkpoint"  # checkpoint, random, or auto (the demo: a checkpoint if here)
+    checkpoint: str = "auto"  # auto (the model's file in checkpoint_dir), a name or a .pt file
+    image_size: int | None = None  # None: the model's own, 1024
+    device: str = "auto"
+    precision: str = "auto"
+    compile: bool = False
+    checkpoint_dir: str = DEFAULT_CHECKPOINT_DIR
+    checkpoint_url: str | None = None
+    checkpoint_sha256: str | None = None
+
+    @classmethod
+    def from_config(cls, model: dict) -> ModelOptions:
+        """From config ``model:`` (its schema has checked the values; a null is a default).
+
+        >>> ModelOptions.from_config({"name": "sam2.1_hiera_small", "checkpoint_dir": None})
+        ModelOptions(name='sam2.1_hiera_small', weights='checkpoint', checkpoint='auto', \
+image_size=None, device='auto', precision='auto', compile=False, \
+checkpoint_dir='resources/checkpoints', checkpoint_url=None, checkpoint_sha256=None)
+        """
+        given = {f.name: model[f.name] for f in fields(cls) if model.get(f.name) is not None}
+        return cls(**given)
+
+    @classmethod
+    def from_args(cls, args) -> ModelOptions:
+        """From ``sam2flow segment``'s options (``--model``, ``--weights``, ...)."""
+        names = {f.name: "model" if f.name == "name" else f.name for f in fields(cls)}
+        return cls(**{name: getattr(args, arg) for name, arg in names.items()})
+
+
+def registry_checkpoint(model: ModelOptions) -> Path | None:
     """Where the workflow's ``fetch_checkpoint`` rule puts the checkpoint of config
     ``model``, or ``None`` when there is nothing to fetch (random weights, ``auto``, or a
     checkpoint given as a path).
 
-    >>> registry_checkpoint({"name": "sam2.1_hiera_tiny", "weights": "checkpoint",
-    ...                      "checkpoint": "auto", "checkpoint_dir": "ckpt"})
+    >>> registry_checkpoint(ModelOptions(checkpoint_dir="ckpt"))
     PosixPath('ckpt/sam2.1_hiera_tiny.pt')
-    >>> registry_checkpoint({"name": "sam2.1_hiera_tiny", "weights": "random"}) is None
+    >>> registry_checkpoint(ModelOptions(weights="random")) is None
     True
     """
-    text = str(model.get("checkpoint") or "auto")
-    if model.get("weights", "checkpoint") != "checkpoint" or text not in ("auto", *MODELS):
+    if model.weights != "checkpoint" or model.checkpoint not in ("auto", *MODELS):
         return None
-    spec = model_spec(model["name"] if text == "auto" else text)
-    return Path(model.get("checkpoint_dir") or "resources/checkpoints") / spec.filename
+    spec = model_spec(model.name if model.checkpoint == "auto" else model.checkpoint)
+    return Path(model.checkpoint_dir) / spec.filename
 
 
 def load_state_dict(path: str | Path) -> dict:
@@ -231,27 +266,21 @@ def precision_dtype(device: torch.device, precision: str = "auto") -> torch.dtyp
 
 
 @functools.lru_cache(maxsize=2)
-def build_model(
-    name: str = "sam2.1_hiera_tiny",
-    weights: str = "checkpoint",
-    checkpoint: str = "auto",
-    image_size: int | None = None,
-    device: str = "auto",
-    precision: str = "auto",
-    compile: bool = False,
-    checkpoint_dir: str = "resources/checkpoints",
-    checkpoint_url: str | None = None,
-    checkpoint_sha256: str | None = None,
-) -> LoadedModel:
-    """Build the SAM 2 video predictor once per process (cached by arguments)."""
+def build_model(options: ModelOptions) -> LoadedModel:
+    """Build the SAM 2 video predictor once per process (cached by its options)."""
     import torch
     from sam2.build_sam import build_sam2_video_predictor
 
     from .memory.devices import resolve_device
 
-    model = name
+    model, weights, checkpoint, image_size = (
+        options.name,
+        options.weights,
+        options.checkpoint,
+        options.image_size,
+    )
     spec = model_spec(model)
-    dev = resolve_device(device)
+    dev = resolve_device(options.device)
     if image_size is not None and (int(image_size) < 64 or int(image_size) % 32):
         raise UserError(
             f"image size {image_size} is not one SAM 2 supports",
@@ -259,7 +288,7 @@ def build_model(
             "use a multiple of 32 from 64 up (256, 512, 1024)",
         )
     overrides = [f"++model.image_size={int(image_size)}"] if image_size else []
-    if compile:
+    if options.compile:
         overrides.append("++model.compile_image_encoder=true")
     torch.manual_seed(0)  # random weights are the same in every process and run
     predictor = build_sam2_video_predictor(
@@ -268,10 +297,14 @@ def build_model(
         device="cpu",
         mode="eval",
         hydra_overrides_extra=overrides,
-        vos_optimized=compile,
+        vos_optimized=options.compile,
     )
     if weights == "auto":  # the demo: a checkpoint if one is here, random weights otherwise
-        local = Path(checkpoint_dir) / spec.filename if checkpoint == "auto" else Path(checkpoint)
+        local = (
+            Path(options.checkpoint_dir) / spec.filename
+            if checkpoint == "auto"
+            else Path(checkpoint)
+        )
         weights, checkpoint = (
             ("checkpoint", str(local)) if local.is_file() else ("random", checkpoint)
         )
@@ -280,7 +313,11 @@ def build_model(
         weights_label = "random"
     elif weights == "checkpoint":
         path = resolve_checkpoint(
-            checkpoint, model, checkpoint_dir, checkpoint_url, checkpoint_sha256
+            checkpoint,
+            model,
+            options.checkpoint_dir,
+            options.checkpoint_url,
+            options.checkpoint_sha256,
         )
         state = load_state_dict(path)
         missing, unexpected = predictor.load_state_dict(state, strict=False)
@@ -303,5 +340,5 @@ def build_model(
         weights=weights_label,
         image_size=int(predictor.image_size),
         device=dev,
-        dtype=precision_dtype(dev, precision),
+        dtype=precision_dtype(dev, options.precision),
     )

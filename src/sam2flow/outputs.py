@@ -27,6 +27,7 @@ from .atomic import atomic_path, check_writable, write_text
 from .errors import UserError, brief
 from .maskfile import MaskFileWriter
 from .record import FRAME_STATUSES, check_record
+from .vocabulary import NO_PROMPT
 
 if TYPE_CHECKING:  # reading masks needs no torch: a reader's process stays small
     import torch
@@ -454,7 +455,7 @@ def merge_video(batch_dirs: list[str | Path], out_dir: str | Path) -> pd.DataFra
                 packed, st = data["masks"], data["status"].astype(object)
                 if data["object_ids"].tolist() != object_ids:  # slots for absent objects
                     padded = np.zeros((len(packed), len(object_ids), nbytes), np.uint8)
-                    st = np.full((len(packed), len(object_ids)), "no_prompt", dtype=object)
+                    st = np.full((len(packed), len(object_ids)), NO_PROMPT, dtype=object)
                     for j, obj in enumerate(data["object_ids"]):
                         padded[:, object_ids.index(int(obj))] = packed[:, j]
                         st[:, object_ids.index(int(obj))] = data["status"][:, j]

@@ -13,7 +13,7 @@ import json
 import logging
 import re
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import cv2
@@ -21,11 +21,9 @@ import numpy as np
 import pandas as pd
 
 from .errors import BadValue, UserError, brief
+from .vocabulary import DEFAULT_CUTOFF, EMPTY, OK, SKIPPED_OOM
 
 log = logging.getLogger(__name__)
-
-#: DeepLabCut's default pcutoff.
-DEFAULT_CUTOFF = 0.6
 
 
 @dataclass
@@ -465,44 +463,97 @@ def prompt_in_batch(prompt: BatchPrompt | None, frames: list[int]) -> BatchPromp
     return prompt
 
 
-def prompt_for_batch(
-    frames: list[int],
-    *,
-    prompts_file: str | Path | None = None,
-    points: str | None = None,
-    box: str | None = None,
-    mask: str | Path | None = None,
-    prompt_frame: int | None = None,
-    bodyparts: list[str] | None = None,
-    cutoff: float = DEFAULT_CUTOFF,
-    video_frames: int | None = None,
-    scale: float = 1.0,
-    offset: tuple[float, float] = (0.0, 0.0),
-    carry_from: str | Path | None = None,
-    carry_image: str | Path | None = None,
-) -> BatchPrompt | None:
+@dataclass(frozen=True)
+class PromptOptions:
+    """Where a batch's prompt comes from, read once into one type: from the config and a
+    sample-sheet row (``from_config``) or from ``sam2flow segment``'s options
+    (``from_args``). The fields up to ``offset`` are what the workflow's job is given
+    (``job_params``): a change to them reruns its batches."""
+
+    prompts_file: str | None = None  # a DeepLabCut file (.csv/.h5)
+    points: str | None = None  # "x,y[,label];..." in video pixels
+    box: str | None = None  # "x0,y0,x1,y1"
+    mask: str | None = None  # a mask PNG
+    prompt_frame: int | None = None  # the frame of points/box/mask (None: the batch's first)
+    bodyparts: list[str] = field(default_factory=list)  # DeepLabCut bodyparts (empty: all)
+    cutoff: float = DEFAULT_CUTOFF
+    scale: float = 1.0  # DeepLabCut coordinates to video pixels: x * scale + offset
+    offset: tuple[float, float] = (0.0, 0.0)
+    video_frames: int | None = None  # the video's length, to check the DeepLabCut file
+    carry_from: str | None = None  # the previous batch's masks.npz
+    carry_image: str | None = None  # the JPEG of the frame those masks belong to
+
+    @classmethod
+    def from_config(cls, row: dict, prompts: dict) -> PromptOptions:
+        """A sheet row's prompt with config ``prompts:``; a click, box or mask lies on
+        ``prompt_frame``, frame 0 when the sheet leaves it empty.
+
+        >>> PromptOptions.from_config({"points": "5,5"}, {"bodyparts": [],
+        ...     "likelihood_cutoff": 0.6, "scale": 1.0, "offset": [0, 0]}).prompt_frame
+        0
+        """
+        frame = row.get("prompt_frame", "")
+        return cls(
+            prompts_file=row.get("prompts") or None,
+            points=row.get("points") or None,
+            box=row.get("box") or None,
+            mask=row.get("mask") or None,
+            prompt_frame=int(frame) if str(frame).strip() else 0,
+            bodyparts=list(prompts["bodyparts"]),
+            cutoff=prompts["likelihood_cutoff"],
+            scale=prompts["scale"],
+            offset=tuple(prompts["offset"]),
+        )
+
+    @classmethod
+    def from_args(cls, args) -> PromptOptions:
+        """From ``sam2flow segment``'s options (``--prompts``, ``--point``, ...)."""
+        return cls(
+            prompts_file=args.prompts,
+            points=";".join(args.point) if args.point else None,
+            box=args.box,
+            mask=args.mask,
+            prompt_frame=args.prompt_frame,
+            bodyparts=[b for b in args.bodyparts.split(",") if b],
+            cutoff=args.likelihood_cutoff,
+            video_frames=args.video_frames,
+            carry_from=args.carry_from,
+            carry_image=args.carry_image,
+        )
+
+    def job_params(self) -> dict:
+        """What a workflow job is given: the sheet's and the config's part.
+
+        >>> list(PromptOptions().job_params())[-1]
+        'offset'
+        """
+        names = [f.name for f in fields(self)]
+        return {name: getattr(self, name) for name in names[: names.index("offset") + 1]}
+
+
+def prompt_for_batch(frames: list[int], options: PromptOptions) -> BatchPrompt | None:
     """The prompt of a batch from a DeepLabCut file or from manual points / box / mask;
     failing those, from the previous batch's last masks (``carry_from``, with
     ``carry_image`` the JPEG of the frame they belong to).
 
     ``None`` when the batch has no usable prompt (its frames become ``no_prompt``).
     """
-    own = None
-    if prompts_file:
-        keypoints = read_dlc(prompts_file).select(bodyparts)
-        if video_frames is not None:
-            check_frame_count(keypoints, video_frames)
-        own = dlc_batch_prompt(keypoints, frames, cutoff, scale, offset)
-    elif points or box or mask:
-        frame = frames[0] if prompt_frame is None else int(prompt_frame)
-        own = prompt_in_batch(manual_prompt(frame, points, box, mask), frames)
-    if own is None and carry_from:
-        return carried_prompt(carry_from, frames[0], carry_image)
+    o, own = options, None
+    if o.prompts_file:
+        keypoints = read_dlc(o.prompts_file).select(o.bodyparts)
+        if o.video_frames is not None:
+            check_frame_count(keypoints, o.video_frames)
+        own = dlc_batch_prompt(keypoints, frames, o.cutoff, o.scale, o.offset)
+    elif o.points or o.box or o.mask:
+        frame = frames[0] if o.prompt_frame is None else int(o.prompt_frame)
+        own = prompt_in_batch(manual_prompt(frame, o.points, o.box, o.mask), frames)
+    if own is None and o.carry_from:
+        return carried_prompt(o.carry_from, frames[0], o.carry_image)
     return own
 
 
 #: Frame statuses whose mask is a result (possibly empty) that a next batch can start from.
-CARRIABLE = ("ok", "empty")
+CARRIABLE = (OK, EMPTY)
 
 
 def carried_prompt(
@@ -530,7 +581,7 @@ def carried_prompt(
             "give --carry-image, or segment a folder made by 'sam2flow extract'",
         )
     prompt = BatchPrompt(frame=frame, source=f"carried from {masks_npz}", image=Path(image))
-    if "skipped_oom" in status:
+    if SKIPPED_OOM in status:
         prompt.missing = f"the previous batch's last frame {frame} was skipped (out of memory)"
         return prompt
     for k, obj in enumerate(object_ids):

@@ -14,9 +14,9 @@ import fastjsonschema
 import jsonschema
 
 from .errors import UserError
+from .vocabulary import BATCH_STATUSES, FRAME_STATUSES, LEVELS
 
 #: A frame slot's status: segmented, skipped (out of memory), never prompted, empty mask.
-FRAME_STATUSES = ("ok", "skipped_oom", "no_prompt", "empty")
 
 _INT = {"type": "integer", "minimum": 0}
 _INT_OR_NULL = {"type": ["integer", "null"], "minimum": 0}
@@ -37,7 +37,7 @@ ATTEMPT_SCHEMA = {
         "nvml_used_bytes",
     ],
     "properties": {
-        "level": {"enum": ["whole", "chunked", "offload", "cpu"]},
+        "level": {"enum": list(LEVELS)},
         "chunk_size": {"type": "integer", "minimum": 1},
         "first_frame": _INT,
         "last_frame": _INT,
@@ -86,7 +86,7 @@ SCHEMA = {
         "frame_status",
     ],
     "properties": {
-        "status": {"enum": ["ok", "recovered", "skipped"]},
+        "status": {"enum": list(BATCH_STATUSES)},
         "frames_total": {"type": "integer", "minimum": 1},
         "frames_ok": _INT,
         "frames_skipped": _INT,

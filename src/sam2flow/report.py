@@ -15,6 +15,7 @@ from .atomic import atomic_path, write_text
 from .errors import UserError
 from .plan.reruns import parse_rerun
 from .record import FRAME_STATUSES, read_record
+from .vocabulary import BATCH_STATUSES, LEVELS, RECOVERED, SKIPPED
 
 log = logging.getLogger(__name__)
 
@@ -242,7 +243,6 @@ def _failed_video(video: str, missing: pd.DataFrame) -> dict:
     }
 
 
-BATCH_STATUSES = ("ok", "recovered", "skipped")
 #: A video's state in the overview, problems first.
 STATE_ORDER = {
     "failed": 0,
@@ -260,7 +260,7 @@ def video_state(batches: pd.DataFrame) -> str:
         return "skipped frames"
     if batches["no_prompt"].sum() == (batches["frames"] * batches["objects"]).sum():
         return "never prompted"
-    return "recovered" if (batches["status"] == "recovered").any() else "done"
+    return "recovered" if (batches["status"] == RECOVERED).any() else "done"
 
 
 OVERVIEW_COLUMNS = [
@@ -380,10 +380,10 @@ def ladder_figure(summary: pd.DataFrame):
     """How far down the recovery ladder batches went, and frame slots by status."""
     import matplotlib.pyplot as plt
 
-    reached = {"whole": 0, "chunked": 0, "offload": 0, "cpu": 0, "skipped": 0}
+    reached = dict.fromkeys([*LEVELS, SKIPPED], 0)
     for levels, status in zip(summary["levels"], summary["status"], strict=True):
-        if status == "skipped":
-            reached["skipped"] += 1
+        if status == SKIPPED:
+            reached[SKIPPED] += 1
         elif levels:
             reached[str(levels).split(" > ")[-1]] += 1
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(8, 2.8))
@@ -462,7 +462,9 @@ def problems(summary: pd.DataFrame, overview: pd.DataFrame) -> list[str]:
 def read_summary(path: str | Path) -> pd.DataFrame:
     """A ``memory_summary.csv`` as written (batch names as text, ``0001``); one written
     before a column existed reads with it (``missing``: 0)."""
-    table = pd.read_csv(path, dtype={"batch": str, "skip_reason": str, "video_warning": str})
+    text = {"video": str, "batch": str, "skip_reason": str, "video_warning": str}
+    # only an empty cell is missing: a video the sheet names "NA" keeps its name
+    table = pd.read_csv(path, dtype=text, keep_default_na=False, na_values=[""])
     for column in SUMMARY_COLUMNS:
         if column not in table:
             table[column] = 0 if column == MISSING else None

@@ -126,7 +126,9 @@ def find_videos(inputs: list[str | Path]) -> list[Path]:
     for item in map(str, inputs):
         path = Path(item)
         if path.is_dir():
-            found += sorted(p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES)
+            found += sorted(  # a folder named like a video is not one
+                p for p in path.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+            )
         elif path.is_file():
             found.append(path)
         else:

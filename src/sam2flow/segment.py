@@ -16,7 +16,7 @@ import contextlib
 import json
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -38,16 +38,18 @@ from .memory.estimate import check_host_memory, estimate_host
 from .memory.limits import enable_expandable_segments
 from .memory.oom import maybe_inject_oom_at
 from .memory.recovery import frame_ranges
-from .models import RANDOM_WEIGHTS_WARNING, LoadedModel, build_model
+from .models import RANDOM_WEIGHTS_WARNING, LoadedModel, ModelOptions, build_model
 from .outputs import MaskStore, write_batch_outputs
 from .prompts import (
     BatchPrompt,
+    PromptOptions,
     check_carried,
     check_prompt,
     check_prompt_frame,
     prompt_for_batch,
 )
 from .restore import restore_batch, restore_frame
+from .vocabulary import DECODERS, NO_PROMPT, SKIPPED_OOM
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +117,7 @@ class BatchJob:
     prompt: BatchPrompt | None
     video: str = ""
     batch: str = ""
-    decoder: str = "sam2"  # frame_source.DECODERS
+    decoder: str = DECODERS[0]
     paths: dict[int, Path] | None = (
         None  # frame_folders.frame_paths of frames_dir, if already listed
     )
@@ -336,7 +338,7 @@ def segment_batch(
                 skip_reason=missing,
                 skip_reasons=[missing],
             )
-        store.mark(frames, "no_prompt")
+        store.mark(frames, NO_PROMPT)
     else:
         work = _Segmenter(job, model, paths, store)
         precision = str(model.dtype).removeprefix("torch.") if model.dtype else "float32"
@@ -366,7 +368,7 @@ def segment_batch(
         record = unit.to_dict()
         _positions_to_frames(record, work)
         for lo_f, hi_f in record["skipped_ranges"]:
-            store.mark([f for f in frames if lo_f <= f <= hi_f], "skipped_oom")
+            store.mark([f for f in frames if lo_f <= f <= hi_f], SKIPPED_OOM)
         record["prompt_frame"] = prompt.frame
         record["prompt_source"] = prompt.source
     # Rounded once, so that frames_per_second is exactly frames / seconds as recorded.
@@ -477,8 +479,8 @@ def segment_folder(
     frames_dir: str | Path,
     out_dir: str | Path,
     *,
-    prompt: dict,
-    model: dict | LoadedModel,
+    prompt: PromptOptions,
+    model: ModelOptions | LoadedModel,
     memory: GuardConfig,
     video: str = "",
     batch: str = "",
@@ -491,12 +493,12 @@ def segment_folder(
 ) -> dict:
     """Everything ``sam2flow segment`` and the ``segment_batch`` rule do, in one call.
 
-    ``prompt`` holds the keyword arguments of ``prompts.prompt_for_batch`` (the frame count
-    of the video is read from the extraction's ``frames.json`` when not given); ``model``
-    those of ``models.build_model``, or a model already built. ``mem_mb``: the host memory
+    ``prompt``: where the batch's prompt comes from (the frame count of the video is read
+    from the extraction's ``frames.json`` when not given); ``model``: which model to build,
+    or a model already built. ``mem_mb``: the host memory
     the job was given; below the estimated need it fails at once (``MemoryError``) so that
     a retry can ask for more. ``decoder``: how JPEGs become model input
-    (``frame_source.DECODERS``; ``sam2`` gives stock SAM 2's masks bit for bit).
+    (``vocabulary.DECODERS``; ``sam2`` gives stock SAM 2's masks bit for bit).
     ``fail_on_skip``: raise ``BatchSkipped`` after writing the outputs of a batch that
     skipped frames, so that a workflow's retry runs with more resources. ``threads``: for
     decoding frames ahead of the model (``None``: every core this process may use).
@@ -506,7 +508,6 @@ def segment_folder(
     restore_batch(frames_dir.parent, frames_dir.name)  # when a finished run deleted its frames
     paths = frame_paths(frames_dir)
     frames = list(paths)
-    prompt = dict(prompt)
     manifest = frames_dir.parent / MANIFEST
     if manifest.is_file():
         extraction = read_manifest(frames_dir.parent)
@@ -515,24 +516,24 @@ def segment_folder(
             record_extra = {"video_identity": extraction.source, **(record_extra or {})}
         if extraction.shortfall():
             record_extra = {"video_warning": extraction.shortfall(), **(record_extra or {})}
-        if prompt.get("video_frames") is None:
-            prompt["video_frames"] = extraction.frames
-        if prompt.get("carry_from") and not prompt.get("carry_image"):
-            prompt["carry_image"] = restore_frame(frames_dir.parent, frames[0] - 1)
+        if prompt.video_frames is None:
+            prompt = replace(prompt, video_frames=extraction.frames)
+        if prompt.carry_from and not prompt.carry_image:
+            image = restore_frame(frames_dir.parent, frames[0] - 1)
+            prompt = replace(prompt, carry_image=image and str(image))
     else:
         check_consecutive(frames, frames_dir)
     check_frame_sizes(paths)
     height, width = frame_size(paths[frames[0]])
-    if prompt.get("prompt_frame") is not None:  # a manual prompt must be on a real frame
-        known = prompt.get("video_frames") or frames[-1] + 1
-        check_prompt_frame(int(prompt["prompt_frame"]), known)
-    batch_prompt = prompt_for_batch(frames, **prompt)
+    if prompt.prompt_frame is not None:  # a manual prompt must be on a real frame
+        check_prompt_frame(int(prompt.prompt_frame), prompt.video_frames or frames[-1] + 1)
+    batch_prompt = prompt_for_batch(frames, prompt)
     if batch_prompt is not None and batch_prompt.image is None:
-        check_prompt(batch_prompt, height, width, prompt.get("video_frames"))
+        check_prompt(batch_prompt, height, width, prompt.video_frames)
     elif batch_prompt is not None:
         identity = (record_extra or {}).get("video_identity")
-        check_carried(batch_prompt, height, width, prompt["carry_from"], identity)
-    loaded = model if isinstance(model, LoadedModel) else build_model(**model)
+        check_carried(batch_prompt, height, width, prompt.carry_from, identity)
+    loaded = model if isinstance(model, LoadedModel) else build_model(model)
     log.info("host memory given to this job: mem_mb=%s", mem_mb)
     if mem_mb:
         objects = len(batch_prompt.objects) if batch_prompt and batch_prompt.objects else 1

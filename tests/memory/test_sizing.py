@@ -9,7 +9,8 @@ import torch
 
 from sam2flow.memory import GuardConfig, MemoryGuard
 from sam2flow.memory.recovery import Attempt
-from sam2flow.memory.sizing import GROW_AFTER, SizeMemory, sizing_key
+from sam2flow.memory.sizing import SizeMemory, sizing_key
+from sam2flow.vocabulary import DEFAULT_GROW_AFTER as GROW_AFTER
 
 
 def attempt(size, outcome, level="chunked"):

@@ -107,7 +107,7 @@ REAL_OOM = textwrap.dedent(
     import psutil
     import torch
     from sam2flow.memory import GuardConfig, MemoryGuard
-    from sam2flow.models import build_model
+    from sam2flow.models import ModelOptions, build_model
     from sam2flow.prompts import manual_prompt
     from sam2flow.segment import BatchJob, segment_batch
 
@@ -115,7 +115,7 @@ REAL_OOM = textwrap.dedent(
     # memory"): with it, some runs fail first inside oneDNN ("could not create a
     # primitive"), a message that does not say memory and so is not taken for an OOM.
     torch.backends.mkldnn.enabled = False
-    model = build_model("sam2.1_hiera_tiny", "random", image_size=256, device="cpu")
+    model = build_model(ModelOptions(weights="random", image_size=256, device="cpu"))
     guard = MemoryGuard(GuardConfig(adaptive_batch_size=False), model.device)
     # Leave 40 MiB of address space: the model's first forward pass cannot fit.
     limit = psutil.Process().memory_info().vms + 40 * 1024 ** 2

@@ -13,7 +13,8 @@ from sam2flow.frame_folders import lasting_batches
 from sam2flow.identity import video_identity
 from sam2flow.plan.grouping import group_id, group_name, group_predecessor
 from sam2flow.plan.settings import mask_settings
-from sam2flow.models import registry_checkpoint
+from sam2flow.models import ModelOptions, registry_checkpoint
+from sam2flow.prompts import PromptOptions
 from sam2flow.samplesheet import read_sample_sheet
 from sam2flow.plan.schema import check_sheet_rows
 
@@ -23,7 +24,7 @@ DEMO_PREDICTIONS = "resources/demo/demo_predictions.csv"
 # --config rerun_skipped=true arrives as a string; the config file gives a boolean.
 RERUN_SKIPPED = str(config["rerun_skipped"]).lower() == "true"
 
-CHECKPOINT = or_exit(registry_checkpoint, config["model"])
+CHECKPOINT = or_exit(registry_checkpoint, ModelOptions.from_config(config["model"]))
 videos = or_exit(read_sample_sheet, config["videos"])
 or_exit(
     check_sheet_rows,
@@ -153,26 +154,13 @@ def batch_source(wildcards):
 
 
 def prompt_options(wildcards):
-    """Keyword arguments of sam2flow.prompts.prompt_for_batch for this video."""
-    return video_prompt_options(wildcards.video)
+    """The video's prompt options as the job's parameter (a change reruns its batches)."""
+    return video_prompt_options(wildcards.video).job_params()
 
 
 def video_prompt_options(video):
-    """A click, box or mask lies on prompt_frame, frame 0 when the sheet leaves it empty."""
-    row = videos.loc[video]
-    p = config["prompts"]
-    frame = row.get("prompt_frame", "")
-    return dict(
-        prompts_file=row.get("prompts") or None,
-        points=row.get("points") or None,
-        box=row.get("box") or None,
-        mask=row.get("mask") or None,
-        prompt_frame=int(frame) if str(frame).strip() else 0,
-        bodyparts=list(p["bodyparts"]),
-        cutoff=p["likelihood_cutoff"],
-        scale=p["scale"],
-        offset=tuple(p["offset"]),
-    )
+    """sam2flow.prompts.PromptOptions of a video: its sheet row and config 'prompts'."""
+    return PromptOptions.from_config(videos.loc[video].to_dict(), config["prompts"])
 
 
 @functools.cache
@@ -192,7 +180,7 @@ def own_prompts(video):
 
     try:
         return frozenset(
-            own_prompt_batches(batch_ranges(video), **video_prompt_options(video))
+            own_prompt_batches(batch_ranges(video), video_prompt_options(video))
         )
     except UserError as exc:
         logger.warning(f"sam2flow: {video}: {exc}")

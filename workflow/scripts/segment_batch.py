@@ -4,7 +4,9 @@ from pathlib import Path
 
 from sam2flow.logs import run_script
 from sam2flow.memory import GuardConfig
+from sam2flow.models import ModelOptions
 from sam2flow.plan.reruns import parse_rerun
+from sam2flow.prompts import PromptOptions
 from sam2flow.segment import segment_folder
 
 memory = {**snakemake.config["memory"], **snakemake.params.memory}
@@ -13,8 +15,10 @@ run_script(
     lambda: segment_folder(
         Path(snakemake.input.frames, snakemake.wildcards.batch),
         Path(snakemake.output.record).parent,
-        prompt=dict(snakemake.params.prompt, carry_from=snakemake.input.get("carry") or None),
-        model=snakemake.params.model,
+        prompt=PromptOptions(
+            **snakemake.params.prompt, carry_from=snakemake.input.get("carry") or None
+        ),
+        model=ModelOptions.from_config(snakemake.params.model),
         memory=GuardConfig.from_options(memory, parse_rerun(snakemake.params.rerun)[0]),
         video=snakemake.wildcards.video,
         batch=snakemake.wildcards.batch,

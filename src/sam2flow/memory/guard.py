@@ -17,10 +17,18 @@ from typing import Any
 
 import torch
 
+from ..vocabulary import (
+    CHUNKED,
+    DEFAULT_GROW_AFTER,
+    DEFAULT_MIN_CHUNK,
+    DEFAULT_THRESHOLD,
+    OFFLOAD,
+    WHOLE,
+)
 from . import devices, limits
 from .monitoring import Monitor
-from .recovery import DEFAULT_MIN_CHUNK, UnitRecord, run_with_recovery
-from .sizing import GROW_AFTER, SizeMemory, sizing_key
+from .recovery import UnitRecord, run_with_recovery
+from .sizing import SizeMemory, sizing_key
 
 log = logging.getLogger(__name__)
 
@@ -30,14 +38,14 @@ class GuardConfig:
     """The memory options of the command line and of config ``memory:``."""
 
     max_gpu_memory_gb: float | None = None
-    memory_threshold: float = limits.DEFAULT_THRESHOLD
+    memory_threshold: float = DEFAULT_THRESHOLD
     min_chunk: int = DEFAULT_MIN_CHUNK
     force_cpu_offload: bool = False
     allow_cpu_fallback: bool = False
     adaptive_batch_size: bool = True
     monitoring: bool = True
     sizing_file: str | Path | None = None
-    sizing_grow_after: int = GROW_AFTER  # clean runs before a remembered OOM is forgotten
+    sizing_grow_after: int = DEFAULT_GROW_AFTER  # clean runs before a remembered OOM is forgotten
     start_chunk: int | None = None  # start chunked at this size (reruns of skipped batches)
 
     @classmethod
@@ -47,9 +55,9 @@ class GuardConfig:
         ``same`` (or ``""``) as configured."""
         names = {f.name for f in dataclasses.fields(cls)}
         config = cls(**{k: v for k, v in options.items() if k in names})
-        if rerun in ("offload", "chunked"):
+        if rerun in (OFFLOAD, CHUNKED):
             config.start_chunk = config.min_chunk
-            config.force_cpu_offload = config.force_cpu_offload or rerun == "offload"
+            config.force_cpu_offload = config.force_cpu_offload or rerun == OFFLOAD
         elif rerun not in ("", "same"):
             raise ValueError(f"rerun_strategy must be offload, chunked or same, got {rerun!r}")
         return config
@@ -124,7 +132,7 @@ class MemoryGuard:
             "key": key,
             "start_chunk": None,
             "after_whole": None,
-            "from": "whole",
+            "from": WHOLE,
             "warning": None,
         }
         if start_chunk is None and cfg.start_chunk is not None:

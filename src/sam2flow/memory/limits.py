@@ -12,7 +12,6 @@ from .monitoring import Snapshot
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 0.85
 GIB = 1024**3
 
 

@@ -35,16 +35,15 @@ from typing import Any
 
 import torch
 
+from ..vocabulary import CHUNKED, CPU, DEFAULT_MIN_CHUNK, OFFLOAD, WHOLE
 from . import devices
 from .monitoring import Monitor
 from .oom import HostOutOfMemory, is_oom_error, maybe_inject_oom, memory_was_there, oom_kind
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MIN_CHUNK = 25
 
 # Levels in the order they are tried; "whole" is the unit in one piece.
-WHOLE, CHUNKED, OFFLOAD, CPU = "whole", "chunked", "offload", "cpu"
 
 
 @dataclass(frozen=True)

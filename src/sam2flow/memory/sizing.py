@@ -22,12 +22,12 @@ from pathlib import Path
 from filelock import FileLock
 
 from ..atomic import write_text
+from ..vocabulary import DEFAULT_GROW_AFTER
 from .recovery import CHUNKED, WHOLE, Attempt
 
 log = logging.getLogger(__name__)
 
 #: Units in a row that run whole without an OOM before a remembered failure is forgotten.
-GROW_AFTER = 3
 #: Seconds to wait for the sizing file's lock (a shared file system without flock hangs).
 LOCK_TIMEOUT = 10
 _FIELDS = ("largest_ok", "smallest_failed", "successes")
@@ -59,7 +59,7 @@ class SizeMemory:
     >>> mem.size_after_whole_fails("key", 400)  # doctest: +SKIP
     """
 
-    def __init__(self, path: str | Path, grow_after: int = GROW_AFTER) -> None:
+    def __init__(self, path: str | Path, grow_after: int = DEFAULT_GROW_AFTER) -> None:
         self.path = Path(path)
         self.grow_after = int(grow_after)
         self.lock = FileLock(str(self.path) + ".lock", timeout=LOCK_TIMEOUT)

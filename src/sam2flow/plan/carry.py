@@ -9,45 +9,31 @@ from the chunk before it (``segment._Segmenter``).
 
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import BadValue
-from ..prompts import DEFAULT_CUTOFF, dlc_batch_prompt, read_dlc
+from ..prompts import PromptOptions, dlc_batch_prompt, read_dlc
 
 CARRY_MODES = ("auto", "independent", "chained")
 
 
-def own_prompt_batches(
-    batches: dict[str, list[int]],
-    *,
-    prompts_file: str | Path | None = None,
-    points: str | None = None,
-    box: str | None = None,
-    mask: str | Path | None = None,
-    prompt_frame: int | None = None,
-    bodyparts: list[str] | None = None,
-    cutoff: float = DEFAULT_CUTOFF,
-    **_: object,
-) -> set[str]:
+def own_prompt_batches(batches: dict[str, list[int]], options: PromptOptions) -> set[str]:
     """Names of the ``batches`` (name -> [first, last] frame) that have a prompt of their own.
 
-    Takes the keyword arguments of ``prompts.prompt_for_batch`` (others are ignored).
-
     >>> batches = {"0000": [0, 9], "0001": [10, 19]}
-    >>> sorted(own_prompt_batches(batches, points="1,2", prompt_frame=12))
+    >>> sorted(own_prompt_batches(batches, PromptOptions(points="1,2", prompt_frame=12)))
     ['0001']
     """
-    if prompts_file:
-        keypoints = read_dlc(prompts_file).select(bodyparts)
+    o = options
+    if o.prompts_file:
+        keypoints = read_dlc(o.prompts_file).select(o.bodyparts)
         return {
             name
             for name, (first, last) in batches.items()
-            if dlc_batch_prompt(keypoints, list(range(first, last + 1)), cutoff) is not None
+            if dlc_batch_prompt(keypoints, list(range(first, last + 1)), o.cutoff) is not None
         }
-    if points or box or mask:
-        if prompt_frame is None:  # prompt on each batch's own first frame
+    if o.points or o.box or o.mask:
+        if o.prompt_frame is None:  # prompt on each batch's own first frame
             return set(batches)
-        return {name for name, (first, last) in batches.items() if first <= prompt_frame <= last}
+        return {name for name, (first, last) in batches.items() if first <= o.prompt_frame <= last}
     return set()
 
 

@@ -32,7 +32,8 @@ def listed_skipped(path: str | Path) -> dict[tuple[str, str], int]:
     path = Path(path)
     if not path.is_file():
         return {}
-    table = pd.read_csv(path, sep="\t", dtype=str).fillna("")
+    # na_filter off: a video the sheet names "NA" or "null" is that name, not a gap
+    table = pd.read_csv(path, sep="\t", dtype=str, na_filter=False)
     reruns = table["reruns"] if "reruns" in table else [""] * len(table)
     return {
         (video, batch): int(n or 0)
