@@ -44,6 +44,18 @@ def brief(exc: BaseException) -> str:
     return lines[-1] if lines else type(exc).__name__
 
 
+def first_line(exc: BaseException, default: str | None = None) -> str:
+    """An error's first line, for a record or a log: CUDA's out-of-memory message runs to
+    several lines, and its first says what ran out (``default``, else the type's name, for
+    an empty message).
+
+    >>> first_line(RuntimeError("CUDA out of memory.\\nTried to allocate")), first_line(KeyError())
+    ('CUDA out of memory.', 'KeyError')
+    """
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else (type(exc).__name__ if default is None else default)
+
+
 def or_exit(call, *args):
     """``call(*args)``, for code Snakemake runs while it reads the workflow: a ``UserError``
     there becomes one line and exit status 1, not Snakemake's traceback."""

@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from .atomic import check_writable, write_text
-from .errors import UserError
+from .errors import UserError, first_line
 from .frame_folders import (
     MANIFEST,
     check_batch_frames,
@@ -416,7 +416,7 @@ def write_crash_record(job: BatchJob, attempts: list, exc: BaseException) -> Non
     record = {
         "video": job.video,
         "batch": job.batch,
-        "error": f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}",
+        "error": f"{type(exc).__name__}: {first_line(exc, '')}",
         "attempts": [asdict(a) for a in attempts],
         "host_peak_rss_bytes": peak_rss_bytes(),
     }

@@ -143,8 +143,9 @@ def test_keep_going_then_only_the_failed_batch_is_submitted(slurm, project, tmp_
 def test_grouped_batches_share_jobs_and_the_checkpoint_is_fetched_once(
     slurm, project, tmp_path, checkpoint_server
 ):
-    """group_batches: 3 puts 6 independent batches into 2 SLURM jobs; the checkpoint is
-    fetched once, by the local rule, from the (local) HTTP server."""
+    """group_batches: 3 puts 6 independent batches into 2 SLURM jobs, each segmenting its
+    batches in one worker process that builds the model once; the checkpoint is fetched
+    once, by the local rule, from the (local) HTTP server."""
     url, original, sha = checkpoint_server
     video = write_video(tmp_path / "v.mp4", frames=30)
     project.config["batch_size"] = 5
@@ -167,11 +168,19 @@ def test_grouped_batches_share_jobs_and_the_checkpoint_is_fetched_once(
         assert "MinMemoryNode=1500M" in record and "TimeLimit=00:36:00" in record, record
     assert jobs_run(run.log, "fetch_checkpoint") == [""]
     assert len(RangeHandler.ranges) == 1, "one GET for the whole run"
+    said = {}
     for batch in range(6):
         record = json.loads(
             (project.path / f"results/v/batches/{batch:04d}/memory.json").read_text()
         )
         assert record["status"] == "ok"
+        log = (project.path / f"logs/segment_batch/v/{batch:04d}.log").read_text()
+        said[batch] = re.search(r"in the group's worker \(pid (\d+)\): its batch (\d)", log)
+        assert "the model built 1 time(s) there" in log, log[-2000:]
+    # One worker process per group job, each building the model once for its 3 batches
+    pids = [said[b].group(1) for b in range(6)]
+    assert pids[0] == pids[1] == pids[2] != pids[3] == pids[4] == pids[5]
+    assert [int(said[b].group(2)) for b in range(6)] == [1, 2, 3, 1, 2, 3]
 
 
 def test_an_unrescued_batch_fails_and_its_retry_asks_for_more(slurm, project, tmp_path):

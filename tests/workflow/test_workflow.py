@@ -288,3 +288,22 @@ def test_a_second_config_file_sets_what_every_slurm_job_asks_for(project, tmp_pa
     # merge_video's runtime follows the video: 60 min + 15 per 10,000 frames (120: 1).
     merge = re.search(r"rule merge_video:.*?resources: ([^\n]*)", dry.stdout, re.S).group(1)
     assert "runtime=61" in merge, merge
+
+
+def test_a_groups_batches_are_segmented_by_one_process_that_builds_the_model_once(project):
+    project.use_demo(frames=30, batch_size=10)
+    project.config["group_batches"] = 3
+    project.snakemake()
+    said = []
+    for batch in ("0000", "0001", "0002"):
+        log = (project.path / f"logs/segment_batch/demo/{batch}.log").read_text()
+        found = re.search(
+            r"in the group's worker \(pid (\d+)\): its batch (\d), the model built (\d)", log
+        )
+        assert found, log[-1500:]
+        said.append(found.groups())
+        assert f"batch {batch}: ok" in log  # the worker's own lines are in the job's log
+    assert [s[0] for s in said] == [said[0][0]] * 3
+    assert [(s[1], s[2]) for s in said] == [("1", "1"), ("2", "1"), ("3", "1")]
+    summary = pd.read_csv(project.path / "results/memory_summary.csv")
+    assert (summary["status"] == "ok").all() and len(summary) == 3

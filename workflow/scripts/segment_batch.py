@@ -1,4 +1,5 @@
-"""Rule segment_batch: sam2flow.segment.segment_folder on one batch."""
+"""Rule segment_batch: sam2flow.segment.segment_folder on one batch, in this process or,
+for grouped batches, in the group's worker process (sam2flow.worker)."""
 
 from pathlib import Path
 
@@ -8,24 +9,30 @@ from sam2flow.models import ModelOptions
 from sam2flow.plan.reruns import parse_rerun
 from sam2flow.prompts import PromptOptions
 from sam2flow.segment import segment_folder
+from sam2flow.worker import group_worker, segment_in_worker
 
-memory = {**snakemake.config["memory"], **snakemake.params.memory}
-run_script(
-    snakemake.log[0],
-    lambda: segment_folder(
-        Path(snakemake.input.frames, snakemake.wildcards.batch),
-        Path(snakemake.output.record).parent,
-        prompt=PromptOptions(
-            **snakemake.params.prompt, carry_from=snakemake.input.get("carry") or None
-        ),
-        model=ModelOptions.from_config(snakemake.params.model),
-        memory=GuardConfig.from_options(memory, parse_rerun(snakemake.params.rerun)[0]),
-        video=snakemake.wildcards.video,
-        batch=snakemake.wildcards.batch,
-        record_extra={"rerun_strategy": snakemake.params.rerun},
+
+def main():
+    config, params, wildcards = snakemake.config, snakemake.params, snakemake.wildcards
+    memory = {**config["memory"], **params.memory}
+    model = ModelOptions.from_config(params.model)
+    call = dict(
+        frames_dir=Path(snakemake.input.frames, wildcards.batch),
+        out_dir=Path(snakemake.output.record).parent,
+        prompt=PromptOptions(**params.prompt, carry_from=snakemake.input.get("carry") or None),
+        model=model,
+        memory=GuardConfig.from_options(memory, parse_rerun(params.rerun)[0]),
+        video=wildcards.video,
+        batch=wildcards.batch,
+        record_extra={"rerun_strategy": params.rerun},
         mem_mb=snakemake.resources.get("mem_mb"),
-        decoder=snakemake.params.decoder,
+        decoder=params.decoder,
         fail_on_skip=memory.get("fail_on_skip", False),
         threads=snakemake.threads,
-    ),
-)
+    )
+    size = config["group_batches"] if config.get("group_process", True) else 1
+    worker = group_worker(snakemake.input.frames, wildcards.video, wildcards.batch, size, model)
+    return segment_in_worker(worker, **call) if worker else segment_folder(**call)
+
+
+run_script(snakemake.log[0], main)

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from ..errors import first_line
 from ..vocabulary import CHUNKED, CPU, DEFAULT_MIN_CHUNK, OFFLOAD, WHOLE
 from . import devices
 from .monitoring import Monitor
@@ -407,12 +408,12 @@ def _attempt(
         if oom_kind(exc) == "host" and not is_oom_error(exc, unit_device):
             raise HostOutOfMemory(
                 f"host memory ran out while segmenting on {plan.device} "
-                f"({(str(exc).strip().splitlines() or [type(exc).__name__])[0]}): "
+                f"({first_line(exc)}): "
                 "give the job more memory (resources mem_mb)"
             ) from exc
         if not is_oom_error(exc, unit_device):
             raise
-        error = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        error = first_line(exc)
         was_there = memory_was_there(str(exc))
     seconds = time.perf_counter() - started
     snap = monitor.snapshot(f"end {plan.first_frame}-{plan.last_frame}")

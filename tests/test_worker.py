@@ -1,0 +1,202 @@
+"""A group's batches in one worker process: the model built once, and each batch's
+outputs, record, log lines and errors as if its own process had segmented it."""
+
+import json
+import logging
+import os
+import signal
+import time
+
+import psutil
+import pytest
+
+from sam2flow.errors import UserError
+from sam2flow.extract import extract_batches
+from sam2flow.memory import GuardConfig
+from sam2flow.models import ModelOptions
+from sam2flow.prompts import PromptOptions
+from sam2flow.segment import segment_folder
+from sam2flow.worker import segment_in_worker, worker_address
+
+from conftest import listed_in_troubleshooting
+
+MODEL = ModelOptions(weights="random", image_size=64, device="cpu")
+QUIET = GuardConfig(monitoring=False, adaptive_batch_size=False)
+#: What differs between two runs of one batch: time, and memory measured in a process
+#: whose history differs.
+VOLATILE = {"seconds", "frames_per_second", "host_peak_rss_bytes", "snapshots", "attempts"}
+
+
+@pytest.fixture(scope="module")
+def batches(tmp_path_factory, synthetic_video):
+    root = tmp_path_factory.mktemp("group")
+    extract_batches(synthetic_video, root, batch_size=20)
+    return root
+
+
+def call(batches, name, out, **extra):
+    return (
+        dict(
+            frames_dir=batches / name,
+            out_dir=out / name,
+            prompt=PromptOptions(points="40,60"),
+            model=MODEL,
+            memory=QUIET,
+            video="v",
+            batch=name,
+            threads=1,
+        )
+        | extra
+    )
+
+
+def steady(record: dict) -> dict:
+    attempts = [{k: a[k] for k in ("level", "chunk_size", "outcome")} for a in record["attempts"]]
+    return {k: v for k, v in record.items() if k not in VOLATILE} | {"attempts": attempts}
+
+
+def test_a_group_of_three_builds_the_model_once_and_writes_what_three_jobs_write(
+    batches, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO)
+    address = worker_address("segment_v_0000", MODEL, tmp_path)
+    names = ["0000", "0001", "0002"]
+    grouped = [segment_in_worker(address, 30, **call(batches, n, tmp_path / "w")) for n in names]
+    said = [m for m in caplog.messages if m.startswith("segmented in the group's worker")]
+    assert [m.split(": ", 1)[1] for m in said] == [
+        f"its batch {i}, the model built 1 time(s) there" for i in (1, 2, 3)
+    ]
+    assert len({m.split("pid ")[1].split(")")[0] for m in said}) == 1  # one process
+    for name, record in zip(names, grouped, strict=True):
+        alone = segment_folder(**call(batches, name, tmp_path / "alone"))
+        assert steady(record) == steady(alone)
+        assert json.loads((tmp_path / "w" / name / "memory.json").read_text())["batch"] == name
+        for file in ("masks.npz", "frames.csv"):
+            assert (tmp_path / "w" / name / file).read_bytes() == (
+                tmp_path / "alone" / name / file
+            ).read_bytes()
+
+
+def test_the_workers_log_lines_are_the_jobs(batches, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    address = worker_address("logs", MODEL, tmp_path)
+    segment_in_worker(address, 30, **call(batches, "0001", tmp_path))
+    mine = [r for r in caplog.records if r.name.startswith("sam2flow.segment")]
+    assert any("batch 0001" in r.getMessage() for r in mine), caplog.messages
+
+
+def test_a_batchs_error_is_its_jobs_and_the_worker_serves_the_next(batches, tmp_path):
+    address = worker_address("errors", MODEL, tmp_path)
+    with pytest.raises(UserError) as remote:
+        segment_in_worker(address, 30, **call(batches, "0009", tmp_path))
+    with pytest.raises(UserError) as local:
+        segment_folder(**call(batches, "0009", tmp_path))
+    assert str(remote.value) == str(local.value)
+    assert segment_in_worker(address, 30, **call(batches, "0000", tmp_path))["status"] == "ok"
+
+
+def test_the_jobs_oom_hook_reaches_the_worker_and_leaves_with_its_batch(
+    batches, tmp_path, monkeypatch
+):
+    address = worker_address("hook", MODEL, tmp_path)
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=10")
+    memory = GuardConfig(monitoring=False, adaptive_batch_size=False, min_chunk=10)
+    hooked = segment_in_worker(address, 30, **call(batches, "0000", tmp_path, memory=memory))
+    assert hooked["status"] == "recovered"
+    monkeypatch.delenv("SAM2FLOW_INJECT_OOM")
+    plain = segment_in_worker(address, 30, **call(batches, "0001", tmp_path, memory=memory))
+    assert plain["status"] == "ok"
+
+
+def test_a_worker_that_was_killed_is_started_again(batches, tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    address = worker_address("killed", MODEL, tmp_path)
+    segment_in_worker(address, 30, **call(batches, "0000", tmp_path))
+    first = int(caplog.messages[-1].split("pid ")[1].split(")")[0])
+    os.kill(first, signal.SIGKILL)
+    process = psutil.Process(first)
+    while process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
+        time.sleep(0.05)  # the kernel closes its socket as it dies
+    segment_in_worker(address, 30, **call(batches, "0001", tmp_path))
+    second = int(caplog.messages[-1].split("pid ")[1].split(")")[0])
+    assert second != first
+
+
+def test_a_worker_that_ends_while_it_holds_the_batch_fails_the_job_as_out_of_memory(tmp_path):
+    """A stand-in worker that takes the job, then ends: the job learns it as a worker
+    lost mid-batch (exit 3, so the retry asks for more memory)."""
+    import socket
+    import threading
+    from multiprocessing.connection import Connection
+
+    from sam2flow import worker
+
+    address = worker_address("lost", MODEL, tmp_path)
+    worker._private_folder(address.parent)
+    address.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(address))
+    listener.listen()
+
+    def take_and_die():
+        sock, _ = listener.accept()
+        conn = Connection(sock.detach())
+        conn.send(worker.HELLO)
+        conn.recv()
+        conn.close()
+
+    thread = threading.Thread(target=take_and_die)
+    thread.start()
+    with pytest.raises(MemoryError) as info:
+        segment_in_worker(address, 30, **call(tmp_path, "0000", tmp_path))
+    thread.join()
+    listener.close()
+    address.unlink()
+    message = str(info.value)
+    assert message == (
+        "the group's worker ended while segmenting (EOFError); out of host memory? "
+        f"(its log: {address}.log)"
+    )
+    listed_in_troubleshooting(message)
+
+
+def test_a_worker_that_cannot_listen_is_named_with_its_log(tmp_path, monkeypatch):
+    from sam2flow import worker
+
+    monkeypatch.setattr(worker, "START_SECONDS", 3)
+    folder = tmp_path / ("x" * 120)  # longer than a Unix socket's path may be
+    folder.mkdir(mode=0o700)
+    address = folder / "w.sock"
+    with pytest.raises(UserError) as info:
+        segment_in_worker(address, 5, **call(tmp_path, "0000", tmp_path))
+    message = str(info.value)
+    assert message.startswith(f"the group's worker did not start within 3 s: {address}.log: ")
+    assert "AF_UNIX path too long" in (folder / "w.sock.log").read_text()
+    listed_in_troubleshooting(message)
+
+
+def test_a_socket_folder_open_to_others_is_refused(tmp_path):
+    folder = tmp_path / "open"
+    folder.mkdir()
+    folder.chmod(0o755)
+    with pytest.raises(UserError) as info:
+        segment_in_worker(folder / "w.sock", 5, **call(tmp_path, "0000", tmp_path))
+    assert str(info.value) == (
+        f"the worker folder belongs to someone else or is open to others: {folder}: "
+        "remove it, or set TMPDIR to a folder of your own"
+    )
+    listed_in_troubleshooting(str(info.value))
+
+
+def test_only_grouped_batches_go_to_a_worker_one_per_group_and_cluster_job(batches, monkeypatch):
+    from sam2flow.worker import group_worker
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    assert group_worker(batches, "v", "0001", 1, MODEL) is None
+    first, second, third = (
+        group_worker(batches, "v", b, 2, MODEL) for b in ("0000", "0001", "0002")
+    )
+    assert first == second != third  # groups 0000-0001 and 0002
+    assert group_worker(batches, "w", "0000", 2, MODEL) != first  # another video
+    monkeypatch.setenv("SLURM_JOB_ID", "41")
+    assert group_worker(batches, "v", "0000", 2, MODEL) != first  # another cluster job
