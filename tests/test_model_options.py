@@ -229,3 +229,25 @@ def test_options_from_the_command_line():
     )
     plain = build_parser().parse_args("segment --frames f --out o --point 1,2".split())
     assert ModelOptions.from_args(plain) == ModelOptions()
+
+
+def test_a_registry_checkpoint_is_downloaded_with_the_sha256_asked_for(checkpoint_server, tmp_path):
+    url, _, sha = checkpoint_server
+    with pytest.raises(UserError, match="sha256 mismatch"):
+        resolve_checkpoint(
+            "auto", "sam2.1_hiera_tiny", tmp_path, f"{url}/sam2.1_hiera_tiny.pt", "0" * 64
+        )
+    got = resolve_checkpoint(
+        "auto", "sam2.1_hiera_tiny", tmp_path, f"{url}/sam2.1_hiera_tiny.pt", sha
+    )
+    assert got == tmp_path / "sam2.1_hiera_tiny.pt"
+
+
+def test_a_checkpoint_that_would_run_code_when_loaded_is_refused(tmp_path):
+    from fractions import Fraction
+
+    path = tmp_path / "odd.pt"
+    torch.save({"model": {"w": torch.ones(1)}, "note": Fraction(1, 2)}, path)
+    with pytest.raises(UserError) as info:
+        load_state_dict(path)
+    assert str(info.value).startswith("not a readable PyTorch checkpoint (UnpicklingError): ")

@@ -411,3 +411,226 @@ def test_a_video_named_na_keeps_its_name_in_the_summary_csv(tmp_path):
     summary_table([record(video="NA", batch="0000")]).to_csv(tmp_path / "s.csv", index=False)
     table = read_summary(tmp_path / "s.csv")
     assert table["video"].tolist() == ["NA"] and pd.isna(table.loc[0, "skip_reason"])
+
+
+def test_a_missing_batch_and_a_video_never_extracted_have_rows_of_their_own(tmp_path):
+    empty = dict.fromkeys(SUMMARY_COLUMNS)
+    zeros = {"ok": 0, "skipped_oom": 0, "no_prompt": 0, "empty": 0}
+    assert missing_row("v", "0001", 40, 59, "did not run") == empty | zeros | {
+        "video": "v",
+        "batch": "0001",
+        "first_frame": 40,
+        "last_frame": 59,
+        "status": "missing",
+        "frames": 20,
+        "attempts": 0,
+        "levels": "",
+        "skip_reason": "did not run",
+        "missing": 20,
+    }
+    (tmp_path / "extract_frames").mkdir()
+    (tmp_path / "extract_frames" / "w.log").write_text(
+        "2026-12-05 10:00:00,1 ERROR sam2flow: video not found: w.mp4: check the path\n"
+    )
+    assert report._extraction_failed("w", tmp_path) == empty | {
+        "video": "w",
+        "batch": "",
+        "status": "missing",
+        "attempts": 0,
+        "levels": "",
+        "skip_reason": "frames not extracted: video not found: w.mp4: check the path "
+        f"(log: {tmp_path / 'extract_frames' / 'w.log'})",
+    }
+
+
+def test_an_html_table_in_full():
+    frame = pd.DataFrame({"video": ["a<b", None], "n": [1, 2]})
+    assert report._table(frame) == (
+        '<table border="1" class="dataframe">\n  <thead>\n    <tr style="text-align: right;">'
+        "\n      <th>video</th>\n      <th>n</th>\n    </tr>\n  </thead>\n  <tbody>\n    <tr>"
+        "\n      <td>a&lt;b</td>\n      <td>1</td>\n    </tr>\n    <tr>\n      <td></td>\n"
+        "      <td>2</td>\n    </tr>\n  </tbody>\n</table>"
+    )
+
+
+def test_text_columns_of_the_summary_csv_stay_text(tmp_path):
+    rows = [record(video="NA", batch="0001", skip_reason="NA", video_warning="null")]
+    summary_table(rows).to_csv(tmp_path / "s.csv", index=False)
+    table = read_summary(tmp_path / "s.csv")
+    assert table.loc[0, ["video", "batch", "skip_reason", "video_warning"]].tolist() == [
+        "NA",
+        "0001",
+        "NA",
+        "null",
+    ]
+
+
+@pytest.mark.parametrize(("problems", "more"), [(10, None), (11, "... and 1 more problems")])
+def test_the_console_shows_ten_problems_before_counting(problems, more):
+    rows = [summary_row(record())] + [  # and the video never extracted: one more problem
+        missing_row("v", f"{i:04d}", 40 * i, 40 * i + 39, "x") for i in range(1, problems)
+    ]
+    lines = summary_lines(summary_table_from_rows(rows), videos=["v", "never"])
+    assert lines[0] == "2 videos: 1 failed, 1 incomplete"
+    assert lines[2] == "never: no batch record: see logs/extract_frames/never.log"
+    assert len(lines) == 2 + 10 + (more is not None)
+    assert (lines[-1].startswith("... and") and more in lines[-1]) or more is None
+
+
+def test_one_batch_and_one_frame_slot_are_said_in_the_singular():
+    html = page([summary_row(record(frames=1, frame_status={"ok": 1}))])
+    assert "<p>1 video: 1 done.<br>1 batch: 1 ok.<br>1 frame slot: 1 ok.</p>" in html
+
+
+@pytest.mark.parametrize(
+    ("attempts", "skipped", "listed"), [(1, 0, False), (2, 0, True), (1, 1, True)]
+)
+def test_the_detail_lists_batches_that_needed_more_than_one_attempt_or_skipped(
+    attempts, skipped, listed
+):
+    row = summary_row(
+        record(
+            batch="0042",
+            attempts=[{"level": "whole", "peak_allocated_bytes": 2048}] * attempts,
+            frame_status={"ok": 40 - skipped, "skipped_oom": skipped},
+        )
+    )
+    detail = page([row]).split("Batches that needed more than one attempt")[1]
+    detail = detail.split("Skipped frame ranges")[0]
+    assert ("<td>0042</td>" in detail) is listed
+    assert ("<td>2.0 KiB</td>" in detail) is listed  # bytes in units
+    assert ("Every batch ran whole." in detail) is not listed
+
+
+def test_written_tables_have_no_index_column_and_the_skipped_list_is_tab_separated(tmp_path):
+    from test_report import write
+
+    skipped = record(
+        batch="0001",
+        first=40,
+        status="skipped",
+        frame_status={"ok": 30, "skipped_oom": 10},
+        skipped_ranges=[[60, 69]],
+        skip_reasons=["oom"],
+    )
+    summary, page_ = write(tmp_path, [skipped, record()])
+    assert list(summary.columns) == SUMMARY_COLUMNS
+    assert summary["first_frame"].tolist() == [0, 40]
+    assert (tmp_path / "k.tsv").read_text().splitlines() == [
+        "\t".join(report.SKIPPED_COLUMNS),
+        "v\t0001\t60\t69\t10\toom\t0",
+    ]
+    assert "PARTIAL" not in page_
+
+
+def test_a_partial_summary_reads_job_logs_from_logs_and_keeps_every_skipped_range(
+    tmp_path, monkeypatch
+):
+    monkeypatch.chdir(tmp_path)
+    results = tmp_path / "results"
+    for batch, first in (("0000", 0), ("0001", 40)):
+        folder = results / "v" / "batches" / batch
+        folder.mkdir(parents=True)
+        r = record(batch=batch, first=first, status="skipped", skipped_ranges=[[first, first]])
+        r["skip_reasons"] = [f"oom {batch}"]
+        (folder / "memory.json").write_text(json.dumps(r))
+    damaged = results / "v" / "batches" / "0002"
+    damaged.mkdir()
+    (damaged / "memory.json").write_text("{")
+    (tmp_path / "logs" / "segment_batch" / "v").mkdir(parents=True)
+    (tmp_path / "logs" / "segment_batch" / "v" / "0003.log").write_text(
+        "2026-12-05 10:00:00,1 ERROR sam2flow: frames gone: f: extract again\n"
+    )
+
+    def read(path):  # records shaped for the report only: the schema is not the point here
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            raise UserError("batch record is damaged", path, "segment it again") from None
+
+    monkeypatch.setattr(report, "read_record", read)
+    plan = {"v": {"0000": [0, 39], "0001": [40, 79], "0002": [80, 119], "0003": [120, 159]}}
+    summary = report.write_partial_summary("results", plan)
+    for path in results.glob("*/batches/*/memory.json"):
+        path.unlink()  # the suite checks every memory.json left
+    reasons = dict(zip(summary["batch"], summary["skip_reason"], strict=True))
+    assert reasons["0002"] == (
+        "batch record is damaged: results/v/batches/0002/memory.json: segment it again"
+    )
+    assert reasons["0003"] == "frames gone: f: extract again (log: logs/segment_batch/v/0003.log)"
+    lines = (results / "skipped.tsv").read_text().splitlines()
+    assert lines[0] == "\t".join(report.SKIPPED_COLUMNS)
+    assert [line.split("\t")[5] for line in lines[1:]] == ["oom 0000", "oom 0001"]
+    assert "PARTIAL" in (results / "memory_report.html").read_text()
+
+
+def test_the_ladder_counts_every_batch_at_its_last_level():
+    rows = [
+        gpu_record(batch="0000"),
+        gpu_record(batch="0001", first=40),
+        record(batch="0002", first=80, attempts=[{"level": "whole"}, {"level": "offload"}]),
+        record(batch="0003", first=120, status="skipped"),
+        record(batch="0004", first=160, status="skipped"),
+    ]
+    levels, _ = ladder_figure(summary_table(rows)).axes
+    bars = [p.get_height() for p in levels.patches]
+    assert bars == [0, 2, 1, 0, 2]  # whole, chunked, offload, cpu, skipped
+
+
+def test_exactly_few_batches_are_still_bars_and_the_cap_is_across_them():
+    rows = [gpu_record(batch=f"{i:04d}", first=40 * i) for i in range(FEW_BATCHES)]
+    rows[0] = gpu_record(attempts=[], frames_per_second=None)  # never ran: a bar of 0
+    summary = summary_table(rows)
+    ax = memory_figure(summary).axes[0]
+    assert len(ax.patches) == FEW_BATCHES and ax.patches[0].get_height() == 0
+    (cap,) = ax.lines
+    assert list(cap.get_ydata()) == [10.0, 10.0]  # horizontal
+    ax = throughput_figure(summary).axes[0]
+    assert len(ax.patches) == FEW_BATCHES and ax.patches[0].get_height() == 0
+
+
+def test_a_machine_total_four_times_the_peak_is_still_drawn():
+    rss = 900 * 2**20
+    near = [record(snapshots=[{"host_rss": rss, "total": 4 * rss}])]
+    assert len(memory_figure(summary_table(near)).axes[0].lines) == 1
+    far = [record(snapshots=[{"host_rss": rss, "total": 4 * rss + 2**20}])]
+    assert len(memory_figure(summary_table(far)).axes[0].lines) == 0
+
+
+def test_at_most_thirty_videos_get_a_box_and_outliers_show():
+    rows = [
+        gpu_record(video=f"v{k:02d}", batch=f"{i:04d}", first=40 * i)
+        for k in range(31)
+        for i in range(2)
+    ]
+    rows[0]["attempts"] = [{"level": "whole", "peak_allocated_bytes": 50 * GIB}]
+    ax = memory_figure(summary_table(rows)).axes[0]
+    assert [t.get_text() for t in ax.get_yticklabels()] == [f"v{k:02d}" for k in range(30)]
+    assert any(len(line.get_xdata()) and 50.0 in line.get_xdata() for line in ax.lines)
+
+
+def test_the_plots_look_as_the_report_was_designed():
+    """Sizes, colours and type sizes of the three plots, as in docs/report-*.png."""
+    from matplotlib.colors import to_hex
+
+    summary = few_gpu_batches()
+    memory, throughput, ladder = (
+        f(summary) for f in (memory_figure, throughput_figure, ladder_figure)
+    )
+    assert [tuple(f.get_size_inches()) for f in (memory, throughput, ladder)] == [
+        (8, 3.2),
+        (8, 2.8),
+        (8, 2.8),
+    ]
+    ax = memory.axes[0]
+    assert to_hex(ax.patches[0].get_facecolor()) == "#4c72b0"
+    assert [c.get_label() for c in ax.containers] == ["peak"]
+    assert to_hex(ax.lines[0].get_color()) == "#ff0000"
+    assert ax.get_legend().get_texts()[0].get_fontsize() == 7
+    ticks = ax.get_xticklabels()
+    assert {(t.get_rotation(), t.get_fontsize()) for t in ticks} == {(90, 7)}
+    assert to_hex(throughput.axes[0].patches[0].get_facecolor()) == "#55a868"
+    a1, a2 = ladder.axes
+    assert to_hex(a1.patches[0].get_facecolor()) == "#dd8452"
+    assert to_hex(a2.patches[0].get_facecolor()) == "#8172b2"
+    assert a1.get_position().x1 < a2.get_position().x0  # side by side

@@ -172,3 +172,30 @@ def test_a_chosen_files_own_h5_twin_is_not_reported_as_passed_over(tmp_path):
         (tmp_path / name).write_bytes(b"x")
     table, notes = sheet_for([tmp_path / "a.mp4"], sorted(tmp_path.glob("a*")))
     assert table.loc[0, "prompts"] == str(tmp_path / "aDLC_x.csv") and notes == []
+
+
+def test_cells_are_text_as_written_numbers_too(tmp_path):
+    path = sheet(tmp_path, "video\tpath\tprompt_frame\tpoints\n001\t007.mp4\t05\t1,2\n")
+    row = read_sample_sheet(path).loc["001"]
+    assert (row["video"], row["path"], row["prompt_frame"]) == ("001", "007.mp4", "05")
+
+
+def test_a_sheet_that_is_not_utf8_names_the_byte_and_the_fix(tmp_path):
+    path = tmp_path / "videos.tsv"
+    path.write_bytes(b"video\tpath\nv\t\xff.mp4\n")
+    with pytest.raises(UserError) as info:
+        read_sample_sheet(path)
+    assert str(info.value) == (
+        "cannot read the sample sheet ('utf-8' codec can't decode byte 0xff in position 13: "
+        f"invalid start byte): {path}: save it as TSV (UTF-8)"
+    )
+
+
+def test_a_bad_cell_whose_parser_does_not_quote_it_is_quoted_with_the_reason(tmp_path):
+    path = sheet(tmp_path, "video\tpath\tpoints\nv\ta.mp4\t1,2,1;3\n")
+    with pytest.raises(UserError) as info:
+        read_sample_sheet(path)
+    assert str(info.value) == (
+        f"row 2, column points: '1,2,1;3': point '3' must be X,Y or X,Y,LABEL: {path}: "
+        "fix that cell"
+    )
