@@ -64,3 +64,11 @@ def test_deeplabcut_points_give_own_prompts_where_a_batch_has_usable_points(tmp_
     # a DeepLabCut file wins over points given beside it, as in prompt_for_batch
     both = PromptOptions(prompts_file=dlc, points="1,2")
     assert own_prompt_batches(BATCHES, both) == {"0000", "0002"}
+
+
+@pytest.mark.parametrize(("frame", "own"), [(9, {"0000"}), (10, {"0001"}), (39, {"0003"})])
+def test_a_point_on_a_batchs_last_or_first_frame_is_that_batchs(tmp_path, frame, own):
+    from test_alignment import dlc_file
+
+    dlc = dlc_file(tmp_path / "p.csv", 40, {frame: 0.9}, 1)
+    assert own_prompt_batches(BATCHES, PromptOptions(prompts_file=dlc)) == own

@@ -251,3 +251,11 @@ def test_a_checkpoint_that_would_run_code_when_loaded_is_refused(tmp_path):
     with pytest.raises(UserError) as info:
         load_state_dict(path)
     assert str(info.value).startswith("not a readable PyTorch checkpoint (UnpicklingError): ")
+
+
+def test_an_unknown_model_is_one_line_listing_the_known_ones():
+    from sam2flow.models import model_spec
+
+    with pytest.raises(UserError) as info:
+        model_spec("sam3")
+    assert str(info.value) == "unknown model 'sam3': use one of: " + ", ".join(sorted(MODELS))

@@ -634,3 +634,36 @@ def test_the_plots_look_as_the_report_was_designed():
     assert to_hex(a1.patches[0].get_facecolor()) == "#dd8452"
     assert to_hex(a2.patches[0].get_facecolor()) == "#8172b2"
     assert a1.get_position().x1 < a2.get_position().x0  # side by side
+
+
+def test_videos_of_one_state_are_in_name_order_and_unknown_figures_stay_empty():
+    quiet = {"snapshots": [], "seconds": 0.0}
+    rows = [
+        summary_row(record(video="b", video_warning="short", **quiet)),
+        summary_row(record(video="b", batch="0001", first=40, video_warning="cut", **quiet)),
+        summary_row(record(video="a")),
+    ]
+    a, b = overview_of(rows)
+    assert (a["video"], b["video"]) == ("a", "b")
+    assert b["note"] == "cut; short"
+    assert all(pd.isna(b[k]) for k in ("peak_bytes", "limit_bytes", "frames_per_second"))
+    assert (a["peak_bytes"], a["limit_bytes"]) == (900 * 2**20, 24 * GIB)
+
+
+def test_a_gpu_video_without_a_cap_is_measured_against_the_whole_gpu():
+    (row,) = overview_of([summary_row(gpu_record(memory_cap_bytes=None))])
+    assert row["limit_bytes"] == 16 * GIB
+
+
+def test_a_warning_is_one_problem_and_nothing_is_no_count():
+    summary = summary_table([record(video_warning="short")])
+    assert report.problems(summary, video_overview(summary)) == ["v: short"]
+    assert report.in_words({}, "video", "videos") == "0 videos"
+
+
+def test_a_video_never_extracted_is_no_batch_when_read_back_from_the_csv(tmp_path):
+    rows = [summary_row(record(video="001")), report._extraction_failed("w", tmp_path)]
+    summary_table_from_rows(rows).to_csv(tmp_path / "s.csv", index=False)
+    table = read_summary(tmp_path / "s.csv")
+    assert table["video"].tolist() == ["001", "w"]
+    assert summary_lines(table)[:2] == ["2 videos: 1 failed, 1 done", "1 batch: 1 ok"]

@@ -199,3 +199,12 @@ def test_a_bad_cell_whose_parser_does_not_quote_it_is_quoted_with_the_reason(tmp
         f"row 2, column points: '1,2,1;3': point '3' must be X,Y or X,Y,LABEL: {path}: "
         "fix that cell"
     )
+
+
+def test_capitals_and_leading_letters_stay_in_names(tmp_path):
+    taken: set[str] = set()
+    assert [video_name(tmp_path / n, taken) for n in ("Mouse1.mp4", "Xa.mp4", "-.Z.mp4")] == [
+        "Mouse1",
+        "Xa",
+        "Z",
+    ]
