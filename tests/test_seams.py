@@ -43,8 +43,18 @@ def first_half(bedroom_batches, tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="module")
+def carried_half(bedroom_batches, first_half, tmp_path_factory):
+    """The batch of frames 50-99, carried from ``first_half``: the batch seam."""
+    out = tmp_path_factory.mktemp("b1")
+    record = segment(
+        bedroom_batches / "by50" / "0001", out, carry_from=first_half / "masks.npz", **CLICK
+    )
+    return out, record
+
+
 def test_batch_seam_equals_chunk_seam_bit_for_bit(
-    bedroom_batches, first_half, tmp_path, monkeypatch
+    bedroom_batches, first_half, carried_half, tmp_path, monkeypatch
 ):
     root = bedroom_batches
     monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=60")
@@ -53,13 +63,11 @@ def test_batch_seam_equals_chunk_seam_bit_for_bit(
     assert whole["status"] == "recovered"
     assert [a["chunk_size"] for a in whole["attempts"] if a["outcome"] == "ok"] == [50, 50]
 
-    second = segment(
-        root / "by50" / "0001", tmp_path / "b1", carry_from=first_half / "masks.npz", **CLICK
-    )
+    out, second = carried_half
     assert second["prompt_frame"] == 49  # the frame the carried masks belong to
     frames, _, chunked = load_masks(tmp_path / "chunked" / "masks.npz")
     _, _, first = load_masks(first_half / "masks.npz")
-    f1, _, second_half = load_masks(tmp_path / "b1" / "masks.npz")
+    f1, _, second_half = load_masks(out / "masks.npz")
     assert frames.tolist() == list(range(100)) and f1.tolist() == list(range(50, 100))
     assert chunked[:50].any(), "the click segmented nothing: the comparison would be empty"
     np.testing.assert_array_equal(chunked, np.concatenate([first, second_half]))
@@ -132,7 +140,7 @@ def test_a_clean_rerun_after_a_history_of_ooms_gives_the_whole_batchs_masks(
 
 
 def test_a_carried_batch_equals_stock_sam2_started_from_the_previous_masks(
-    bedroom_batches, first_half, tmp_path
+    bedroom_batches, first_half, carried_half, tmp_path
 ):
     """An oracle that shares no sam2flow code with the carry: batch 0001 (frames 50-99),
     carried from batch 0000, against stock SAM 2's own ``init_state`` on frames 49-99 with
@@ -142,12 +150,7 @@ def test_a_carried_batch_equals_stock_sam2_started_from_the_previous_masks(
 
     from sam2flow.models import build_model
 
-    carried = segment(
-        bedroom_batches / "by50" / "0001",
-        tmp_path / "b1",
-        carry_from=first_half / "masks.npz",
-        **CLICK,
-    )
+    out, carried = carried_half
     assert carried["status"] == "ok"
     with np.load(first_half / "masks.npz") as data:
         assert data["frames"][-1] == 49 and data["object_ids"].tolist() == [1]
@@ -167,6 +170,6 @@ def test_a_carried_batch_equals_stock_sam2_started_from_the_previous_masks(
             i: (logits[0, 0] > 0).cpu().numpy()
             for i, _, logits in predictor.propagate_in_video(state)
         }
-    frames, _, ours = load_masks(tmp_path / "b1" / "masks.npz")
+    frames, _, ours = load_masks(out / "masks.npz")
     assert frames.tolist() == list(range(50, 100))
     np.testing.assert_array_equal(ours[:, 0], np.stack([stock[i] for i in range(1, 51)]))

@@ -30,7 +30,7 @@ VOLATILE = {"seconds", "frames_per_second", "host_peak_rss_bytes", "snapshots", 
 @pytest.fixture(scope="module")
 def batches(tmp_path_factory, synthetic_video):
     root = tmp_path_factory.mktemp("group")
-    extract_batches(synthetic_video, root, batch_size=20)
+    extract_batches(synthetic_video, root, batch_size=10)
     return root
 
 
@@ -99,8 +99,8 @@ def test_the_jobs_oom_hook_reaches_the_worker_and_leaves_with_its_batch(
     batches, tmp_path, monkeypatch
 ):
     address = worker_address("hook", MODEL, tmp_path)
-    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=10")
-    memory = GuardConfig(monitoring=False, adaptive_batch_size=False, min_chunk=10)
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=5")
+    memory = GuardConfig(monitoring=False, adaptive_batch_size=False, min_chunk=5)
     hooked = segment_in_worker(address, 30, **call(batches, "0000", tmp_path, memory=memory))
     assert hooked["status"] == "recovered"
     monkeypatch.delenv("SAM2FLOW_INJECT_OOM")
