@@ -164,3 +164,17 @@ def test_masks_are_kept_in_an_unnamed_file_and_streamed_out_in_pieces(tmp_path):
         masks = np.unpackbits(packed, axis=-1, count=12 * 16).reshape(3, 2, 12, 16)
         assert np.array_equal(masks.astype(bool), expected)
     assert np.array_equal(store.packed, packed)
+
+
+def test_a_mask_is_stored_in_the_callers_thread_when_no_thread_can_start(store, monkeypatch):
+    """Near the host's memory limit, starting the store's thread can fail: the frame is
+    stored where it is, not lost."""
+
+    def no_thread(*args, **kwargs):
+        raise RuntimeError("can't start new thread")
+
+    monkeypatch.setattr(store._pool, "submit", no_thread)
+    logits = logits_with([(2, 1, 5, 3), (0, 0, 15, 11)])
+    store.put(12, logits)
+    assert np.array_equal(store.mask(12, 1), (logits[1, 0] > 0).numpy())
+    assert store.status[2].tolist() != ["", ""]

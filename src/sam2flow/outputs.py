@@ -97,7 +97,11 @@ class MaskStore:
         i = self.index[int(frame)]
         masks = (logits[:, 0] > 0).cpu().numpy()
         strided = logits[:, 0, ::4, ::4].float().cpu().numpy()
-        self._pending.append(self._pool.submit(self._store, i, masks, strided))
+        try:
+            self._pending.append(self._pool.submit(self._store, i, masks, strided))
+        except RuntimeError:  # "can't start new thread": the host is out of memory
+            self._store(i, masks, strided)  # so this frame is stored here, and not lost
+            return
         # Frames that arrive faster than they are packed wait here: without a bound, their
         # unpacked masks piled up and host memory grew with the batch's length.
         while len(self._pending) > MAX_BACKLOG:

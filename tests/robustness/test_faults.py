@@ -142,7 +142,11 @@ def test_real_cpu_oom_in_the_segmentation_process(tmp_path, synthetic_frames):
     assert out.returncode == 0, out.stderr[-3000:]
     record = json.loads(out.stdout.strip().splitlines()[-1])
     assert record["status"] == "skipped"
-    assert record["frame_status"] == {"skipped_oom": 60}
+    # Most runs skip every frame; where the allocator freed enough after a failure, a
+    # smaller chunk may have fitted: its frames are ok, and every slot is accounted for.
+    counts = record["frame_status"]
+    assert counts["skipped_oom"] >= 1 and set(counts) <= {"ok", "empty", "skipped_oom"}
+    assert sum(counts.values()) == 60
     assert "allocate" in record["skip_reason"] or "memory" in record["skip_reason"].lower()
     assert (tmp_path / "out" / "memory.json").is_file() and (
         tmp_path / "out" / "masks.npz"
