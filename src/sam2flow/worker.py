@@ -60,12 +60,17 @@ def worker_address(group: str, model: object, workdir: str | Path = ".") -> Path
 
 
 def group_worker(
-    frames_root: str | Path, video: str, batch: str, group_batches: int, model: object
+    frames_root: str | Path,
+    video: str,
+    batch: str,
+    group_batches: int,
+    model: object,
+    group_process: bool = True,
 ) -> Path | None:
     """The worker a batch job hands its batch to, or ``None`` to segment in its own
-    process: batches are grouped (``group_batches`` > 1) and its group is named from the
-    extraction's manifest. Within a cluster job (``SLURM_JOB_ID``) the group's batches
-    share one worker; two group jobs never do.
+    process: batches are grouped (``group_batches`` > 1, config ``group_process``) and its
+    group is named from the extraction's manifest. Within a cluster job (``SLURM_JOB_ID``)
+    the group's batches share one worker; two group jobs never do.
 
     >>> group_worker("frames", "v", "0003", 1, "tiny") is None
     True
@@ -73,7 +78,7 @@ def group_worker(
     from .frame_folders import read_manifest
     from .plan.grouping import group_name
 
-    if group_batches <= 1:
+    if group_batches <= 1 or not group_process:
         return None
     names = sorted(read_manifest(frames_root).batches)
     group = group_name(batch, names, group_batches)

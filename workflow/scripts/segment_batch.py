@@ -30,8 +30,14 @@ def main():
         fail_on_skip=memory.get("fail_on_skip", False),
         threads=snakemake.threads,
     )
-    size = config["group_batches"] if config.get("group_process", True) else 1
-    worker = group_worker(snakemake.input.frames, wildcards.video, wildcards.batch, size, model)
+    worker = group_worker(
+        snakemake.input.frames,
+        wildcards.video,
+        wildcards.batch,
+        config["group_batches"],
+        model,
+        config.get("group_process", True),
+    )
     return segment_in_worker(worker, **call) if worker else segment_folder(**call)
 
 
