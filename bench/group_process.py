@@ -69,6 +69,7 @@ def main() -> None:
             segment_in_worker(
                 address,
                 30,
+                last=name == names[-1],
                 frames_dir=tmp / "frames" / name,
                 out_dir=tmp / "worker" / name,
                 prompt=PromptOptions(points=CLICK),

@@ -193,10 +193,25 @@ def test_only_grouped_batches_go_to_a_worker_one_per_group_and_cluster_job(batch
 
     monkeypatch.delenv("SLURM_JOB_ID", raising=False)
     assert group_worker(batches, "v", "0001", 1, MODEL) is None
+    assert group_worker(batches, "v", "0001", 2, MODEL, group_process=False) is None
     first, second, third = (
         group_worker(batches, "v", b, 2, MODEL) for b in ("0000", "0001", "0002")
     )
-    assert first == second != third  # groups 0000-0001 and 0002
-    assert group_worker(batches, "w", "0000", 2, MODEL) != first  # another video
+    assert first.address == second.address != third.address  # groups 0000-0001 and 0002
+    assert (first.last, second.last) == (False, True)
+    assert group_worker(batches, "w", "0000", 2, MODEL).address != first.address  # video
     monkeypatch.setenv("SLURM_JOB_ID", "41")
-    assert group_worker(batches, "v", "0000", 2, MODEL) != first  # another cluster job
+    assert group_worker(batches, "v", "0000", 2, MODEL).address != first.address  # job
+
+
+def test_the_worker_ends_after_its_groups_last_batch(batches, tmp_path, caplog):
+    """It gives back the model's memory at once, not after its idle time (here 300 s)."""
+    caplog.set_level(logging.INFO)
+    address = worker_address("last", MODEL, tmp_path)
+    segment_in_worker(address, 300, **call(batches, "0000", tmp_path))
+    segment_in_worker(address, 300, last=True, **call(batches, "0001", tmp_path))
+    pids = {int(m.split("pid ")[1].split(")")[0]) for m in caplog.messages if "pid " in m}
+    assert len(pids) == 1
+    process = psutil.Process(pids.pop())
+    assert process.wait(timeout=30) == 0
+    assert not address.exists()

@@ -7,8 +7,9 @@ the group hands its ``segment_folder`` call to it over a Unix socket in a folder
 user can enter, then waits: the job still owns its outputs, its log and its exit status,
 so a batch's failure fails that job only, and a rerun of one batch is that batch's job.
 The batches of a group run one after the other (``plan.grouping``), so the worker runs
-one request at a time. It ends after ``idle`` seconds without a request (and with the
-cluster job that started it); a worker that died is started again by the next batch.
+one request at a time. It ends after the group's last batch, or after ``idle`` seconds
+without a request (a group whose last batch needs no redoing), and with the cluster job
+that started it; a worker that died is started again by the next batch.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import sys
 import tempfile
 import time
 import traceback
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from pathlib import Path
 
@@ -59,6 +61,15 @@ def worker_address(group: str, model: object, workdir: str | Path = ".") -> Path
     return Path(tempfile.gettempdir()) / f"sam2flow-{os.getuid()}" / f"{digest}.sock"
 
 
+@dataclass(frozen=True)
+class GroupWorker:
+    """Where a batch job finds its group's worker, and whether its batch is the group's
+    last (the worker ends after it, giving back the model's memory at once)."""
+
+    address: Path
+    last: bool
+
+
 def group_worker(
     frames_root: str | Path,
     video: str,
@@ -66,7 +77,7 @@ def group_worker(
     group_batches: int,
     model: object,
     group_process: bool = True,
-) -> Path | None:
+) -> GroupWorker | None:
     """The worker a batch job hands its batch to, or ``None`` to segment in its own
     process: batches are grouped (``group_batches`` > 1, config ``group_process``) and its
     group is named from the extraction's manifest. Within a cluster job (``SLURM_JOB_ID``)
@@ -76,14 +87,17 @@ def group_worker(
     True
     """
     from .frame_folders import read_manifest
-    from .plan.grouping import group_name
+    from .plan.grouping import group_last, group_name
 
     if group_batches <= 1 or not group_process:
         return None
     names = sorted(read_manifest(frames_root).batches)
     group = group_name(batch, names, group_batches)
     job = os.environ.get("SLURM_JOB_ID", "")
-    return worker_address(f"{video}/{group}/{job}", model, Path.cwd())
+    return GroupWorker(
+        worker_address(f"{video}/{group}/{job}", model, Path.cwd()),
+        group_last(batch, names, group_batches),
+    )
 
 
 def _private_folder(folder: Path) -> None:
@@ -154,13 +168,16 @@ def connect_or_start(address: Path, idle: float = IDLE_SECONDS) -> Connection:
     )
 
 
-def segment_in_worker(address: Path, idle: float = IDLE_SECONDS, **call) -> dict:
+def segment_in_worker(
+    address: Path, idle: float = IDLE_SECONDS, last: bool = False, **call
+) -> dict:
     """``segment.segment_folder(**call)`` in the group's worker: its log lines are logged
-    here, its record returned, its error raised here as the same kind of error."""
+    here, its record returned, its error raised here as the same kind of error. ``last``:
+    the group's last batch, after which the worker ends."""
     env = {k: v for k, v in os.environ.items() if k.startswith("SAM2FLOW_")}
     conn = connect_or_start(address, idle)
     try:
-        conn.send({"call": call, "env": env})
+        conn.send({"call": call, "env": env, "last": last})
         reply = conn.recv()
     except (EOFError, OSError) as exc:
         raise MemoryError(  # the kernel's OOM killer is what ends a worker mid-batch
@@ -246,8 +263,8 @@ def _release_cached_memory() -> None:
 
 
 def serve(address: Path, idle: float = IDLE_SECONDS) -> int:
-    """Take requests at ``address`` until ``idle`` seconds pass without one. Returns how
-    many it served."""
+    """Take requests at ``address`` until one for the group's last batch has been served,
+    or ``idle`` seconds pass without one. Returns how many it served."""
     from .logs import quiet_third_party
 
     quiet_third_party()
@@ -255,16 +272,16 @@ def serve(address: Path, idle: float = IDLE_SECONDS) -> int:
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(address))
     listener.listen()
-    served, listed = 0, True
+    served, listed, last = 0, True, False
     try:
-        while select.select([listener], [], [], idle)[0]:
-            served = _serve_one(listener, served)
+        while not last and select.select([listener], [], [], idle)[0]:
+            served, last = _serve_one(listener, served)
         # Unlisted first, so that no job connects any more, then a job that connected
         # just before is still served; a job that comes later starts a new worker.
         address.unlink(missing_ok=True)
         listed = False
         while select.select([listener], [], [], 0)[0]:
-            served = _serve_one(listener, served)
+            served, _ = _serve_one(listener, served)
     finally:
         listener.close()
         if listed:  # ended by an error: the next job starts a new worker
@@ -272,18 +289,19 @@ def serve(address: Path, idle: float = IDLE_SECONDS) -> int:
     return served
 
 
-def _serve_one(listener: socket.socket, served: int) -> int:
+def _serve_one(listener: socket.socket, served: int) -> tuple[int, bool]:
+    """Serve one job: how many are served now, and whether it was the group's last."""
     sock, _ = listener.accept()
     with contextlib.closing(Connection(sock.detach())) as conn:
         try:
             conn.send(HELLO)
             request = conn.recv()
         except (EOFError, OSError, pickle.UnpicklingError):
-            return served  # a job that went away
+            return served, False  # a job that went away
         reply = handle(request, served + 1)
         with contextlib.suppress(OSError):  # its job was cancelled meanwhile
             conn.send(reply)
-    return served + 1
+    return served + 1, bool(request.get("last"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -292,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--idle", type=float, default=IDLE_SECONDS, help="seconds to wait")
     args = parser.parse_args(argv)
     served = serve(Path(args.socket), args.idle)
-    print(f"sam2flow worker {os.getpid()}: {served} batches, idle {args.idle:g} s: done")
+    print(f"sam2flow worker {os.getpid()}: {served} batches: done")
     return 0
 
 

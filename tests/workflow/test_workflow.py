@@ -4,10 +4,12 @@ import json
 import re
 import shutil
 import subprocess
+import time
 
 import cv2
 import numpy as np
 import pandas as pd
+import psutil
 import pytest
 import yaml
 
@@ -307,3 +309,18 @@ def test_a_groups_batches_are_segmented_by_one_process_that_builds_the_model_onc
     assert [(s[1], s[2]) for s in said] == [("1", "1"), ("2", "1"), ("3", "1")]
     summary = pd.read_csv(project.path / "results/memory_summary.csv")
     assert (summary["status"] == "ok").all() and len(summary) == 3
+    # It ended after the group's last batch, not an idle timeout (120 s) later.
+    assert ended(int(said[0][0]), within=30)
+
+
+def ended(pid: int, within: float) -> bool:
+    """Whether process ``pid`` ends (or is a zombie no one reaped) within ``within`` s."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:
+                return True
+        except psutil.NoSuchProcess:
+            return True
+        time.sleep(0.2)
+    return False

@@ -38,7 +38,9 @@ def main():
         model,
         config.get("group_process", True),
     )
-    return segment_in_worker(worker, **call) if worker else segment_folder(**call)
+    if worker is None:
+        return segment_folder(**call)
+    return segment_in_worker(worker.address, last=worker.last, **call)
 
 
 run_script(snakemake.log[0], main)

@@ -41,6 +41,18 @@ def group_predecessor(batch: str, batches: list[str], size: int) -> str | None:
     return batches[index - 1]
 
 
+def group_last(batch: str, batches: list[str], size: int) -> bool:
+    """Whether ``batch`` is the last of its group to run (its group's worker may end after
+    it); ``False`` when batches are not grouped.
+
+    >>> names = [f"{i:04d}" for i in range(5)]
+    >>> [group_last(b, names, 2) for b in names], group_last("0001", names, 1)
+    ([False, True, False, True, True], False)
+    """
+    index = batches.index(batch)
+    return size > 1 and (index % size == size - 1 or index == len(batches) - 1)
+
+
 def group_id(video: str, group: str) -> str:
     """Snakemake's group id of a video's group (SLURM shows it in the job's name)."""
     return f"segment_{video}_{group}"
