@@ -6,6 +6,7 @@ import logging
 import os
 import signal
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -160,19 +161,57 @@ def test_a_worker_that_ends_while_it_holds_the_batch_fails_the_job_as_out_of_mem
     listed_in_troubleshooting(message)
 
 
-def test_a_worker_that_cannot_listen_is_named_with_its_log(tmp_path, monkeypatch):
-    from sam2flow import worker
-
-    monkeypatch.setattr(worker, "START_SECONDS", 3)
+def test_a_worker_that_cannot_listen_fails_the_job_at_once_with_its_error(tmp_path):
     folder = tmp_path / ("x" * 120)  # longer than a Unix socket's path may be
     folder.mkdir(mode=0o700)
     address = folder / "w.sock"
+    started = time.monotonic()
     with pytest.raises(UserError) as info:
         segment_in_worker(address, 5, **call(tmp_path, "0000", tmp_path))
+    assert time.monotonic() - started < 60  # not START_SECONDS (120) of waiting
     message = str(info.value)
-    assert message.startswith(f"the group's worker did not start within 3 s: {address}.log: ")
-    assert "AF_UNIX path too long" in (folder / "w.sock.log").read_text()
+    assert message.startswith("the group's worker did not start (it ended with exit 1: ")
+    assert "AF_UNIX path too long" in message
+    assert message.endswith(
+        f": {address}.log: read its log; or set group_process: false to "
+        "segment each batch in its own process"
+    )
     listed_in_troubleshooting(message)
+
+
+def test_a_worker_that_never_listens_is_given_up_after_start_seconds(tmp_path, monkeypatch):
+    """A worker stuck before it listens (here its import hangs): the job waits
+    START_SECONDS, not for ever."""
+    from sam2flow import worker
+
+    stuck = tmp_path / "stuck" / "sam2flow"
+    stuck.mkdir(parents=True)
+    (stuck / "__init__.py").write_text("")
+    (stuck / "worker.py").write_text("import time\ntime.sleep(10)\n")
+    monkeypatch.setenv("PYTHONPATH", str(stuck.parent))
+    monkeypatch.setattr(worker, "START_SECONDS", 3)
+    address = worker_address("stuck", MODEL, tmp_path)
+    with pytest.raises(UserError) as info:
+        segment_in_worker(address, 5, **call(tmp_path, "0000", tmp_path))
+    assert str(info.value).startswith(
+        f"the group's worker did not start (not listening after 3 s): {address}.log: "
+    )
+    listed_in_troubleshooting(str(info.value))
+
+
+def test_a_deep_temporary_folder_puts_the_socket_in_tmp(batches, tmp_path, monkeypatch):
+    """A cluster's per-job TMPDIR can be too deep for a socket's path (107 bytes)."""
+    deep = tmp_path / ("t" * 100)
+    deep.mkdir()
+    monkeypatch.setenv("TMPDIR", str(deep))
+    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    address = worker_address("deep", MODEL, tmp_path)
+    assert address.parent.parent == Path("/tmp") and len(bytes(address)) <= 107
+    record = segment_in_worker(address, 5, last=True, **call(batches, "0000", tmp_path))
+    assert record["status"] == "ok"
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    assert worker_address("deep", MODEL, tmp_path).parent.parent == tmp_path  # it fits
 
 
 def test_a_socket_folder_open_to_others_is_refused(tmp_path):

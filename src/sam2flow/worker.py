@@ -58,7 +58,15 @@ def worker_address(group: str, model: object, workdir: str | Path = ".") -> Path
         ]
     )
     digest = hashlib.sha256(key.encode()).hexdigest()[:20]
-    return Path(tempfile.gettempdir()) / f"sam2flow-{os.getuid()}" / f"{digest}.sock"
+    for base in (tempfile.gettempdir(), "/tmp"):
+        address = Path(base) / f"sam2flow-{os.getuid()}" / f"{digest}.sock"
+        if len(os.fsencode(address)) <= SOCKET_PATH_MAX:
+            break  # else the job's TMPDIR is too deep for a socket: the node's /tmp
+    return address
+
+
+#: The longest path a Unix socket may have on Linux (``sun_path``, less its NUL).
+SOCKET_PATH_MAX = 107
 
 
 @dataclass(frozen=True)
@@ -148,8 +156,9 @@ def connect_or_start(address: Path, idle: float = IDLE_SECONDS) -> Connection:
         if conn := _connect(address):
             return conn
         address.unlink(missing_ok=True)  # left by a worker that was killed
-        with open(str(address) + ".log", "a") as err:
-            subprocess.Popen(
+        log_path = Path(str(address) + ".log")
+        with open(log_path, "a") as err:
+            worker = subprocess.Popen(
                 [sys.executable, "-m", "sam2flow.worker", str(address), "--idle", str(idle)],
                 stdin=subprocess.DEVNULL,
                 stdout=err,
@@ -157,15 +166,25 @@ def connect_or_start(address: Path, idle: float = IDLE_SECONDS) -> Connection:
                 start_new_session=True,  # not stopped with the job that happened to start it
             )
         deadline = time.monotonic() + START_SECONDS
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and worker.poll() is None:
             if conn := _connect(address):
                 return conn
             time.sleep(0.2)
+    if worker.poll() is None:
+        why = f"not listening after {START_SECONDS} s"
+    else:  # it failed at once (an import error, a socket it cannot make): say why now
+        why = f"it ended with exit {worker.returncode}: {_last_line(log_path)}"
     raise UserError(
-        f"the group's worker did not start within {START_SECONDS} s",
-        str(address) + ".log",
+        f"the group's worker did not start ({why})",
+        log_path,
         "read its log; or set group_process: false to segment each batch in its own process",
     )
+
+
+def _last_line(path: Path) -> str:
+    """The last non-empty line of a worker's log (a traceback's last line is its error)."""
+    lines = [line.strip() for line in path.read_text(errors="replace").splitlines()]
+    return next((line for line in reversed(lines) if line), "its log is empty")
 
 
 def segment_in_worker(
