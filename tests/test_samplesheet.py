@@ -24,6 +24,8 @@ from conftest import ROOT, listed_in_troubleshooting
         ("video\tpath\tbox\nw\tb.mp4\t\nv\ta.mp4\t.,1,2,3\n", ["row 3, column box: '.,1,2,3'"]),
         ("video\tpath\n   \t  \n", ["row 2 has an empty video name or path"]),
         (b"video\tpath\nv\t\xff.mp4\n", ["cannot read the sample sheet", "UTF-8"]),
+        ("video\tpath\nv\ta.mp4\t1,2\n", ["row 2 has 3 cells but the header line names 2"]),
+        ("video\tpath\t\nv\ta.mp4\t\t3\n", ["row 2 has 4 cells but the header line names 2"]),
     ],
 )
 def test_a_broken_sheet_names_itself_and_the_fault(tmp_path, text, words):
@@ -90,3 +92,54 @@ def test_names_that_collide_after_cleaning_are_numbered_past_every_name_taken(tm
     videos.append(tmp_path / "d" / "vid#eo.mp4")
     table, _ = sheet_for(videos, [])
     assert table["video"].tolist() == ["video", "video_2", "video_3", "vid_eo", "vid_eo_2"]
+
+
+def test_rows_are_named_by_their_line_in_the_file_past_comments_and_empty_lines(tmp_path, caplog):
+    sheet = tmp_path / "videos.tsv"
+    head = "# my mice\n\nvideo\tpath\tbox\n\n# first the good one\nm1\t m1.mp4\t\n"
+    sheet.write_text(head + "m2\tm2.mp4\t9,9,1,1\n")
+    with pytest.raises(UserError, match=r"^row 7, column box: "):
+        read_sample_sheet(sheet)
+    assert caplog.messages == [f"{sheet}: row 6, column path: spaces around ' m1.mp4' ignored"]
+    sheet.write_text(head + "m2\t\t\n")
+    with pytest.raises(UserError, match=r"^row 7 has an empty video name or path"):
+        read_sample_sheet(sheet)
+    sheet.write_text(head + "m2\tm2.mp4\t\tx\n")
+    with pytest.raises(UserError, match=r"^row 7 has 4 cells but the header line names 3"):
+        read_sample_sheet(sheet)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "video\tpath\nm1\tm1.mp4\t\n",  # a tab left at a row's end
+        "video\tpath\t\nm1\tm1.mp4\n",  # and at the header's
+        "video\tpath\t\t\nm1\tm1.mp4\t\t \n",
+        "\ufeffvideo\tpath\r\nm1\tm1.mp4\r\n",  # saved by Excel on Windows (BOM, CRLF)
+    ],
+)
+def test_a_sheet_saved_by_a_spreadsheet_reads_as_its_cells_say(tmp_path, text):
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_text(text, encoding="utf-8")
+    table = read_sample_sheet(sheet)
+    assert table[["video", "path", "prompts"]].values.tolist() == [["m1", "m1.mp4", ""]]
+
+
+@pytest.mark.parametrize(
+    "row, words",
+    [
+        ("mouse 1\tm1.mp4\t", "row 4, column video: "),  # a space: not a path segment
+        ("m1\tm1.mp4\tfirst", "row 4, column prompt_frame: "),
+    ],
+)
+def test_a_row_the_workflows_schema_refuses_is_named_by_its_line(tmp_path, row, words):
+    sheet = tmp_path / "videos.tsv"
+    sheet.write_text(f"video\tpath\tprompt_frame\n# the mice\n\n{row}\n")
+    schema = ROOT / "workflow" / "schemas" / "videos.schema.yaml"
+    assert read_sample_sheet(sheet).index.tolist() == [row.split("\t")[0]]  # init's reading
+    with pytest.raises(UserError) as info:
+        read_sample_sheet(sheet, schema)
+    assert str(info.value).startswith(words) and str(info.value).endswith(
+        f": {sheet}: fix that cell"
+    )
+    listed_in_troubleshooting(str(info.value))

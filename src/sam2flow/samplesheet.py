@@ -22,9 +22,10 @@ COLUMNS = ("video", "path", "prompts", "points", "box", "mask", "prompt_frame")
 REQUIRED = ("video", "path")
 
 
-def read_sample_sheet(path: str | Path) -> pd.DataFrame:
+def read_sample_sheet(path: str | Path, schema_file: str | Path | None = None) -> pd.DataFrame:
     """The sheet as strings (empty cells ``""``), indexed by its unique ``video`` names.
-    Optional columns the file leaves out are there, empty.
+    Optional columns the file leaves out are there, empty. ``schema_file``: each row must
+    also fit this schema (the workflow's ``videos.schema.yaml``).
 
     >>> import tempfile; sheet = Path(tempfile.mkdtemp()) / "videos.tsv"
     >>> _ = sheet.write_text("video\\tpath\\nmouse1\\tm1.mp4\\n")
@@ -35,12 +36,7 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise UserError("sample sheet not found", path, "set 'videos' in the config to your TSV")
     try:
-        # A comment is a whole line starting with '#': a '#' inside a path is the path's.
-        lines = [
-            line
-            for line in path.read_text(encoding="utf-8").splitlines(keepends=True)
-            if not line.lstrip().startswith("#")
-        ]
+        numbered, lines = _table_lines(path)
         table = pd.read_csv(
             io.StringIO("".join(lines)), sep="\t", dtype=str, na_filter=False, comment=None
         )
@@ -74,12 +70,12 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
             log.warning(
                 "%s: row %d, column %s: spaces around %r ignored",
                 path,
-                line + 2,
+                numbered[line],
                 column,
                 table[column].iloc[line],
             )
         table[column] = stripped
-    for line, (name, video) in enumerate(zip(table["video"], table["path"], strict=True), 2):
+    for line, name, video in zip(numbered, table["video"], table["path"], strict=True):
         if not name or not video:
             raise UserError(
                 f"row {line} has an empty video name or path", path, "fill in both columns"
@@ -93,17 +89,49 @@ def read_sample_sheet(path: str | Path) -> pd.DataFrame:
         )
     for column in COLUMNS:
         table[column] = table.get(column, "")
-    _check_prompts(table, path)
-    return table[list(COLUMNS)].set_index("video", drop=False)
+    _check_prompts(table, numbered, path)
+    table = table[list(COLUMNS)]
+    if schema_file is not None:
+        from .plan.schema import check_sheet_rows
+
+        check_sheet_rows(table.to_dict("records"), schema_file, path, numbered)
+    return table.set_index("video", drop=False)
 
 
-def _check_prompts(table: pd.DataFrame, path: Path) -> None:
+def _table_lines(path: Path) -> tuple[list[int], list[str]]:
+    """The sheet's header and rows as pandas should read them, and each row's line number
+    in the file (what an error names, whatever comments and empty lines come before).
+    A comment is a whole line starting with '#' (a '#' inside a path is the path's).
+    Empty cells after the last named column (a tab left at a line's end) are dropped: an
+    extra cell with text in it is an error, not a shift of every column."""
+    numbered, lines, width = [], [], None
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip("\r\n") or line.lstrip().startswith("#"):
+            continue
+        cells = line.split("\t")
+        if width is None:  # the header line
+            while len(cells) > 1 and not cells[-1].strip():
+                cells.pop()
+            width = len(cells)
+        elif any(cell.strip() for cell in cells[width:]):
+            raise UserError(
+                f"row {number} has {len(cells)} cells but the header line names {width} columns",
+                path,
+                "remove the extra cells, or name their column in the header line",
+            )
+        else:
+            numbered.append(number)
+        lines.append("\t".join(cells[:width]) + "\n")
+    return numbered, lines
+
+
+def _check_prompts(table: pd.DataFrame, numbered: list[int], path: Path) -> None:
     """Clicks and boxes parse as the segmentation will parse them (the schema's patterns
     let ``.,.`` and an inverted box through), so a bad cell fails the plan, naming its
     row, not a batch job hours later."""
     from .prompts import parse_box, parse_points
 
-    for line, (points, box) in enumerate(zip(table["points"], table["box"], strict=True), 2):
+    for line, points, box in zip(numbered, table["points"], table["box"], strict=True):
         for column, text, parse in (("points", points, parse_points), ("box", box, parse_box)):
             if not text:
                 continue

@@ -127,6 +127,8 @@ def one_line_error(out) -> str:
 
 SHEETS = [
     ("name-not-allowed", "video\tpath\nbad name!\tv.mp4\n", ["row 2", "video", "does not match"]),
+    ("name-after-comments", "# mice\nvideo\tpath\n\nbad name!\tv.mp4\n", ["row 4", "video"]),
+    ("cell-too-many", "video\tpath\nv\ta.mp4\t1,1\n", ["row 2 has 3 cells", "names 2"]),
     ("name-repeated", "video\tpath\nv\ta.mp4\nv\tb.mp4\n", ["'v' appears more than once"]),
     ("no-video-column", "name\tpath\nv\ta.mp4\n", ["lacks column(s) video"]),
     ("unknown-column", "video\tpath\tpoint\nv\ta.mp4\t1,1\n", ["unknown column(s) point"]),

@@ -16,7 +16,6 @@ from sam2flow.plan.settings import mask_settings
 from sam2flow.models import ModelOptions, registry_checkpoint
 from sam2flow.prompts import PromptOptions
 from sam2flow.samplesheet import read_sample_sheet
-from sam2flow.plan.schema import check_sheet_rows
 
 ENV = "../../envs/sam2flow.yaml"
 DEMO_VIDEO = "resources/demo/demo.mp4"
@@ -25,12 +24,10 @@ DEMO_PREDICTIONS = "resources/demo/demo_predictions.csv"
 RERUN_SKIPPED = str(config["rerun_skipped"]).lower() == "true"
 
 CHECKPOINT = or_exit(registry_checkpoint, ModelOptions.from_config(config["model"]))
-videos = or_exit(read_sample_sheet, config["videos"])
-or_exit(
-    check_sheet_rows,
-    videos.to_dict("records"),
-    Path(workflow.basedir, "workflow/schemas/videos.schema.yaml"),
+videos = or_exit(
+    read_sample_sheet,
     config["videos"],
+    Path(workflow.basedir, "workflow/schemas/videos.schema.yaml"),
 )
 
 
