@@ -127,6 +127,12 @@ GROUPS = {
             "tests/test_init.py::test_init_on_real_videos_then_the_printed_command_runs_to_the_end",
         ],
     ),
+    # The worker's side runs in a thread of the test process (tests/test_worker.py's
+    # ``serving``); the tests that start a worker process reach the job's side only.
+    "worker": (
+        ["src/sam2flow/worker.py", "src/sam2flow/plan/grouping.py"],
+        ["tests/test_worker.py", "tests/test_grouping.py"],
+    ),
     "segment": (
         ["src/sam2flow/segment.py"],
         # The real model on real frames takes minutes per test (test_seams and most of

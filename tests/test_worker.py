@@ -254,3 +254,112 @@ def test_the_worker_ends_after_its_groups_last_batch(batches, tmp_path, caplog):
     process = psutil.Process(pids.pop())
     assert process.wait(timeout=30) == 0
     assert not address.exists()
+
+
+# The worker's side in a thread of this process, where mutation testing reaches it (a
+# worker process imports the package unmutated).
+
+
+@pytest.fixture
+def serving(tmp_path):
+    """Start ``serve`` in a thread; yields a function that starts it and returns its
+    address and a way to wait for how many batches it served."""
+    import threading
+
+    from sam2flow import worker
+
+    threads = []
+
+    def start(name: str, idle: float):
+        address = worker_address(name, MODEL, tmp_path)
+        worker._private_folder(address.parent)
+        address.unlink(missing_ok=True)
+        served = []
+        thread = threading.Thread(target=lambda: served.append(worker.serve(address, idle)))
+        thread.start()
+        threads.append(thread)
+        while not address.exists() and thread.is_alive():
+            time.sleep(0.01)
+
+        def wait(timeout: float) -> int | None:
+            thread.join(timeout)
+            return served[0] if served else None
+
+        return address, wait
+
+    yield start
+    for thread in threads:
+        thread.join(30)
+
+
+def test_a_worker_serves_the_group_until_its_last_batch_then_leaves_no_socket(
+    batches, tmp_path, serving
+):
+    address, wait = serving("until-last", idle=60)
+    first = segment_in_worker(address, **call(batches, "0000", tmp_path))
+    assert first["status"] == "ok" and wait(0.5) is None  # still serving
+    segment_in_worker(address, last=True, **call(batches, "0001", tmp_path))
+    assert wait(10) == 2
+    assert not address.exists()
+    assert (tmp_path / "0001" / "memory.json").is_file()
+
+
+def test_a_worker_without_a_batch_ends_after_its_idle_time(tmp_path, serving):
+    address, wait = serving("idle", idle=0.3)
+    assert wait(10) == 0
+    assert not address.exists()
+
+
+def test_a_batch_runs_with_its_jobs_environment_and_the_workers_own_comes_back(
+    batches, tmp_path, monkeypatch
+):
+    """The OOM hook of the job that started the worker must not reach a later job's batch,
+    nor one job's hook outlive its batch."""
+    from sam2flow.worker import handle
+
+    memory = GuardConfig(monitoring=False, adaptive_batch_size=False, min_chunk=5)
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "above=5")  # the worker's own environment
+    plain = handle({"call": call(batches, "0000", tmp_path, memory=memory), "env": {}}, 1)
+    assert plain["error"] is None and plain["record"]["status"] == "ok"
+    assert os.environ["SAM2FLOW_INJECT_OOM"] == "above=5"
+    monkeypatch.delenv("SAM2FLOW_INJECT_OOM")
+    hooked = handle(
+        {
+            "call": call(batches, "0001", tmp_path, memory=memory),
+            "env": {"SAM2FLOW_INJECT_OOM": "above=5"},
+        },
+        2,
+    )
+    assert hooked["record"]["status"] == "recovered"
+    assert "SAM2FLOW_INJECT_OOM" not in os.environ
+    assert (plain["served"], hooked["served"], hooked["pid"]) == (1, 2, os.getpid())
+
+
+def test_each_kind_of_failure_goes_back_as_its_kind(batches, tmp_path):
+    from sam2flow.worker import handle
+
+    user = handle({"call": call(batches, "0009", tmp_path), "env": {}}, 1)["error"]
+    with pytest.raises(UserError) as local:
+        segment_folder(**call(batches, "0009", tmp_path))
+    assert user == ("user", str(local.value))
+    bug = handle({"call": call(batches, "0000", tmp_path, frames=1), "env": {}}, 2)["error"]
+    assert bug[0] == "bug" and "TypeError" in bug[1] and "frames" in bug[1]
+
+
+def test_a_job_raises_what_its_batch_raised_in_the_worker(batches, tmp_path, serving, monkeypatch):
+    """Out of host memory stays a MemoryError (the job's exit 3, a retry with more
+    memory); a bug is a RuntimeError carrying the worker's traceback."""
+    from sam2flow import segment
+
+    def out_of_memory(**call):
+        raise MemoryError("host memory ran out while segmenting on cpu")
+
+    address, wait = serving("kinds", idle=60)
+    monkeypatch.setattr(segment, "segment_folder", out_of_memory)
+    with pytest.raises(MemoryError, match=r"^host memory ran out while segmenting on cpu$"):
+        segment_in_worker(address, **call(batches, "0000", tmp_path))
+    monkeypatch.undo()
+    with pytest.raises(RuntimeError) as bug:
+        segment_in_worker(address, last=True, **call(batches, "0000", tmp_path, frames=1))
+    assert str(bug.value).startswith("in the group's worker:\nTraceback")
+    assert wait(10) == 2

@@ -284,10 +284,6 @@ def _release_cached_memory() -> None:
 def serve(address: Path, idle: float = IDLE_SECONDS) -> int:
     """Take requests at ``address`` until one for the group's last batch has been served,
     or ``idle`` seconds pass without one. Returns how many it served."""
-    from .logs import quiet_third_party
-
-    quiet_third_party()
-    logging.getLogger().setLevel(logging.INFO)
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(str(address))
     listener.listen()
@@ -328,6 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("socket", help="Unix socket to listen on")
     parser.add_argument("--idle", type=float, default=IDLE_SECONDS, help="seconds to wait")
     args = parser.parse_args(argv)
+    from .logs import quiet_third_party
+
+    quiet_third_party()
+    logging.getLogger().setLevel(logging.INFO)  # a job's INFO lines reach its log
     served = serve(Path(args.socket), args.idle)
     print(f"sam2flow worker {os.getpid()}: {served} batches: done")
     return 0
