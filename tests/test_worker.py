@@ -5,6 +5,7 @@ import json
 import logging
 import os
 import signal
+import tempfile
 import time
 from pathlib import Path
 
@@ -363,3 +364,110 @@ def test_a_job_raises_what_its_batch_raised_in_the_worker(batches, tmp_path, ser
         segment_in_worker(address, last=True, **call(batches, "0000", tmp_path, frames=1))
     assert str(bug.value).startswith("in the group's worker:\nTraceback")
     assert wait(10) == 2
+
+
+def test_a_worker_is_one_per_workflow_folder_model_and_visible_gpus(tmp_path, monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    here = worker_address("g", MODEL, tmp_path)
+    assert worker_address("g", MODEL, tmp_path / ".") == here
+    assert worker_address("g", MODEL, tmp_path / "other") != here
+    assert worker_address("g", ModelOptions(weights="random", image_size=128), tmp_path) != here
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "1")
+    assert worker_address("g", MODEL, tmp_path) != here
+
+
+def test_a_socket_path_of_exactly_the_limit_stays_in_tmpdir(tmp_path, monkeypatch):
+    from sam2flow.worker import SOCKET_PATH_MAX
+
+    monkeypatch.setattr("tempfile.tempdir", None)
+    tail = len(bytes(worker_address("g", MODEL, tmp_path))) - len(str(tempfile.gettempdir()))
+    for extra, expected in ((0, "deep"), (1, "/tmp")):
+        deep = tmp_path / ("t" * (SOCKET_PATH_MAX - tail - len(str(tmp_path)) - 1 + extra))
+        deep.mkdir()
+        monkeypatch.setenv("TMPDIR", str(deep))
+        monkeypatch.setattr("tempfile.tempdir", None)
+        address = worker_address("g", MODEL, tmp_path)
+        assert address.parent.parent == (deep if expected == "deep" else Path("/tmp"))
+
+
+def test_a_started_worker_keeps_its_own_session_log_and_idle_time(batches, tmp_path):
+    """Its own session: a job killed by Snakemake does not take the group's worker with it.
+    Its output goes to the log beside the socket. It ends after the idle time its job gave."""
+    address = worker_address(f"own-{os.getpid()}", MODEL, tmp_path)
+    started = time.monotonic()
+    reply = segment_in_worker(address, 1, **call(batches, "0000", tmp_path))
+    assert reply["status"] == "ok"
+    worker = [p for p in psutil.Process().children() if str(address) in " ".join(p.cmdline())]
+    assert len(worker) == 1 and os.getsid(worker[0].pid) != os.getsid(0)
+    assert worker[0].wait(timeout=30) == 0
+    assert time.monotonic() - started < 25  # 1 s idle, not IDLE_SECONDS
+    log = Path(f"{address}.log").read_text()
+    assert f"sam2flow worker {worker[0].pid}: 1 batches: done" in log
+
+
+def test_the_last_line_of_a_workers_log_is_its_error(tmp_path):
+    from sam2flow.worker import _last_line
+
+    log = tmp_path / "w.log"
+    log.write_bytes(b"Traceback\n  File \xff\nOSError: AF_UNIX path too long\n\n")
+    assert _last_line(log) == "OSError: AF_UNIX path too long"
+    log.write_text("")
+    assert _last_line(log) == "its log is empty"
+
+
+def raw_job(address: Path):
+    """A job's connection to a worker, taken (its hello read)."""
+    import socket
+    from multiprocessing.connection import Connection
+
+    from sam2flow import worker
+
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(str(address))
+    conn = Connection(sock.detach())
+    assert conn.recv() == worker.HELLO
+    return conn
+
+
+def test_a_job_that_goes_away_does_not_end_or_stop_the_worker(batches, tmp_path, serving):
+    """Before its request (cancelled while it waited), or before its reply."""
+    address, wait = serving("gone", idle=60)
+    raw_job(address).close()
+    gone = raw_job(address)
+    gone.send({"call": call(batches, "0009", tmp_path), "env": {}, "last": False})
+    gone.close()
+    assert wait(0.5) is None
+    reply = segment_in_worker(address, last=True, **call(batches, "0000", tmp_path))
+    assert reply["status"] == "ok" and wait(10) == 2
+
+
+def test_a_job_that_connected_while_the_last_batch_ran_is_still_served(
+    batches, tmp_path, serving, caplog
+):
+    """The worker unlists its socket after the last batch, then serves the jobs that
+    reached it before (a job that came later starts a new worker)."""
+    import threading
+
+    caplog.set_level(logging.INFO)
+    address, wait = serving("drain", idle=60)
+    last = raw_job(address)  # the worker is now busy with this job
+    late = []
+    thread = threading.Thread(
+        target=lambda: late.append(segment_in_worker(address, **call(batches, "0002", tmp_path)))
+    )
+    thread.start()
+    time.sleep(0.5)  # its connection waits in the worker's queue
+    last.send({"call": call(batches, "0001", tmp_path), "env": {}, "last": True})
+    assert last.recv()["record"]["status"] == "ok"
+    thread.join(30)
+    assert late and late[0]["status"] == "ok" and wait(10) == 2
+    said = [m for m in caplog.messages if m.startswith("segmented in the group's worker")]
+    assert len(said) == 1 and f"(pid {os.getpid()}): its batch 2, " in said[0]
+
+
+def test_the_workers_log_handler_leaves_with_its_batch(batches, tmp_path):
+    from sam2flow.worker import handle
+
+    before = list(logging.getLogger().handlers)
+    handle({"call": call(batches, "0000", tmp_path), "env": {}}, 1)
+    assert logging.getLogger().handlers == before
