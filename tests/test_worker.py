@@ -471,3 +471,42 @@ def test_the_workers_log_handler_leaves_with_its_batch(batches, tmp_path):
     before = list(logging.getLogger().handlers)
     handle({"call": call(batches, "0000", tmp_path), "env": {}}, 1)
     assert logging.getLogger().handlers == before
+
+
+def test_the_worker_command_serves_and_says_how_many_batches(tmp_path, capsys):
+    from sam2flow.worker import main
+
+    root = logging.getLogger()
+    level = root.level
+    address = worker_address("command", MODEL, tmp_path)
+    address.parent.mkdir(mode=0o700, exist_ok=True)
+    try:
+        assert main([str(address), "--idle", "0.2"]) == 0
+        assert root.level == logging.INFO  # a job's INFO lines are sent back to it
+    finally:
+        root.setLevel(level)
+    assert capsys.readouterr().out == f"sam2flow worker {os.getpid()}: 0 batches: done\n"
+    assert not address.exists()
+
+
+def test_a_group_has_a_worker_per_model(batches, monkeypatch):
+    from sam2flow.worker import group_worker
+
+    monkeypatch.delenv("SLURM_JOB_ID", raising=False)
+    other = ModelOptions(weights="random", image_size=128, device="cpu")
+    assert (
+        group_worker(batches, "v", "0000", 2, MODEL).address
+        != group_worker(batches, "v", "0000", 2, other).address
+    )
+
+
+def test_the_socket_folder_is_made_closed_to_others(tmp_path, monkeypatch):
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    monkeypatch.setattr("tempfile.tempdir", None)
+    (tmp_path / "tmp").mkdir()
+    from sam2flow import worker
+
+    address = worker_address("fresh", MODEL, tmp_path)
+    worker._private_folder(address.parent)
+    assert address.parent.parent == tmp_path / "tmp"
+    assert address.parent.stat().st_mode & 0o777 == 0o700
