@@ -188,14 +188,24 @@ def mutmut_config(modules: list[str], tests: list[str]) -> str:
 def workspace(group: str) -> Path:
     """``.mutation/<group>/``, brought up to date with the project (unchanged files are
     left alone, so mutmut's cached results of unchanged code stay valid; files the
-    project no longer has are removed)."""
+    project no longer has are removed).
+
+    When the package's code changed, mutmut's record of which tests reach which function
+    is dropped, so that it is made again from every test: mutmut itself traces only the
+    tests it has not seen, and so a new function that old tests call (a helper split out)
+    was tried against the new tests alone, and its mutants survived tests that kill them.
+    """
     ws = ROOT / ".mutation" / group
     files = project_files()
+    code_changed = False
     for name in files:
         source, copy = ROOT / name, ws / name
         if not copy.exists() or copy.read_bytes() != source.read_bytes():
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy)
+            code_changed |= name.startswith("src/")
+    if code_changed:
+        (ws / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     for gone in {p.relative_to(ws) for p in ws.rglob("*") if p.is_file()} - set(map(Path, files)):
         if gone.parts[0] != "mutants":  # a file the project no longer has (a deleted test)
             (ws / gone).unlink()

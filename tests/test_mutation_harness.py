@@ -62,3 +62,28 @@ def test_without_a_mutant_a_test_takes_the_time_it_needs(tmp_path, mutant):
 
 def test_what_collection_imported_is_left_out_of_garbage_collection():
     assert gc.get_freeze_count() > 0
+
+
+def test_a_change_to_the_code_makes_mutmut_trace_every_test_again(tmp_path, monkeypatch):
+    """mutmut traces only tests it has not seen: a new helper that old tests call would be
+    tried against the new tests alone. The workspace drops its record when code changes."""
+    import mutation_run
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "src" / "m.py").write_text("x = 1\n")
+    (tmp_path / "tests" / "test_m.py").write_text("def test_m(): pass\n")
+    (tmp_path / "pyproject.toml").write_text("[tool.mutmut]\nsource_paths = ['src']\n")
+    (tmp_path / ".gitignore").write_text(".mutation/\n")
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    monkeypatch.setattr(mutation_run, "ROOT", tmp_path)
+    monkeypatch.setitem(mutation_run.GROUPS, "g", (["src/m.py"], ["tests"]))
+    stats = mutation_run.workspace("g") / "mutants" / "mutmut-stats.json"
+    stats.parent.mkdir()
+    stats.write_text("{}")
+    (tmp_path / "tests" / "test_m.py").write_text("def test_m(): assert True\n")
+    mutation_run.workspace("g")
+    assert stats.exists()  # new tests are traced by mutmut itself
+    (tmp_path / "src" / "m.py").write_text("x = 2\n")
+    assert (mutation_run.workspace("g") / "src" / "m.py").read_text() == "x = 2\n"
+    assert not stats.exists()
