@@ -415,16 +415,21 @@ def test_the_last_line_of_a_workers_log_is_its_error(tmp_path):
     assert _last_line(log) == "its log is empty"
 
 
-def raw_job(address: Path):
-    """A job's connection to a worker, taken (its hello read)."""
+def raw_connection(address: Path):
+    """A job's connection to a worker, not yet taken (it waits in the worker's queue)."""
     import socket
     from multiprocessing.connection import Connection
 
-    from sam2flow import worker
-
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     sock.connect(str(address))
-    conn = Connection(sock.detach())
+    return Connection(sock.detach())
+
+
+def raw_job(address: Path):
+    """A job's connection to a worker, taken (its hello read)."""
+    from sam2flow import worker
+
+    conn = raw_connection(address)
     assert conn.recv() == worker.HELLO
     return conn
 
@@ -441,28 +446,21 @@ def test_a_job_that_goes_away_does_not_end_or_stop_the_worker(batches, tmp_path,
     assert reply["status"] == "ok" and wait(10) == 2
 
 
-def test_a_job_that_connected_while_the_last_batch_ran_is_still_served(
-    batches, tmp_path, serving, caplog
-):
+def test_a_job_that_connected_while_the_last_batch_ran_is_still_served(batches, tmp_path, serving):
     """The worker unlists its socket after the last batch, then serves the jobs that
     reached it before (a job that came later starts a new worker)."""
-    import threading
+    from sam2flow import worker
 
-    caplog.set_level(logging.INFO)
     address, wait = serving("drain", idle=60)
     last = raw_job(address)  # the worker is now busy with this job
-    late = []
-    thread = threading.Thread(
-        target=lambda: late.append(segment_in_worker(address, **call(batches, "0002", tmp_path)))
-    )
-    thread.start()
-    time.sleep(0.5)  # its connection waits in the worker's queue
+    late = raw_connection(address)  # and this one waits in its queue
     last.send({"call": call(batches, "0001", tmp_path), "env": {}, "last": True})
     assert last.recv()["record"]["status"] == "ok"
-    thread.join(30)
-    assert late and late[0]["status"] == "ok" and wait(10) == 2
-    said = [m for m in caplog.messages if m.startswith("segmented in the group's worker")]
-    assert len(said) == 1 and f"(pid {os.getpid()}): its batch 2, " in said[0]
+    assert late.recv() == worker.HELLO
+    late.send({"call": call(batches, "0002", tmp_path), "env": {}, "last": False})
+    reply = late.recv()
+    assert reply["record"]["status"] == "ok" and reply["served"] == 2
+    assert wait(10) == 2
 
 
 def test_the_workers_log_handler_leaves_with_its_batch(batches, tmp_path):
