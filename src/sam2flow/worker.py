@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 IDLE_SECONDS = 120
 #: Seconds a batch job waits for a worker it started to listen (torch and sam2 import).
 START_SECONDS = 120
+#: The longest path a Unix socket may have on Linux (``sun_path``, less its NUL).
+SOCKET_PATH_MAX = 107
 
 
 def worker_address(group: str, model: object, workdir: str | Path = ".") -> Path:
@@ -63,10 +65,6 @@ def worker_address(group: str, model: object, workdir: str | Path = ".") -> Path
         if len(os.fsencode(address)) <= SOCKET_PATH_MAX:
             break  # else the job's TMPDIR is too deep for a socket: the node's /tmp
     return address
-
-
-#: The longest path a Unix socket may have on Linux (``sun_path``, less its NUL).
-SOCKET_PATH_MAX = 107
 
 
 @dataclass(frozen=True)
