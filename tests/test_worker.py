@@ -52,6 +52,17 @@ def call(batches, name, out, **extra):
     )
 
 
+def worker_pid(message: str) -> int:
+    """The worker's pid that a job's log line names."""
+    return int(message.split("pid ")[1].split(")")[0])
+
+
+def use_tmpdir(monkeypatch, folder) -> None:
+    """``TMPDIR`` set to ``folder``, and read again by ``tempfile``."""
+    monkeypatch.setenv("TMPDIR", str(folder))
+    monkeypatch.setattr("tempfile.tempdir", None)
+
+
 def steady(record: dict) -> dict:
     attempts = [{k: a[k] for k in ("level", "chunk_size", "outcome")} for a in record["attempts"]]
     return {k: v for k, v in record.items() if k not in VOLATILE} | {"attempts": attempts}
@@ -68,7 +79,7 @@ def test_a_group_of_three_builds_the_model_once_and_writes_what_three_jobs_write
     assert [m.split(": ", 1)[1] for m in said] == [
         f"its batch {i}, the model built 1 time(s) there" for i in (1, 2, 3)
     ]
-    assert len({m.split("pid ")[1].split(")")[0] for m in said}) == 1  # one process
+    assert len({worker_pid(m) for m in said}) == 1  # one process
     for name, record in zip(names, grouped, strict=True):
         alone = segment_folder(**call(batches, name, tmp_path / "alone"))
         assert steady(record) == steady(alone)
@@ -114,13 +125,13 @@ def test_a_worker_that_was_killed_is_started_again(batches, tmp_path, caplog):
     caplog.set_level(logging.INFO)
     address = worker_address("killed", MODEL, tmp_path)
     segment_in_worker(address, 30, **call(batches, "0000", tmp_path))
-    first = int(caplog.messages[-1].split("pid ")[1].split(")")[0])
+    first = worker_pid(caplog.messages[-1])
     os.kill(first, signal.SIGKILL)
     process = psutil.Process(first)
     while process.is_running() and process.status() != psutil.STATUS_ZOMBIE:
         time.sleep(0.05)  # the kernel closes its socket as it dies
     segment_in_worker(address, 30, **call(batches, "0001", tmp_path))
-    second = int(caplog.messages[-1].split("pid ")[1].split(")")[0])
+    second = worker_pid(caplog.messages[-1])
     assert second != first
 
 
@@ -204,14 +215,12 @@ def test_a_deep_temporary_folder_puts_the_socket_in_tmp(batches, tmp_path, monke
     """A cluster's per-job TMPDIR can be too deep for a socket's path (107 bytes)."""
     deep = tmp_path / ("t" * 100)
     deep.mkdir()
-    monkeypatch.setenv("TMPDIR", str(deep))
-    monkeypatch.setattr("tempfile.tempdir", None)  # read TMPDIR again
+    use_tmpdir(monkeypatch, deep)
     address = worker_address("deep", MODEL, tmp_path)
     assert address.parent.parent == Path("/tmp") and len(bytes(address)) <= 107
     record = segment_in_worker(address, 5, last=True, **call(batches, "0000", tmp_path))
     assert record["status"] == "ok"
-    monkeypatch.setenv("TMPDIR", str(tmp_path))
-    monkeypatch.setattr("tempfile.tempdir", None)
+    use_tmpdir(monkeypatch, tmp_path)
     assert worker_address("deep", MODEL, tmp_path).parent.parent == tmp_path  # it fits
 
 
@@ -250,7 +259,7 @@ def test_the_worker_ends_after_its_groups_last_batch(batches, tmp_path, caplog):
     address = worker_address("last", MODEL, tmp_path)
     segment_in_worker(address, 300, **call(batches, "0000", tmp_path))
     segment_in_worker(address, 300, last=True, **call(batches, "0001", tmp_path))
-    pids = {int(m.split("pid ")[1].split(")")[0]) for m in caplog.messages if "pid " in m}
+    pids = {worker_pid(m) for m in caplog.messages if "pid " in m}
     assert len(pids) == 1
     process = psutil.Process(pids.pop())
     assert process.wait(timeout=30) == 0
@@ -384,8 +393,7 @@ def test_a_socket_path_of_exactly_the_limit_stays_in_tmpdir(tmp_path, monkeypatc
     for extra, expected in ((0, "deep"), (1, "/tmp")):
         deep = tmp_path / ("t" * (SOCKET_PATH_MAX - tail - len(str(tmp_path)) - 1 + extra))
         deep.mkdir()
-        monkeypatch.setenv("TMPDIR", str(deep))
-        monkeypatch.setattr("tempfile.tempdir", None)
+        use_tmpdir(monkeypatch, deep)
         address = worker_address("g", MODEL, tmp_path)
         assert address.parent.parent == (deep if expected == "deep" else Path("/tmp"))
 
@@ -499,8 +507,7 @@ def test_a_group_has_a_worker_per_model(batches, monkeypatch):
 
 
 def test_the_socket_folder_is_made_closed_to_others(tmp_path, monkeypatch):
-    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
-    monkeypatch.setattr("tempfile.tempdir", None)
+    use_tmpdir(monkeypatch, tmp_path / "tmp")
     (tmp_path / "tmp").mkdir()
     from sam2flow import worker
 
