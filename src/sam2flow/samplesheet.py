@@ -106,7 +106,7 @@ def _table_lines(path: Path) -> tuple[list[int], list[str]]:
     extra cell with text in it is an error, not a shift of every column."""
     numbered, lines, width = [], [], None
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip("\r\n") or line.lstrip().startswith("#"):
+        if not line or line.lstrip().startswith("#"):
             continue
         cells = line.split("\t")
         if width is None:  # the header line

@@ -78,11 +78,11 @@ def check_config(config: dict, schema_file: str | Path) -> None:
 
 
 def check_sheet_rows(
-    rows: list[dict], schema_file: str | Path, path: str | Path, lines: list[int] | None = None
+    rows: list[dict], schema_file: str | Path, path: str | Path, lines: list[int]
 ) -> None:
     """Each sample-sheet row must fit the sheet's schema; the error names row (``lines``:
-    each row's line in the file; default: the lines after a header) and column."""
-    for line, row in zip(lines or range(2, len(rows) + 2), rows, strict=True):
+    each row's line in the file) and column."""
+    for line, row in zip(lines, rows, strict=True):
         problem = schema_problem(row, schema_file)
         if problem:
             raise UserError(f"row {line}, column {problem}", path, "fix that cell")
