@@ -190,10 +190,11 @@ def workspace(group: str) -> Path:
     left alone, so mutmut's cached results of unchanged code stay valid; files the
     project no longer has are removed).
 
-    When the package's code changed, mutmut's record of which tests reach which function
-    is dropped, so that it is made again from every test: mutmut itself traces only the
-    tests it has not seen, and so a new function that old tests call (a helper split out)
-    was tried against the new tests alone, and its mutants survived tests that kill them.
+    When the package's code changed (a file changed, added or removed), mutmut's record
+    of which tests reach which function is dropped, so that it is made again from every
+    test: mutmut itself traces only the tests it has not seen, and so a new function that
+    old tests call (a helper split out) was tried against the new tests alone, and its
+    mutants survived tests that kill them.
     """
     ws = ROOT / ".mutation" / group
     files = project_files()
@@ -204,11 +205,12 @@ def workspace(group: str) -> Path:
             copy.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, copy)
             code_changed |= name.startswith("src/")
-    if code_changed:
-        (ws / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     for gone in {p.relative_to(ws) for p in ws.rglob("*") if p.is_file()} - set(map(Path, files)):
         if gone.parts[0] != "mutants":  # a file the project no longer has (a deleted test)
             (ws / gone).unlink()
+            code_changed |= gone.parts[0] == "src"  # a module moved: its callers changed
+    if code_changed:
+        (ws / "mutants" / "mutmut-stats.json").unlink(missing_ok=True)
     text = (ROOT / "pyproject.toml").read_text()
     text = text[: text.index("[tool.mutmut]")] + mutmut_config(*GROUPS[group])
     if (ws / "pyproject.toml").read_text() != text:

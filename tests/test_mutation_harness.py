@@ -64,26 +64,49 @@ def test_what_collection_imported_is_left_out_of_garbage_collection():
     assert gc.get_freeze_count() > 0
 
 
-def test_a_change_to_the_code_makes_mutmut_trace_every_test_again(tmp_path, monkeypatch):
-    """mutmut traces only tests it has not seen: a new helper that old tests call would be
-    tried against the new tests alone. The workspace drops its record when code changes."""
+def traced_workspace(tmp_path, monkeypatch, files: dict[str, str]) -> Path:
+    """A project of ``files`` in ``tmp_path``, its group "g" (module ``src/m.py``) put in a
+    workspace that holds mutmut's record of which tests reach what; returns that record."""
     import mutation_run
 
-    (tmp_path / "src").mkdir()
-    (tmp_path / "tests").mkdir()
-    (tmp_path / "src" / "m.py").write_text("x = 1\n")
-    (tmp_path / "tests" / "test_m.py").write_text("def test_m(): pass\n")
-    (tmp_path / "pyproject.toml").write_text("[tool.mutmut]\nsource_paths = ['src']\n")
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        (tmp_path / name).write_text(text)
     (tmp_path / ".gitignore").write_text(".mutation/\n")
+    (tmp_path / "pyproject.toml").write_text("[tool.mutmut]\n")
     subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
     monkeypatch.setattr(mutation_run, "ROOT", tmp_path)
     monkeypatch.setitem(mutation_run.GROUPS, "g", (["src/m.py"], ["tests"]))
     stats = mutation_run.workspace("g") / "mutants" / "mutmut-stats.json"
     stats.parent.mkdir()
     stats.write_text("{}")
+    return stats
+
+
+def test_a_change_to_the_code_makes_mutmut_trace_every_test_again(tmp_path, monkeypatch):
+    """mutmut traces only tests it has not seen: a new helper that old tests call would be
+    tried against the new tests alone. The workspace drops its record when code changes."""
+    import mutation_run
+
+    files = {"src/m.py": "x = 1\n", "tests/test_m.py": "def test_m(): pass\n"}
+    stats = traced_workspace(tmp_path, monkeypatch, files)
     (tmp_path / "tests" / "test_m.py").write_text("def test_m(): assert True\n")
     mutation_run.workspace("g")
     assert stats.exists()  # new tests are traced by mutmut itself
     (tmp_path / "src" / "m.py").write_text("x = 2\n")
     assert (mutation_run.workspace("g") / "src" / "m.py").read_text() == "x = 2\n"
+    assert not stats.exists()
+
+
+def test_a_module_removed_from_the_code_makes_mutmut_trace_every_test_again(tmp_path, monkeypatch):
+    """Its functions moved elsewhere, where old tests call them."""
+    import mutation_run
+
+    files = {"src/m.py": "x = 1\n", "src/n.py": "y = 1\n", "tests/t.py": ""}
+    stats = traced_workspace(tmp_path, monkeypatch, files)
+    (tmp_path / "tests" / "t.py").unlink()
+    assert not (mutation_run.workspace("g") / "tests" / "t.py").exists()
+    assert stats.exists()  # a test removed: the rest stay traced
+    (tmp_path / "src" / "n.py").unlink()
+    assert not (mutation_run.workspace("g") / "src" / "n.py").exists()
     assert not stats.exists()

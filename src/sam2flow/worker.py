@@ -221,6 +221,16 @@ def segment_in_worker(
     raise RuntimeError(f"in the group's worker:\n{message}")
 
 
+def segment_batch(worker: GroupWorker | None, **call) -> dict:
+    """``segment.segment_folder(**call)`` where ``group_worker`` said: in this process
+    (``None``), or in the group's worker, which ends after the group's last batch."""
+    if worker is None:
+        from .segment import segment_folder
+
+        return segment_folder(**call)
+    return segment_in_worker(worker.address, last=worker.last, **call)
+
+
 class _Collect(logging.Handler):
     """The log records of one request, sent back to the job that asked."""
 

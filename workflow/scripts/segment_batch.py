@@ -1,5 +1,5 @@
 """Rule segment_batch: sam2flow.segment.segment_folder on one batch, in this process or,
-for grouped batches, in the group's worker process (sam2flow.worker)."""
+for grouped batches, in the group's worker process (sam2flow.worker.segment_batch)."""
 
 from pathlib import Path
 
@@ -8,8 +8,7 @@ from sam2flow.memory import GuardConfig
 from sam2flow.models import ModelOptions
 from sam2flow.plan.reruns import parse_rerun
 from sam2flow.prompts import PromptOptions
-from sam2flow.segment import segment_folder
-from sam2flow.worker import group_worker, segment_in_worker
+from sam2flow.worker import group_worker, segment_batch
 
 
 def main():
@@ -38,9 +37,7 @@ def main():
         model,
         config.get("group_process", True),
     )
-    if worker is None:
-        return segment_folder(**call)
-    return segment_in_worker(worker.address, last=worker.last, **call)
+    return segment_batch(worker, **call)
 
 
 run_script(snakemake.log[0], main)
