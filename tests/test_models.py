@@ -5,7 +5,16 @@ import pytest
 import torch
 
 from sam2flow.errors import UserError
-from sam2flow.models import MODELS, ModelOptions, build_model, download, load_state_dict, model_spec
+from sam2flow.models import (
+    MODELS,
+    ModelOptions,
+    build_model,
+    config_signature,
+    download,
+    load_state_dict,
+    model_spec,
+    weights_signature,
+)
 
 from conftest import RangeHandler, listed_in_troubleshooting, stock_sam2
 
@@ -121,3 +130,61 @@ def test_random_weights_say_so_loudly(tiny_model, caplog):
     assert [r.getMessage() for r in caplog.records if r.name == "sam2flow.models"] == [
         RANDOM_WEIGHTS_WARNING
     ]
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory, tiny_model):
+    """sam2.1_hiera_tiny's weights in a checkpoint file, as a user would name it by path."""
+    path = tmp_path_factory.mktemp("fit") / "tiny.pt"
+    torch.save({"model": tiny_model.predictor.state_dict()}, path)
+    return path
+
+
+def built_with(checkpoint, name: str):
+    options = ModelOptions(name=name, checkpoint=str(checkpoint), image_size=256, device="cpu")
+    return build_model(options)
+
+
+@pytest.mark.parametrize(
+    "name, counts",
+    [
+        # only the number of blocks tells small from tiny, only the width base_plus, and
+        # only SAM 2.1's three keys SAM 2's tiny
+        ("sam2.1_hiera_small", "50 missing, 2 unexpected, 22 other-shaped"),
+        ("sam2.1_hiera_base_plus", "150 missing, 6 unexpected, 152 other-shaped"),
+        ("sam2_hiera_tiny", "0 missing, 3 unexpected, 0 other-shaped"),
+    ],
+)
+def test_another_models_checkpoint_names_the_model_it_is(tiny_checkpoint, name, counts):
+    with pytest.raises(UserError) as info:
+        built_with(tiny_checkpoint, name)
+    assert str(info.value) == (
+        f"checkpoint does not fit model {name} ({counts} keys); it is sam2.1_hiera_tiny's: "
+        f"{tiny_checkpoint}: set the model name (model.name, --model) to sam2.1_hiera_tiny, "
+        f"or give {name}'s checkpoint"
+    )
+    listed_in_troubleshooting(str(info.value))
+
+
+def test_a_checkpoint_that_is_no_registry_models_is_named_without_a_guess(
+    tiny_checkpoint, tmp_path, tiny_model
+):
+    state = load_state_dict(tiny_checkpoint)
+    del state["no_obj_ptr"]
+    torch.save({"model": state}, tmp_path / "cut.pt")
+    with pytest.raises(UserError) as info:
+        built_with(tmp_path / "cut.pt", "sam2.1_hiera_tiny")  # still tiny's signature
+    assert str(info.value) == (
+        "checkpoint does not fit model sam2.1_hiera_tiny (1 missing, 0 unexpected, "
+        f"0 other-shaped keys): {tmp_path / 'cut.pt'}: give sam2.1_hiera_tiny's checkpoint "
+        "as SAM 2 publishes it, or the model it was made for"
+    )
+    assert built_with(tiny_checkpoint, "sam2.1_hiera_tiny").weights == str(tiny_checkpoint)
+
+
+def test_each_registry_model_is_told_apart_by_its_weights():
+    signatures = {name: config_signature(name) for name in MODELS}
+    assert len(set(signatures.values())) == len(MODELS)
+    for name in ("sam2.1_hiera_small", "sam2_hiera_base_plus", "sam2_hiera_large"):
+        built = build_model(ModelOptions(name=name, weights="random", image_size=64, device="cpu"))
+        assert weights_signature(built.predictor.state_dict()) == signatures[name], name

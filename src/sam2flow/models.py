@@ -231,6 +231,55 @@ def load_state_dict(path: str | Path) -> dict:
     return data["model"]
 
 
+def weights_signature(state: dict) -> tuple[int, int, bool]:
+    """What tells the registry's models apart in a state dict: the image encoder's width
+    and number of blocks, and whether it is SAM 2.1 (its spatial no-object embedding)."""
+    pos = state.get("image_encoder.trunk.pos_embed")
+    blocks = {k.split(".")[3] for k in state if k.startswith("image_encoder.trunk.blocks.")}
+    width = int(pos.shape[1]) if pos is not None else 0
+    return width, len(blocks), "no_obj_embed_spatial" in state
+
+
+@functools.cache
+def config_signature(name: str) -> tuple[int, int, bool]:
+    """``weights_signature`` of a registry model, read from its packaged config (and the
+    image encoder's defaults, which the base_plus configs rely on)."""
+    import inspect
+
+    import sam2
+    from omegaconf import OmegaConf
+    from sam2.modeling.backbones.hieradet import Hiera
+
+    config = OmegaConf.load(Path(sam2.__file__).parent / model_spec(name).config).model
+    trunk, default = config.image_encoder.trunk, inspect.signature(Hiera).parameters
+    return (
+        int(trunk.get("embed_dim", default["embed_dim"].default)),
+        sum(trunk.get("stages", default["stages"].default)),
+        bool(config.get("no_obj_embed_spatial", False)),
+    )
+
+
+def check_fit(state: dict, expected: dict, model: str, path: Path) -> None:
+    """A checkpoint whose keys or shapes are not the model's is named, with the registry
+    model it is (a ``large`` file given for ``tiny`` is the usual case), before torch's
+    many-line error."""
+    missing, unexpected = expected.keys() - state.keys(), state.keys() - expected.keys()
+    shapes = [k for k in expected.keys() & state.keys() if state[k].shape != expected[k].shape]
+    if not (missing or unexpected or shapes):
+        return
+    signature = weights_signature(state)
+    other = next((n for n in MODELS if n != model and config_signature(n) == signature), None)
+    raise UserError(
+        f"checkpoint does not fit model {model} ({len(missing)} missing, "
+        f"{len(unexpected)} unexpected, {len(shapes)} other-shaped keys)"
+        + (f"; it is {other}'s" if other else ""),
+        path,
+        f"set the model name (model.name, --model) to {other}, or give {model}'s checkpoint"
+        if other
+        else f"give {model}'s checkpoint as SAM 2 publishes it, or the model it was made for",
+    )
+
+
 @dataclass
 class LoadedModel:
     """A built predictor and the facts every report must carry."""
@@ -320,14 +369,8 @@ def build_model(options: ModelOptions) -> LoadedModel:
             options.checkpoint_sha256,
         )
         state = load_state_dict(path)
-        missing, unexpected = predictor.load_state_dict(state, strict=False)
-        if missing or unexpected:
-            raise UserError(
-                f"checkpoint does not fit model {model} "
-                f"({len(missing)} missing, {len(unexpected)} unexpected keys)",
-                path,
-                "pick the model name that matches the checkpoint",
-            )
+        check_fit(state, predictor.state_dict(), model, path)
+        predictor.load_state_dict(state)
         weights_label = str(path)
     else:
         raise UserError(

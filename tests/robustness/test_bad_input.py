@@ -27,7 +27,7 @@ FAST += ["--disable-adaptive-batch-size", "--disable-memory-monitoring"]
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory):
+def world(tmp_path_factory, tiny_model):
     """A video extracted into two batches (0-11, 12-23), one segmented, and user files."""
     root = tmp_path_factory.mktemp("world")
     video = write_video(root / "v.mp4", frames=24)
@@ -91,7 +91,8 @@ def world(tmp_path_factory):
         (root / f"{name}.csv").write_text("\n".join(rows[:3] + lines) + "\n")
     (root / "table.csv").write_text("frame,x,y\n0,40,60\n")
     torch.save({"weights": {}}, root / "other.pt")  # a PyTorch file, not SAM 2's layout
-    torch.save({"model": {"w": torch.zeros(1)}}, root / "wrong.pt")  # another model's
+    torch.save({"model": {"w": torch.zeros(1)}}, root / "wrong.pt")  # no registry model's
+    torch.save({"model": tiny_model.predictor.state_dict()}, root / "tiny.pt")
     (root / "a_file").write_text("a user's file where a folder is asked for")
     for name in ("twice", "named", "lone", "late", "gap5", "huge"):
         (root / name).mkdir()
@@ -183,6 +184,12 @@ CASES = [
     ("dlc-not-scorer", seg("--prompts", "{root}/table.csv"), 2, ["not 'scorer'", "table.csv"]),
     ("checkpoint-not-sam2", seg_checkpoint("{root}/other.pt"), 2, ["not a SAM 2", "other.pt"]),
     ("checkpoint-other-model", seg_checkpoint("{root}/wrong.pt"), 2, ["does not fit", "wrong.pt"]),
+    (
+        "checkpoint-another-size",
+        seg_checkpoint("{root}/tiny.pt") + ["--model", "sam2.1_hiera_large"],
+        2,
+        ["not fit model sam2.1_hiera_large", "it is sam2.1_hiera_tiny's", "tiny.pt"],
+    ),
     ("frames-one-index-twice", seg_in("{root}/twice", "--point", "40,60"), 2, ["two files"]),
     ("frames-not-numbered", seg_in("{root}/named", "--point", "40,60"), 2, ["first.jpg"]),
     ("carry-without-its-jpeg", seg_in("{root}/lone", *CARRY), 2, ["JPEG of frame 11"]),
