@@ -1,0 +1,108 @@
+"""The workflow's config schema: every key of config/config.yaml, given a value of the wrong
+kind or out of its range, is named in one line before any job runs; and a value the schema
+allows is one the jobs accept (else every batch job would fail on it, one by one)."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from sam2flow.errors import UserError
+from sam2flow.models import ModelOptions, build_model
+from sam2flow.plan.schema import CONFIG_SCHEMA, check_config
+
+from conftest import ROOT
+
+CONFIG = yaml.safe_load((ROOT / "config" / "config.yaml").read_text())
+SCHEMA = yaml.safe_load(CONFIG_SCHEMA.read_text())
+
+
+def leaves(tree: dict, where: tuple = ()):
+    """``(path of keys, value)`` of each key that holds a value, not a section."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from leaves(value, (*where, key))
+        else:
+            yield (*where, key), value
+
+
+def wrong_kind(value):
+    """A value of another kind than ``value``'s, as a slip in YAML gives: ``yes please``
+    for a switch, ``ten`` for a number, one name for a list, a number for a name."""
+    if isinstance(value, bool):
+        return "yes please"
+    if isinstance(value, int | float):
+        return "ten"
+    if isinstance(value, list):
+        return "snout"
+    if value is None:  # a number or a name that may be left out
+        return ["a", "list"]
+    return 12
+
+
+def with_value(keys: tuple, value) -> dict:
+    config = yaml.safe_load(yaml.safe_dump(CONFIG))
+    section = config
+    for key in keys[:-1]:
+        section = section[key]
+    section[keys[-1]] = value
+    return config
+
+
+def named(config: dict) -> str:
+    with pytest.raises(UserError) as info:
+        check_config(config, CONFIG_SCHEMA)
+    return str(info.value)
+
+
+def test_the_shipped_config_fits_its_schema():
+    check_config(CONFIG, CONFIG_SCHEMA)
+
+
+@pytest.mark.parametrize("keys", [k for k, _ in leaves(CONFIG)], ids=".".join)
+def test_a_value_of_the_wrong_kind_names_its_key(keys):
+    value = dict(leaves(CONFIG))[keys]
+    message = named(with_value(keys, wrong_kind(value)))
+    assert message.startswith(f"config key {'.'.join(keys)}: "), message
+
+
+def bounded(schema: dict, where: tuple = ()):
+    """``(keys, a value just outside the bound)`` for each bound of the schema's keys."""
+    for key, rule in schema.get("properties", {}).items():
+        keys = (*where, key)
+        yield from bounded(rule, keys)
+        step = 1 if "integer" in rule.get("type", []) else 0.5
+        if "minimum" in rule:
+            yield keys, rule["minimum"] - step
+        if "exclusiveMinimum" in rule:
+            yield keys, rule["exclusiveMinimum"]
+        if "maximum" in rule:
+            yield keys, rule["maximum"] + step
+        if "multipleOf" in rule:
+            yield keys, rule["multipleOf"] * 5 + 1
+
+
+BOUNDS = [(keys, bad) for keys, bad in bounded(SCHEMA) if keys[0] != "demo"]
+
+
+@pytest.mark.parametrize("keys, bad", BOUNDS, ids=[".".join(k) + f"={b}" for k, b in BOUNDS])
+def test_a_value_out_of_its_range_names_its_key(keys, bad):
+    message = named(with_value(keys, bad))
+    assert message.startswith(f"config key {'.'.join(keys)}: {bad} "), message
+
+
+def test_every_bounded_key_of_the_config_is_tried():
+    assert {keys for keys, _ in BOUNDS} >= {
+        ("batch_size",),
+        ("memory", "memory_threshold"),
+        ("model", "image_size"),
+        ("resources", "segment_batch", "threads"),
+    }
+
+
+def test_an_image_size_the_schema_allows_is_one_the_model_builds():
+    rule = SCHEMA["properties"]["model"]["properties"]["image_size"]
+    for size in (rule["minimum"], rule["minimum"] + rule["multipleOf"]):
+        check_config(with_value(("model", "image_size"), size), CONFIG_SCHEMA)
+        model = build_model(ModelOptions(weights="random", image_size=size, device="cpu"))
+        assert model.image_size == size
