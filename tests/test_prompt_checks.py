@@ -205,9 +205,26 @@ def test_bad_points_say_what_is_wrong(text, message):
     assert str(info.value) == message
 
 
+def test_spaces_around_a_comma_are_part_of_the_number_not_a_separator():
+    """As tools print coordinates: ``(210, 350)``."""
+    pts, labels = parse_points("210, 350 ; 300 ,400 , 0 12,7")
+    assert pts.tolist() == [[210, 350], [300, 400], [12, 7]]
+    assert labels.tolist() == [1, 0, 1]
+    assert parse_box(" 1, 2 ,30.5 , 40 ").tolist() == [1, 2, 30.5, 40]
+
+
+def test_a_point_that_is_not_numbers_says_the_form():
+    for text in ("a,b", "1,2,x", "1,,2", "1,2,1.0"):
+        with pytest.raises(ValueError) as info:
+            parse_points(text)
+        assert str(info.value) == (
+            f"point {text!r} must be X,Y or X,Y,LABEL: numbers, and a label of 1 or 0"
+        )
+
+
 def test_a_box_is_two_corners_in_order():
     assert parse_box("1,2,30.5,40").tolist() == [1, 2, 30.5, 40]
-    for bad in ("1,2,3", "5,2,5,9", "1,9,5,9", "1,2,nan,4", "1,2,inf,4"):
+    for bad in ("1,2,3", "5,2,5,9", "1,9,5,9", "1,2,nan,4", "1,2,inf,4", "1 2 3 4", "a,2,3,4"):
         with pytest.raises(ValueError, match=r"must be X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0"):
             parse_box(bad)
 

@@ -18,10 +18,10 @@ from conftest import ROOT, listed_in_troubleshooting
         ("video\tpath\tpoint\nv\ta.mp4\t1,1\n", ["unknown column(s) point", "points"]),
         ("video\tpath\tpoints\n", ["lists no videos", "sam2flow init"]),
         ("video\tpath\n# mouse1\tm1.mp4\n", ["lists no videos"]),
-        ("video\tpath\tpoints\nv\ta.mp4\t.,.\n", ["row 2, column points: '.,.'"]),
+        ("video\tpath\tpoints\nv\ta.mp4\t.,.\n", ["row 2, column points: point '.,.' must be X,Y"]),
         ("video\tpath\tpoints\nv\ta.mp4\t1,2,1;3\n", ["row 2, column points", "'3'"]),
         ("video\tpath\tbox\nv\ta.mp4\t30,10,20,40\n", ["row 2, column box", "X1 > X0"]),
-        ("video\tpath\tbox\nw\tb.mp4\t\nv\ta.mp4\t.,1,2,3\n", ["row 3, column box: '.,1,2,3'"]),
+        ("video\tpath\tbox\nw\tb.mp4\t\nv\ta.mp4\t.,1,2,3\n", ["row 3, column box: box '.,1,2,3'"]),
         ("video\tpath\n   \t  \n", ["row 2 has an empty video name or path"]),
         (b"video\tpath\nv\t\xff.mp4\n", ["cannot read the sample sheet", "UTF-8"]),
         ("video\tpath\nv\ta.mp4\t1,2\n", ["row 2 has 3 cells but the header line names 2"]),
@@ -132,8 +132,17 @@ def test_a_sheet_saved_by_a_spreadsheet_reads_as_its_cells_say(tmp_path, text):
 @pytest.mark.parametrize(
     "row, words",
     [
-        ("mouse 1\tm1.mp4\t", "row 4, column video: "),  # a space: not a path segment
-        ("m1\tm1.mp4\tfirst", "row 4, column prompt_frame: "),
+        # a space: not a path segment
+        (
+            "mouse 1\tm1.mp4\t",
+            "row 4, column video: 'mouse 1' is not a name for the result folders, of letters, "
+            "digits, _ . - (a letter or digit first)",
+        ),
+        (
+            "m1\tm1.mp4\tfirst",
+            "row 4, column prompt_frame: 'first' is not the video's frame number of points / "
+            "box / mask (empty for frame 0)",
+        ),
     ],
 )
 def test_a_row_the_workflows_schema_refuses_is_named_by_its_line(tmp_path, row, words):
@@ -143,7 +152,5 @@ def test_a_row_the_workflows_schema_refuses_is_named_by_its_line(tmp_path, row, 
     assert read_sample_sheet(sheet).index.tolist() == [row.split("\t")[0]]  # init's reading
     with pytest.raises(UserError) as info:
         read_sample_sheet(sheet, schema)
-    assert str(info.value).startswith(words) and str(info.value).endswith(
-        f": {sheet}: fix that cell"
-    )
+    assert str(info.value) == f"{words}: {sheet}: fix that cell"
     listed_in_troubleshooting(str(info.value))

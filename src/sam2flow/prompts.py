@@ -309,12 +309,22 @@ def dlc_batch_prompt(
     return prompt
 
 
+def _commas(text: str) -> str:
+    """``"210, 350"`` as ``"210,350"``: spaces around a comma, as a tool prints
+    coordinates, are not a separator."""
+    return re.sub(r"\s*,\s*", ",", text.strip())
+
+
 def parse_points(text: str) -> tuple[np.ndarray, np.ndarray]:
-    """``"210,350;300,400,0"`` -> points and labels (label defaults to 1, positive)."""
+    """``"210,350;300,400,0"`` -> points and labels (label defaults to 1, positive).
+
+    >>> parse_points("210, 350; 300 ,400,0")[0].tolist()
+    [[210.0, 350.0], [300.0, 400.0]]
+    """
     pts, labels = [], []
     if any(word in text.lower() for word in ("nan", "inf")):
         raise BadValue(f"points {text!r} must be finite numbers")
-    for item in re.split(r"[;\s]+", text.strip()):
+    for item in re.split(r"[;\s]+", _commas(text)):
         if not item:
             continue
         parts = item.split(",")
@@ -323,8 +333,10 @@ def parse_points(text: str) -> tuple[np.ndarray, np.ndarray]:
         try:
             pts.append([float(parts[0]), float(parts[1])])
             labels.append(int(parts[2]) if len(parts) == 3 else 1)
-        except ValueError as exc:
-            raise BadValue(f"{item!r}: {exc}") from None
+        except ValueError:
+            raise BadValue(
+                f"point {item!r} must be X,Y or X,Y,LABEL: numbers, and a label of 1 or 0"
+            ) from None
         if labels[-1] not in (0, 1):
             raise BadValue(f"point {item!r}: label must be 1 (object) or 0 (background)")
     if not pts:
@@ -335,9 +347,9 @@ def parse_points(text: str) -> tuple[np.ndarray, np.ndarray]:
 def parse_box(text: str) -> np.ndarray:
     """``"x0,y0,x1,y1"`` -> a box array."""
     try:
-        parts = [float(v) for v in text.split(",")]
-    except ValueError as exc:
-        raise BadValue(f"{text!r}: {exc}") from None
+        parts = [float(v) for v in _commas(text).split(",")]
+    except ValueError:
+        parts = []
     if (
         len(parts) != 4
         or not np.all(np.isfinite(parts))

@@ -211,7 +211,7 @@ CASES = [
     ("point-outside", seg("--point", "5000,60"), 2, ["(5000, 60)", "outside the 160x120 frame"]),
     ("point-negative", seg("--point=-3,60"), 2, ["(-3, 60)", "outside"]),
     ("point-bad-label", seg("--point", "40,60,2"), 2, ["40,60,2", "label"]),
-    ("point-not-numbers", seg("--point", "a,b"), 2, ["could not convert"]),
+    ("point-not-numbers", seg("--point", "a,b"), 2, ["point 'a,b' must be X,Y", "numbers"]),
     ("box-reversed", seg("--box", "30,10,20,40"), 2, ["30,10,20,40", "X1 > X0"]),
     ("box-nan", seg("--box", "nan,1,2,3"), 2, ["nan,1,2,3"]),
     ("box-outside", seg("--box", "10,10,900,50"), 2, ["(900, 50)", "outside"]),

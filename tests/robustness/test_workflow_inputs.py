@@ -126,7 +126,7 @@ def one_line_error(out) -> str:
 
 
 SHEETS = [
-    ("name-not-allowed", "video\tpath\nbad name!\tv.mp4\n", ["row 2", "video", "does not match"]),
+    ("name-not-allowed", "video\tpath\nbad name!\tv.mp4\n", ["row 2", "video", "not a name for"]),
     ("name-after-comments", "# mice\nvideo\tpath\n\nbad name!\tv.mp4\n", ["row 4", "video"]),
     ("cell-too-many", "video\tpath\nv\ta.mp4\t1,1\n", ["row 2 has 3 cells", "names 2"]),
     ("name-repeated", "video\tpath\nv\ta.mp4\nv\tb.mp4\n", ["'v' appears more than once"]),

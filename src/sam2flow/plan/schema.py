@@ -22,6 +22,11 @@ def schema_problem(data: dict, schema_file: str | Path | dict) -> str | None:
     >>> _ = f.write_text("properties: {a: {properties: {b: {minimum: 1}}}}")
     >>> schema_problem({"a": {"b": 0}}, f)
     'a.b: 0 is less than the minimum of 1'
+
+    A pattern's description is said rather than its regular expression:
+
+    >>> schema_problem({"b": "x"}, {"properties": {"b": {"pattern": "^$", "description": "empty"}}})
+    "b: 'x' is not empty"
     """
     schema = (
         schema_file
@@ -34,7 +39,10 @@ def schema_problem(data: dict, schema_file: str | Path | dict) -> str | None:
     if error is None:
         return None
     where = ".".join(str(p) for p in error.absolute_path) or "top level"
-    message = error.message if len(error.message) <= 300 else error.message[:297] + "..."
+    message = error.message
+    if error.validator == "pattern" and "description" in error.schema:  # not the regex
+        message = f"{error.instance!r} is not {error.schema['description']}"
+    message = message if len(message) <= 300 else message[:297] + "..."
     return f"{where}: {message}"
 
 
