@@ -31,7 +31,7 @@ from .frame_folders import (
     lasting_batches,
     tmp_name,
 )
-from .identity import video_identity
+from .identity import file_identity
 from .ranges import decode_in_ranges
 from .vocabulary import DEFAULT_BATCH_SIZE, DEFAULT_QUALITY
 
@@ -63,7 +63,7 @@ def extract_batches(
         raise BadValue(f"quality must be in 1..100, got {quality}")
     out = Path(out_dir)
     cap = open_video(video)  # checked before anything in ``out`` is touched
-    source = video_identity(video)
+    source = file_identity(video)
     ok, img = cap.read()
     if not ok:
         cap.release()

@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 
 from .errors import UserError, brief
-from .identity import video_identity
+from .identity import file_identity
 
 MANIFEST = "frames.json"
 
@@ -59,7 +59,7 @@ class Extraction:
     #: batch name -> [digest of its first frame's pixels, of its last frame's]: a batch
     #: decoded again by seeking is checked against them (``restore_batch``).
     digests: dict[str, list[str]] = field(default_factory=dict)
-    #: The video file's identity when it was decoded (``identity.video_identity``): the
+    #: The video file's identity when it was decoded (``identity.file_identity``): the
     #: manifest describes the file at its path only while that file has it.
     source: str | None = None
 
@@ -101,7 +101,7 @@ def lasting_batches(
     The copy outlives temporary frames, so that a finished video's later runs plan its
     batches without decoding it. It is stale when it names another file or batch size, or
     when the file at that path is no longer the one decoded (another content or length,
-    whatever its modification time: ``identity.video_identity``).
+    whatever its modification time: ``identity.file_identity``).
     """
     listing, video = Path(listing), Path(video)
     if not listing.is_file() or not video.is_file():
@@ -114,7 +114,7 @@ def lasting_batches(
         not isinstance(data, dict)
         or data.get("batch_size") != batch_size
         or data.get("video") != str(video)
-        or data.get("source") != video_identity(video)
+        or data.get("source") != file_identity(video)
     ):
         return None
     return data.get("batches")

@@ -1,11 +1,13 @@
-"""Identity of a video file: what says that frames and masks made from a path still belong
-to the file that is there now.
+"""Identity of an input file (a video, a DeepLabCut file, a mask PNG): what says that frames
+and masks made from a path still belong to the file that is there now.
 
-A lab replaces a video in place (a re-export, a full copy over a truncated one) and keeps
-its name; the modification time alone misses a copy made with ``cp -p`` and flags a mere
-``touch``. The identity is the file's size and a digest of blocks sampled across it (its
-first and last bytes among them), about half a MiB read whatever the video's length, so
-that the workflow can afford it for every video each time it plans a run.
+A lab replaces a file in place (a re-export, a full copy over a truncated one, corrected
+labels) and keeps its name; the modification time alone misses a copy made with ``cp -p``
+and flags a mere ``touch``. The identity is the file's size and a digest of blocks sampled
+across it (its first and last bytes among them; the whole of a file up to half a MiB),
+about half a MiB read whatever the file's length, so that the workflow can afford it for
+every file each time it plans a run. An edit that keeps the size and misses every sampled
+block changes the modification time, which Snakemake sees for an input.
 """
 
 from __future__ import annotations
@@ -20,16 +22,16 @@ BLOCKS = 8
 BLOCK_BYTES = 64 * 1024
 
 
-def video_identity(path: str | Path) -> str | None:
+def file_identity(path: str | Path) -> str | None:
     """``"SIZE:DIGEST"`` of the file at ``path``, or ``None`` when there is no file (yet).
 
     The same content gives the same identity wherever the file lies and whatever its
     modification time; a change of length or of any sampled block gives another.
 
     >>> import tempfile; p = Path(tempfile.mkdtemp()) / "v.mp4"
-    >>> _ = p.write_bytes(b"frames"); video_identity(p)
+    >>> _ = p.write_bytes(b"frames"); file_identity(p)
     '6:663d329ff12b382a0a2f8583533ac386'
-    >>> video_identity(p.with_name("none.mp4")) is None
+    >>> file_identity(p.with_name("none.mp4")) is None
     True
     """
     try:

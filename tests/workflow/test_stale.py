@@ -1,12 +1,15 @@
 """A lab's ordinary changes between runs never keep stale masks: a new batch size, a video
-replaced in place (even by a copy with an older modification time), a truncated copy
-replaced by the full one, a batch's folder deleted by hand."""
+or a prompt file replaced in place (even by a copy with an older modification time), a
+truncated copy replaced by the full one, a batch's folder deleted by hand."""
 
 import json
 import os
 import shutil
 
-from sam2flow.maskfile import describe
+import cv2
+import numpy as np
+
+from sam2flow.maskfile import describe, read_masks
 
 from conftest import jobs_run, write_video
 
@@ -55,6 +58,54 @@ def test_a_video_replaced_in_place_by_an_older_copy_is_segmented_again(project, 
     assert batches_run(run.log) == ["0000", "0001"]
     _, _, height, width = describe(project.path / "results" / "v" / "masks.h5")
     assert (height, width) == (120, 200)  # the new video's frames, not the old masks
+
+
+def replace_with_older(path, content: bytes) -> None:
+    """``path`` overwritten by ``content`` whose modification time is an hour earlier, as
+    ``cp -p`` of a file saved before leaves it."""
+    old = path.stat().st_mtime - 3600
+    path.write_bytes(content)
+    os.utime(path, (old, old))
+
+
+def dlc_file(path, x: int, y: int, frames: int):
+    rows = ["scorer,s,s,s", "bodyparts,snout,snout,snout", "coords,x,y,likelihood"]
+    path.write_text("\n".join(rows + [f"{f},{x},{y},0.9" for f in range(frames)]) + "\n")
+    return path
+
+
+def mask_png(path, rows: slice, cols: slice):
+    mask = np.zeros((120, 160), np.uint8)
+    mask[rows, cols] = 255
+    cv2.imwrite(str(path), mask)
+    return path
+
+
+def test_a_prompt_file_replaced_in_place_by_an_older_copy_is_segmented_again(project, tmp_path):
+    """A DeepLabCut file with corrected labels, a mask drawn again: the sheet names the same
+    paths, but the masks must come from the files there now."""
+    video = write_video(tmp_path / "v.mp4", frames=4)
+    dlc = dlc_file(tmp_path / "d.csv", 40, 60, frames=4)
+    mask = mask_png(tmp_path / "m.png", slice(10, 50), slice(10, 50))
+    project.config["batch_size"] = 4
+    project.sheet(
+        [
+            {"video": "d", "path": video, "prompts": dlc},
+            {"video": "m", "path": video, "mask": mask, "prompt_frame": 0},
+        ]
+    )
+    project.snakemake()
+    before = {v: read_masks(project.path / "results" / v / "masks.h5")[2] for v in "dm"}
+
+    replace_with_older(dlc, dlc_file(tmp_path / "other.csv", 120, 90, frames=4).read_bytes())
+    other = mask_png(tmp_path / "other.png", slice(60, 110), slice(90, 150))
+    replace_with_older(mask, other.read_bytes())
+    run = project.snakemake()
+    assert jobs_run(run.log, "segment_batch") == ["video=d, batch=0000", "video=m, batch=0000"]
+    for v in "dm":
+        after = read_masks(project.path / "results" / v / "masks.h5")[2]
+        assert not np.array_equal(after, before[v]), v
+    assert "Nothing to be done" in project.snakemake().log
 
 
 def test_a_truncated_copy_replaced_by_the_full_video_is_segmented_whole(project, tmp_path):

@@ -43,6 +43,9 @@ def test_demo_runs_end_to_end(project):
     html = (out / "memory_report.html").read_text()
     assert "<img" in html and "RANDOM WEIGHTS" in html
     assert not (out / "demo" / "frames").exists(), "frames are temp() by default"
+    # The demo's video and predictions, made by the run itself, are the same files the
+    # second time: nothing is redone.
+    assert "Nothing to be done" in project.snakemake().log
     project.snakemake("--report", str(project.path / "report.html"))
     report = (project.path / "report.html").read_text(errors="replace")
     assert "memory_report.html" in report and "contact_sheet.png" in report

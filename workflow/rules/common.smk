@@ -10,7 +10,7 @@ from snakemake.io import ancient
 
 from sam2flow.errors import UserError, or_exit
 from sam2flow.frame_folders import lasting_batches
-from sam2flow.identity import video_identity
+from sam2flow.identity import file_identity
 from sam2flow.plan.grouping import group_id, group_name, group_predecessor
 from sam2flow.plan.settings import mask_settings
 from sam2flow.models import ModelOptions, registry_checkpoint
@@ -51,9 +51,14 @@ def video_input(wildcards):
     return [path] if made_here(path) else []
 
 
+def prompt_files(video):
+    """The video's prompt files in the sheet: its DeepLabCut file and its mask PNG."""
+    return [path for path in videos.loc[video, ["prompts", "mask"]] if path]
+
+
 def prompts_input(wildcards):
-    path = videos.loc[wildcards.video, "prompts"]
-    return [path] if path and made_here(path) else []
+    """The prompt files that exist: an edited one redoes the video's batches."""
+    return [path for path in prompt_files(wildcards.video) if made_here(path)]
 
 
 def frames_dir(wildcards):
@@ -136,17 +141,20 @@ def group_predecessor_input(wildcards):
 def video_source(wildcards):
     """The identity of the file at the video's path (sam2flow.identity): a video replaced
     in place, even by an older copy, is extracted and segmented again."""
-    return video_identity(video_path(wildcards))
+    return file_identity(video_path(wildcards))
 
 
 def batch_source(wildcards):
-    """What a batch's masks are made of besides the prompt and the model: the video's
-    content, the batch's frames and their JPEG quality. A parameter, so that a changed
-    batch_size or a replaced video redoes the batch instead of keeping stale masks."""
+    """What a batch's masks are made of besides the prompt options and the model: the
+    video's content, the batch's frames and their JPEG quality, and the content of its
+    prompt files. A parameter, so that a changed batch_size or a video or prompt file
+    replaced in place (even by an older copy) redoes the batch instead of keeping stale
+    masks."""
     return {
         "video": video_source(wildcards),
         "frames": batch_ranges(wildcards.video)[wildcards.batch],
         "jpeg_quality": config["jpeg_quality"],
+        "prompt_files": {p: file_identity(p) for p in prompt_files(wildcards.video)},
     }
 
 
