@@ -210,6 +210,21 @@ def registry_checkpoint(model: ModelOptions) -> Path | None:
     return Path(model.checkpoint_dir) / spec.filename
 
 
+def own_checkpoint(model: ModelOptions) -> Path | None:
+    """The checkpoint file config ``model`` names by path (a lab's fine-tuned weights,
+    which may be trained again at the same path), or ``None`` for a registry checkpoint
+    (its content is fixed by its name) and random weights.
+
+    >>> own_checkpoint(ModelOptions(checkpoint="ckpt/mice.pt"))
+    PosixPath('ckpt/mice.pt')
+    >>> own_checkpoint(ModelOptions(checkpoint="sam2.1_hiera_small")) is None
+    True
+    """
+    if model.weights == "random" or model.checkpoint in ("auto", *MODELS):
+        return None
+    return Path(model.checkpoint)
+
+
 def load_state_dict(path: str | Path) -> dict:
     """Read a SAM 2 checkpoint (``{"model": state_dict}``) with ``weights_only=True``."""
     import torch

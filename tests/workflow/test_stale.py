@@ -108,6 +108,28 @@ def test_a_prompt_file_replaced_in_place_by_an_older_copy_is_segmented_again(pro
     assert "Nothing to be done" in project.snakemake().log
 
 
+def test_a_checkpoint_trained_again_at_its_path_is_segmented_again(project, tmp_path, tiny_model):
+    """A lab's fine-tuned weights, named by path in the config and trained again there."""
+    import torch
+
+    state = tiny_model.predictor.state_dict()
+    checkpoint = tmp_path / "mice.pt"
+    torch.save({"model": state}, checkpoint)
+    video = write_video(tmp_path / "v.mp4", frames=4)
+    project.config["batch_size"] = 4
+    project.config["model"] |= {"weights": "checkpoint", "checkpoint": str(checkpoint)}
+    project.sheet([{"video": "v", "path": video, "points": "40,60", "prompt_frame": 0}])
+    project.snakemake()
+    before = read_masks(project.path / "results" / "v" / "masks.h5")[2]
+
+    trained = {k: v + 0.05 if v.is_floating_point() else v for k, v in state.items()}
+    torch.save({"model": trained}, tmp_path / "trained.pt")
+    replace_with_older(checkpoint, (tmp_path / "trained.pt").read_bytes())
+    run = project.snakemake()
+    assert jobs_run(run.log, "segment_batch") == ["video=v, batch=0000"]
+    assert not np.array_equal(read_masks(project.path / "results" / "v" / "masks.h5")[2], before)
+
+
 def test_a_truncated_copy_replaced_by_the_full_video_is_segmented_whole(project, tmp_path):
     full = write_video(tmp_path / "full.mp4", frames=10)
     video = write_video(tmp_path / "v.mp4", frames=4)  # the copy cut short

@@ -13,7 +13,7 @@ from sam2flow.frame_folders import lasting_batches
 from sam2flow.identity import file_identity
 from sam2flow.plan.grouping import group_id, group_name, group_predecessor
 from sam2flow.plan.settings import mask_settings
-from sam2flow.models import ModelOptions, registry_checkpoint
+from sam2flow.models import ModelOptions, own_checkpoint, registry_checkpoint
 from sam2flow.prompts import PromptOptions
 from sam2flow.samplesheet import read_sample_sheet
 
@@ -24,6 +24,7 @@ DEMO_PREDICTIONS = "resources/demo/demo_predictions.csv"
 RERUN_SKIPPED = str(config["rerun_skipped"]).lower() == "true"
 
 CHECKPOINT = or_exit(registry_checkpoint, ModelOptions.from_config(config["model"]))
+OWN_CHECKPOINT = own_checkpoint(ModelOptions.from_config(config["model"]))
 videos = or_exit(
     read_sample_sheet,
     config["videos"],
@@ -244,6 +245,14 @@ def print_run_summary():
     if path.is_file():
         for line in summary_lines(read_summary(path), list(videos.index)):
             logger.info(f"sam2flow: {line}")
+
+
+def model_params(wildcards):
+    """Config 'model', and the content of a checkpoint named by path (sam2flow.identity):
+    fine-tuned weights trained again at the same path redo the batches."""
+    if OWN_CHECKPOINT is None:
+        return config["model"]
+    return {**config["model"], "checkpoint_identity": file_identity(OWN_CHECKPOINT)}
 
 
 def checkpoint_input(wildcards):

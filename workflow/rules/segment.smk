@@ -28,7 +28,7 @@ rule segment_batch:
     params:
         source=batch_source,
         prompt=prompt_options,
-        model=config["model"],
+        model=model_params,
         # Only what can change masks: toggling monitoring does not rerun finished batches
         # (the script reads the rest from the config).
         memory=mask_settings(config["memory"]),
