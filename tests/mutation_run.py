@@ -115,12 +115,14 @@ GROUPS = {
             "src/sam2flow/samplesheet.py",
             "src/sam2flow/plan/carry.py",
             "src/sam2flow/plan/reruns.py",
+            "src/sam2flow/plan/schema.py",
             "src/sam2flow/models.py",
+            "src/sam2flow/identity.py",
         ],
         ["tests/test_report.py", "tests/test_report_parts.py", "tests/test_samplesheet.py"]
         + ["tests/test_sheet_building.py", "tests/test_reruns.py", "tests/test_carry.py"]
         + ["tests/test_models.py", "tests/test_model_options.py", "tests/test_init.py"]
-        + ["tests/test_dlc.py"]
+        + ["tests/test_dlc.py", "tests/test_schema.py", "tests/test_identity.py"]
         # real videos through the command line in a subprocess: 23 s, and it cannot kill
         + [
             "--deselect",
