@@ -239,6 +239,32 @@ def test_a_mask_png_is_its_non_zero_pixels(tmp_path):
         read_mask_png(tmp_path / "nothing.png")
 
 
+def test_a_mask_png_is_read_as_the_tool_that_saved_it_meant(tmp_path):
+    """A 16-bit label image (its object 1), an object drawn in colour on a transparent
+    white background, a grey mask with an opaque alpha channel, a colour mask, a palette
+    PNG (SAM 2's own annotation format): each is the same object."""
+    from PIL import Image
+
+    obj = np.zeros((6, 8), dtype=bool)
+    obj[2:4, 1:5] = True
+    label = obj.astype(np.uint16)
+    drawn = np.full((6, 8, 4), 255, np.uint8)
+    drawn[..., 3] = np.where(obj, 255, 0)
+    drawn[obj, :3] = (0, 0, 200)
+    grey = np.dstack([np.where(obj, 255, 0), np.full((6, 8), 255)]).astype(np.uint8)
+    colour = np.zeros((6, 8, 3), np.uint8)
+    colour[obj] = (0, 40, 0)
+    opaque = np.dstack([colour, np.full((6, 8), 255, np.uint8)])
+    for name, img in {"label": label, "drawn": drawn, "colour": colour, "opaque": opaque}.items():
+        cv2.imwrite(str(tmp_path / f"{name}.png"), img)
+    Image.fromarray(grey, "LA").save(tmp_path / "grey.png")
+    palette = Image.fromarray(obj.astype(np.uint8), "P")
+    palette.putpalette([0, 0, 0, 128, 0, 0] + [0] * 762)
+    palette.save(tmp_path / "palette.png")
+    for name in ("label", "drawn", "grey", "colour", "opaque", "palette"):
+        assert np.array_equal(read_mask_png(tmp_path / f"{name}.png"), obj), name
+
+
 def test_a_manual_prompt_is_object_1_on_its_frame_from_the_config(tmp_path):
     cv2.imwrite(str(tmp_path / "m.png"), np.full((4, 4), 255, dtype=np.uint8))
     prompt = manual_prompt(7, points="1,2", box="0,0,3,3", mask=tmp_path / "m.png")

@@ -361,13 +361,22 @@ def parse_box(text: str) -> np.ndarray:
 
 
 def read_mask_png(path: str | Path) -> np.ndarray:
-    """A mask PNG (non-zero pixels are the object) as a bool array."""
-    img = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    """A mask PNG as a bool array: its non-zero pixels, at the file's own bit depth (a
+    16-bit label image's 1 is the object; read as 8 bits it became 0), or, where the
+    image has transparency, its opaque pixels (an object drawn on a transparent
+    background, whose colour there may be white)."""
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
     if img is None:
         raise UserError("cannot read mask image", path, "give a PNG with the object non-zero")
-    if not img.any():
+    if img.ndim == 2:
+        mask = img != 0
+    elif img.shape[2] in (2, 4) and img[..., -1].min() < img[..., -1].max():
+        mask = img[..., -1] != 0
+    else:  # the colour channels: an opaque alpha channel is not the object
+        mask = img[..., : 3 if img.shape[2] >= 3 else 1].any(axis=-1)
+    if not mask.any():
         raise UserError("mask image is empty", path, "give a PNG with the object non-zero")
-    return img > 0
+    return mask
 
 
 def check_carried(
