@@ -30,6 +30,14 @@ def test_the_order_is_the_batches_names_not_the_order_they_are_given_in():
     assert carry_source("0000", shuffled, "chained", set()) is None
 
 
+def test_past_batch_9999_the_order_is_by_number():
+    """A day of video at 60 frames/s is ~13,000 batches: ``10000`` follows ``9999``."""
+    names = ["9998", "10000", "9999", "10001"]
+    assert carry_source("10000", names, "chained", set()) == "9999"
+    assert carry_source("9998", names, "chained", set()) is None
+    assert carry_source("10001", names, "chained", set()) == "10000"
+
+
 def test_an_unknown_mode_names_the_known_ones():
     with pytest.raises(BadValue) as info:
         carry_source("0001", NAMES, "serial", set())

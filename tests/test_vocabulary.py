@@ -3,6 +3,7 @@ the command line and the library's own defaults all say what it says."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import fields
 from pathlib import Path
 
@@ -69,3 +70,11 @@ def test_the_record_schema_speaks_the_same_words():
     assert props["status"]["enum"] == list(v.BATCH_STATUSES)
     assert props["frame_status"]["propertyNames"]["enum"] == list(v.FRAME_STATUSES)
     assert ATTEMPT_SCHEMA["properties"]["level"]["enum"] == list(v.LEVELS)
+
+
+def test_batch_names_past_9999_keep_the_videos_order_and_the_workflows_pattern():
+    from sam2flow.frame_folders import batch_name
+
+    names = [batch_name(i) for i in (10000, 2, 9999, 123456)]
+    assert v.batches_in_order(names) == ["0002", "9999", "10000", "123456"]
+    assert all(re.fullmatch(v.BATCH_PATTERN, name) for name in names)

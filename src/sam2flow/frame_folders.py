@@ -29,7 +29,7 @@ MAX_FRAME = 2**31 - 1  # frame indices are stored as integers of 32 bits and mor
 
 
 def batch_name(index: int) -> str:
-    """Folder name of batch ``index`` (``0003``)."""
+    """Folder name of batch ``index`` (``0003``; ``12000`` past 9999: ``BATCH_PATTERN``)."""
     return f"{index:04d}"
 
 

@@ -22,6 +22,22 @@ BATCH_STATUSES = (OK, RECOVERED, SKIPPED)
 WHOLE, CHUNKED, OFFLOAD, CPU = "whole", "chunked", "offload", "cpu"
 LEVELS = (WHOLE, CHUNKED, OFFLOAD, CPU)
 
+#: What a batch's name looks like (``frame_folders.batch_name``; the workflow's ``batch``
+#: wildcard): a day at 60 frames/s is ~13,000 batches of 400 frames, so names grow past
+#: four digits.
+BATCH_PATTERN = r"\d{4,}"
+
+
+def batches_in_order(names) -> list[str]:
+    """Batch names in the video's order: by number, so that batch ``10000`` follows
+    ``9999`` (as text it would sort before ``2``).
+
+    >>> batches_in_order(["10000", "9999", "0002"])
+    ['0002', '9999', '10000']
+    """
+    return sorted(names, key=int)
+
+
 #: How frames become model input (``frame_source``): SAM 2's own loader, or OpenCV.
 DECODERS = ("sam2", "opencv")
 

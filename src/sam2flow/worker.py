@@ -94,10 +94,11 @@ def group_worker(
     """
     from .frame_folders import read_manifest
     from .plan.grouping import group_last, group_name
+    from .vocabulary import batches_in_order
 
     if group_batches <= 1 or not group_process:
         return None
-    names = sorted(read_manifest(frames_root).batches)
+    names = batches_in_order(read_manifest(frames_root).batches)
     group = group_name(batch, names, group_batches)
     job = os.environ.get("SLURM_JOB_ID", "")
     return GroupWorker(

@@ -16,6 +16,7 @@ from sam2flow.plan.settings import mask_settings
 from sam2flow.models import ModelOptions, own_checkpoint, registry_checkpoint
 from sam2flow.prompts import PromptOptions
 from sam2flow.samplesheet import read_sample_sheet
+from sam2flow.vocabulary import BATCH_PATTERN, batches_in_order
 
 ENV = "../../envs/sam2flow.yaml"
 DEMO_VIDEO = "resources/demo/demo.mp4"
@@ -34,7 +35,7 @@ videos = or_exit(
 
 wildcard_constraints:
     video="|".join(map(re.escape, videos.index)) or "NO_VIDEOS",
-    batch=r"\d{4}",
+    batch=BATCH_PATTERN,
 
 
 def made_here(path):
@@ -73,7 +74,7 @@ def listing_path(video):
 
 def batches_of(video):
     """Batch names of a video, in order."""
-    return sorted(batch_ranges(video))
+    return batches_in_order(batch_ranges(video))
 
 
 def batch_ranges(video):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from ..errors import BadValue
 from ..prompts import PromptOptions, dlc_batch_prompt, read_dlc
+from ..vocabulary import batches_in_order
 
 CARRY_MODES = ("auto", "independent", "chained")
 
@@ -47,7 +48,7 @@ def carry_source(batch: str, batches: list[str], mode: str, own: set[str]) -> st
     """
     if mode not in CARRY_MODES:
         raise BadValue(f"carry must be one of {', '.join(CARRY_MODES)}, got {mode!r}")
-    order = sorted(batches)
+    order = batches_in_order(batches)
     index = order.index(batch)
     if index == 0 or mode == "independent" or (mode == "auto" and batch in own):
         return None
