@@ -33,12 +33,12 @@ from .frame_folders import (
 )
 from .identity import file_identity
 from .ranges import decode_in_ranges
-from .vocabulary import DEFAULT_BATCH_SIZE, DEFAULT_QUALITY
+from .vocabulary import BATCH_PATTERN, DEFAULT_BATCH_SIZE, DEFAULT_QUALITY
 
 log = logging.getLogger(__name__)
 
 
-_BATCH_DIR = re.compile(r"\.?\d{4,}(\.tmp)?")  # NNNN, or .NNNN.tmp while written
+_BATCH_DIR = re.compile(rf"\.?{BATCH_PATTERN}(\.tmp)?")  # NNNN, or .NNNN.tmp while written
 
 
 def extract_batches(
