@@ -78,3 +78,13 @@ def test_batch_names_past_9999_keep_the_videos_order_and_the_workflows_pattern()
     names = [batch_name(i) for i in (10000, 2, 9999, 123456)]
     assert v.batches_in_order(names) == ["0002", "9999", "10000", "123456"]
     assert all(re.fullmatch(v.BATCH_PATTERN, name) for name in names)
+
+
+def test_the_batch_pattern_is_read_whole_by_snakemake_as_a_constraint():
+    """``\\d{4,}`` was not: Snakemake's wildcard syntax nests only ``{m}`` and ``{m,n}``,
+    and the segment rule then matched no batch at all."""
+    from snakemake.io import regex_from_filepattern
+
+    pattern = regex_from_filepattern(f"results/v/batches/{{batch,{v.BATCH_PATTERN}}}/x")
+    assert re.fullmatch(pattern, "results/v/batches/12000/x")
+    assert not re.fullmatch(pattern, "results/v/batches/120/x")

@@ -24,8 +24,9 @@ LEVELS = (WHOLE, CHUNKED, OFFLOAD, CPU)
 
 #: What a batch's name looks like (``frame_folders.batch_name``; the workflow's ``batch``
 #: wildcard): a day at 60 frames/s is ~13,000 batches of 400 frames, so names grow past
-#: four digits.
-BATCH_PATTERN = r"\d{4,}"
+#: four digits. Written without ``{4,}``: Snakemake reads a constraint's braces only as
+#: ``{m}`` or ``{m,n}``, and ``{4,}`` made the rule match no file.
+BATCH_PATTERN = r"\d\d\d\d+"
 
 
 def batches_in_order(names) -> list[str]:

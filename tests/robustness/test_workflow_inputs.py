@@ -13,22 +13,24 @@ def test_keep_going_finishes_the_good_and_accounts_for_every_frame(project, tmp_
     good = write_video(tmp_path / "good.mp4", frames=20)
     weird_dir = tmp_path / "dir with space"
     weird_dir.mkdir()
-    weird = weird_dir / "mäuse 'quoted' $(touch pwned).mp4"
+    # Braces: Snakemake reads {cage} in an input path as a wildcard, and such a path
+    # stopped the plan of every video.
+    weird = weird_dir / "mäuse {cage} {3} 'quoted' $(touch pwned).mp4"
     shutil.copy(good, weird)
     empty = tmp_path / "empty.mp4"
     empty.touch()
+    header = "scorer,s,s,s\nbodyparts,snout,snout,snout\ncoords,x,y,likelihood\n"
     dlc = tmp_path / "short_DLC.csv"
-    dlc.write_text(
-        "scorer,s,s,s\nbodyparts,snout,snout,snout\ncoords,x,y,likelihood\n"
-        + "".join(f"{f},40,60,0.9\n" for f in range(5))
-    )
+    dlc.write_text(header + "".join(f"{f},40,60,0.9\n" for f in range(5)))
+    weird_dlc = weird_dir / "mäuse {cage}DLC.csv"
+    weird_dlc.write_text(header + "".join(f"{f},40,60,0.9\n" for f in range(20)))
     garbled = tmp_path / "garbled_DLC.csv"
     garbled.write_text("not,a\nDeepLabCut file")
     project.config["batch_size"] = 10
     project.sheet(
         [
             {"video": "good", "path": good, "points": "40,60", "prompt_frame": 0},
-            {"video": "weird", "path": weird, "points": "40,60", "prompt_frame": 0},
+            {"video": "weird", "path": weird, "prompts": weird_dlc},
             {"video": "empty", "path": empty, "points": "40,60"},
             {"video": "missing", "path": tmp_path / "gone.mp4", "points": "40,60"},
             {"video": "shortdlc", "path": good, "prompts": dlc},

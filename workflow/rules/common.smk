@@ -43,14 +43,20 @@ def made_here(path):
     return Path(path).exists() or path in (DEMO_VIDEO, DEMO_PREDICTIONS)
 
 
+def tracked(paths):
+    """The paths of ``paths`` Snakemake can track as input. Not one with a brace: Snakemake
+    reads ``{3}`` in an input as a wildcard, with no escape, and ``cage{3}.mp4`` stopped
+    the plan of every video; its content is still followed (``batch_source``)."""
+    return [p for p in paths if made_here(p) and not set("{}") & set(p)]
+
+
 def video_path(wildcards):
     return videos.loc[wildcards.video, "path"]
 
 
 def video_input(wildcards):
     """The video, when it exists: a missing file fails only its own job, with a message."""
-    path = video_path(wildcards)
-    return [path] if made_here(path) else []
+    return tracked([video_path(wildcards)])
 
 
 def prompt_files(video):
@@ -60,7 +66,7 @@ def prompt_files(video):
 
 def prompts_input(wildcards):
     """The prompt files that exist: an edited one redoes the video's batches."""
-    return [path for path in prompt_files(wildcards.video) if made_here(path)]
+    return tracked(prompt_files(wildcards.video))
 
 
 def frames_dir(wildcards):
