@@ -116,6 +116,7 @@ GROUPS = {
             "src/sam2flow/plan/carry.py",
             "src/sam2flow/plan/reruns.py",
             "src/sam2flow/plan/schema.py",
+            "src/sam2flow/plan/inputs.py",
             "src/sam2flow/models.py",
             "src/sam2flow/identity.py",
         ],
@@ -123,6 +124,7 @@ GROUPS = {
         + ["tests/test_sheet_building.py", "tests/test_reruns.py", "tests/test_carry.py"]
         + ["tests/test_models.py", "tests/test_model_options.py", "tests/test_init.py"]
         + ["tests/test_dlc.py", "tests/test_schema.py", "tests/test_identity.py"]
+        + ["tests/test_inputs.py"]
         # real videos through the command line in a subprocess: 23 s, and it cannot kill
         + [
             "--deselect",

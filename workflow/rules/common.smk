@@ -12,6 +12,7 @@ from sam2flow.errors import UserError, or_exit
 from sam2flow.frame_folders import lasting_batches
 from sam2flow.identity import file_identity
 from sam2flow.plan.grouping import group_id, group_name, group_predecessor
+from sam2flow.plan.inputs import tracked
 from sam2flow.plan.settings import mask_settings
 from sam2flow.models import ModelOptions, own_checkpoint, registry_checkpoint
 from sam2flow.prompts import PromptOptions
@@ -21,6 +22,7 @@ from sam2flow.vocabulary import BATCH_PATTERN, batches_in_order
 ENV = "../../envs/sam2flow.yaml"
 DEMO_VIDEO = "resources/demo/demo.mp4"
 DEMO_PREDICTIONS = "resources/demo/demo_predictions.csv"
+DEMO_FILES = (DEMO_VIDEO, DEMO_PREDICTIONS)
 # --config rerun_skipped=true arrives as a string; the config file gives a boolean.
 RERUN_SKIPPED = str(config["rerun_skipped"]).lower() == "true"
 
@@ -38,25 +40,13 @@ wildcard_constraints:
     batch=BATCH_PATTERN,
 
 
-def made_here(path):
-    """A path Snakemake can track: it exists, or a rule of this workflow makes it."""
-    return Path(path).exists() or path in (DEMO_VIDEO, DEMO_PREDICTIONS)
-
-
-def tracked(paths):
-    """The paths of ``paths`` Snakemake can track as input. Not one with a brace: Snakemake
-    reads ``{3}`` in an input as a wildcard, with no escape, and ``cage{3}.mp4`` stopped
-    the plan of every video; its content is still followed (``batch_source``)."""
-    return [p for p in paths if made_here(p) and not set("{}") & set(p)]
-
-
 def video_path(wildcards):
     return videos.loc[wildcards.video, "path"]
 
 
 def video_input(wildcards):
     """The video, when it exists: a missing file fails only its own job, with a message."""
-    return tracked([video_path(wildcards)])
+    return tracked([video_path(wildcards)], DEMO_FILES)
 
 
 def prompt_files(video):
@@ -66,7 +56,7 @@ def prompt_files(video):
 
 def prompts_input(wildcards):
     """The prompt files that exist: an edited one redoes the video's batches."""
-    return tracked(prompt_files(wildcards.video))
+    return tracked(prompt_files(wildcards.video), DEMO_FILES)
 
 
 def frames_dir(wildcards):
