@@ -317,14 +317,14 @@ def test_a_worker_serves_the_group_until_its_last_batch_then_leaves_no_socket(
 def test_a_batch_stays_in_its_own_process_unless_it_has_a_groups_worker(
     batches, tmp_path, serving, caplog
 ):
-    from sam2flow.worker import GroupWorker, segment_batch
+    from sam2flow.worker import GroupWorker, segment_job
 
     caplog.set_level(logging.INFO)
-    alone = segment_batch(None, **call(batches, "0000", tmp_path / "alone"))
+    alone = segment_job(None, **call(batches, "0000", tmp_path / "alone"))
     assert alone["status"] == "ok"
     assert not [m for m in caplog.messages if "group's worker" in m]
     address, wait = serving("routed", idle=60)
-    grouped = segment_batch(GroupWorker(address, last=True), **call(batches, "0000", tmp_path))
+    grouped = segment_job(GroupWorker(address, last=True), **call(batches, "0000", tmp_path))
     assert [m for m in caplog.messages if m.startswith("segmented in the group's worker")]
     assert wait(10) == 1  # the group's last batch: the worker ended after it
     assert steady(grouped) == steady(alone)

@@ -222,7 +222,7 @@ def segment_in_worker(
     raise RuntimeError(f"in the group's worker:\n{message}")
 
 
-def segment_batch(worker: GroupWorker | None, **call) -> dict:
+def segment_job(worker: GroupWorker | None, **call) -> dict:
     """``segment.segment_folder(**call)`` where ``group_worker`` said: in this process
     (``None``), or in the group's worker, which ends after the group's last batch."""
     if worker is None:

@@ -1,5 +1,5 @@
 """Rule segment_batch: sam2flow.segment.segment_folder on one batch, in this process or,
-for grouped batches, in the group's worker process (sam2flow.worker.segment_batch)."""
+for grouped batches, in the group's worker process (sam2flow.worker.segment_job)."""
 
 from pathlib import Path
 
@@ -8,7 +8,7 @@ from sam2flow.memory import GuardConfig
 from sam2flow.models import ModelOptions
 from sam2flow.plan.reruns import parse_rerun
 from sam2flow.prompts import PromptOptions
-from sam2flow.worker import group_worker, segment_batch
+from sam2flow.worker import group_worker, segment_job
 
 
 def main():
@@ -37,7 +37,7 @@ def main():
         model,
         config.get("group_process", True),
     )
-    return segment_batch(worker, **call)
+    return segment_job(worker, **call)
 
 
 run_script(snakemake.log[0], main)
