@@ -52,3 +52,16 @@ def test_no_file_has_no_identity(tmp_path):
     assert file_identity(tmp_path / "none.png") is None
     (tmp_path / "unreadable").mkdir()
     assert file_identity(tmp_path / "unreadable") is None
+
+
+def test_another_file_moved_in_with_the_same_size_and_clock_is_another_file(tmp_path):
+    """``cp -p`` to a scratch name, then ``mv`` over the original: only the inode tells
+    the file that is there now from the one already read in this process."""
+    path, other = tmp_path / "labels.csv", tmp_path / "new.csv"
+    path.write_bytes(b"1,40,60\n")
+    before = file_identity(path)
+    other.write_bytes(b"1,90,60\n")
+    stat = path.stat()
+    os.utime(other, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    os.replace(other, path)
+    assert file_identity(path) != before

@@ -4,6 +4,7 @@ command line."""
 
 import contextlib
 import logging
+from pathlib import Path
 
 import pytest
 import torch
@@ -17,9 +18,11 @@ from sam2flow.models import (
     build_model,
     download,
     load_state_dict,
+    own_checkpoint,
     precision_dtype,
     registry_checkpoint,
     resolve_checkpoint,
+    weights_signature,
 )
 
 
@@ -80,6 +83,25 @@ def test_an_existing_checkpoint_with_another_sha256_is_refused(tmp_path):
         f"sha256 mismatch for existing checkpoint (expected {'0' * 64}): {path}: "
         "delete the file and run again to download it afresh"
     )
+
+
+def test_only_a_checkpoint_named_by_path_is_the_labs_own_file():
+    """Its content is followed between runs (fine-tuned weights trained again); a registry
+    checkpoint's content is fixed by its name, random weights have none."""
+    assert own_checkpoint(ModelOptions(checkpoint="ckpt/mice.pt")) == Path("ckpt/mice.pt")
+    assert own_checkpoint(ModelOptions(weights="auto", checkpoint="m.pt")) == Path("m.pt")
+    for options in (
+        ModelOptions(),
+        ModelOptions(checkpoint="sam2_hiera_large"),
+        ModelOptions(weights="auto"),
+        ModelOptions(weights="random", checkpoint="m.pt"),
+    ):
+        assert own_checkpoint(options) is None, options
+
+
+def test_weights_without_an_image_encoder_have_no_registry_signature():
+    assert weights_signature({}) == (0, 0, False)
+    assert weights_signature({"no_obj_embed_spatial": torch.zeros(1)}) == (0, 0, True)
 
 
 def test_a_checkpoint_given_as_a_path_must_exist(tmp_path):

@@ -9,7 +9,7 @@ import yaml
 
 from sam2flow.errors import UserError
 from sam2flow.models import ModelOptions, build_model
-from sam2flow.plan.schema import CONFIG_SCHEMA, check_config
+from sam2flow.plan.schema import CONFIG_SCHEMA, check_config, check_options, schema_problem
 
 from conftest import ROOT
 
@@ -106,3 +106,42 @@ def test_an_image_size_the_schema_allows_is_one_the_model_builds():
         check_config(with_value(("model", "image_size"), size), CONFIG_SCHEMA)
         model = build_model(ModelOptions(weights="random", image_size=size, device="cpu"))
         assert model.image_size == size
+
+
+def test_a_config_violation_is_said_in_full():
+    assert named(with_value(("batch_size",), 0)) == (
+        "config key batch_size: 0 is less than the minimum of 1: config/config.yaml (or "
+        "--config): fix that key; README.md lists every key and its allowed values"
+    )
+
+
+def test_a_command_line_option_is_checked_against_its_config_key_alone():
+    """The section's other required keys are not asked of the command line."""
+    check_options("memory", {"min_chunk": 5, "monitoring": None})
+    with pytest.raises(UserError) as info:
+        check_options("memory", {"sizing_grow_after": 0, "min_chunk": None})
+    assert str(info.value) == (
+        "--sizing-grow-after (config memory.sizing_grow_after): 0 is less than the minimum "
+        "of 1: give a value the config allows (README.md lists each key)"
+    )
+
+
+def test_what_breaks_a_schema_is_named_where_it_is_in_one_line():
+    assert schema_problem({"a": 1}, {"properties": {"a": {"type": "string"}}}) == (
+        "a: 1 is not of type 'string'"
+    )
+    assert schema_problem({}, {"required": ["videos"]}) == (
+        "top level: 'videos' is a required property"
+    )
+    described = {"properties": {"b": {"type": "integer", "description": "a count"}}}
+    assert schema_problem({"b": "x"}, described) == "b: 'x' is not of type 'integer'"
+
+
+@pytest.mark.parametrize("length, cut", [(300, False), (301, True)])
+def test_a_message_past_300_characters_is_cut(length, cut):
+    """jsonschema lists every allowed value; a long list would swamp the line."""
+    allowed = "x" * (length - len("'y' is not one of ['']"))
+    problem = schema_problem({"b": "y"}, {"properties": {"b": {"enum": [allowed]}}})
+    message = f"'y' is not one of [{allowed!r}]"
+    assert len(message) == length
+    assert problem == "b: " + (message[:297] + "..." if cut else message)
