@@ -26,6 +26,14 @@ from conftest import ROOT, listed_in_troubleshooting
         (b"video\tpath\nv\t\xff.mp4\n", ["cannot read the sample sheet", "UTF-8"]),
         ("video\tpath\nv\ta.mp4\t1,2\n", ["row 2 has 3 cells but the header line names 2"]),
         ("video\tpath\t\nv\ta.mp4\t\t3\n", ["row 2 has 4 cells but the header line names 2"]),
+        (
+            "video\tpath\tprompts\tbox\tmask\nv\ta.mp4\t\t1,1,5,5\t\nw\tb.mp4\td.csv\t\tm.png\n",
+            ["row 3 has a DeepLabCut file (prompts) and mask: ", "keep one"],
+        ),
+        (
+            "video\tpath\tprompts\tpoints\tprompt_frame\nv\ta.mp4\td.csv\t1,2\t3\n",
+            ["row 2 has a DeepLabCut file (prompts) and points, prompt_frame: "],
+        ),
     ],
 )
 def test_a_broken_sheet_names_itself_and_the_fault(tmp_path, text, words):

@@ -128,9 +128,20 @@ def _table_lines(path: Path) -> tuple[list[int], list[str]]:
 def _check_prompts(table: pd.DataFrame, numbered: list[int], path: Path) -> None:
     """Clicks and boxes parse as the segmentation will parse them (the schema's patterns
     let ``.,.`` and an inverted box through), so a bad cell fails the plan, naming its
-    row, not a batch job hours later."""
+    row, not a batch job hours later. A row prompts from a DeepLabCut file or by hand,
+    not both (as on the command line): a click beside a DeepLabCut file went unused."""
     from .prompts import parse_box, parse_points
 
+    manual = ["points", "box", "mask", "prompt_frame"]
+    for line, (_, row) in zip(numbered, table.iterrows(), strict=True):
+        given = [column for column in manual if row[column]]
+        if row["prompts"] and given:
+            raise UserError(
+                f"row {line} has a DeepLabCut file (prompts) and {', '.join(given)}",
+                path,
+                "keep one: the DeepLabCut file prompts every batch; points, box and mask "
+                "prompt the batch of prompt_frame",
+            )
     for line, points, box in zip(numbered, table["points"], table["box"], strict=True):
         for column, text, parse in (("points", points, parse_points), ("box", box, parse_box)):
             if not text:
