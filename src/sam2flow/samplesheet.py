@@ -142,8 +142,8 @@ def _check_prompts(table: pd.DataFrame, numbered: list[int], path: Path) -> None
                 "keep one: the DeepLabCut file prompts every batch; points, box and mask "
                 "prompt the batch of prompt_frame",
             )
-    for line, points, box in zip(numbered, table["points"], table["box"], strict=True):
-        for column, text, parse in (("points", points, parse_points), ("box", box, parse_box)):
+        for column, parse in (("points", parse_points), ("box", parse_box)):
+            text = row[column]
             if not text:
                 continue
             try:

@@ -26,8 +26,9 @@ DEMO_FILES = (DEMO_VIDEO, DEMO_PREDICTIONS)
 # --config rerun_skipped=true arrives as a string; the config file gives a boolean.
 RERUN_SKIPPED = str(config["rerun_skipped"]).lower() == "true"
 
-CHECKPOINT = or_exit(registry_checkpoint, ModelOptions.from_config(config["model"]))
-OWN_CHECKPOINT = own_checkpoint(ModelOptions.from_config(config["model"]))
+MODEL = ModelOptions.from_config(config["model"])
+CHECKPOINT = or_exit(registry_checkpoint, MODEL)
+OWN_CHECKPOINT = own_checkpoint(MODEL)
 videos = or_exit(
     read_sample_sheet,
     config["videos"],
