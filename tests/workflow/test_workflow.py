@@ -289,7 +289,8 @@ def test_a_second_config_file_sets_what_every_slurm_job_asks_for(project, tmp_pa
     for job in jobs:
         resources = re.search(r"resources: (.*)", job).group(1)
         assert "mem_mb=64000" in resources and "runtime=600" in resources, resources
-        assert "slurm_partition=CHANGE_ME" in resources  # and the profile's own keys
+        assert "cpus_per_gpu=4" in resources  # and the profile's own keys
+        assert "slurm_partition" not in resources  # SLURM's default unless a user names one
     # merge_video's runtime follows the video: 60 min + 15 per 10,000 frames (120: 1).
     merge = re.search(r"rule merge_video:.*?resources: ([^\n]*)", dry.stdout, re.S).group(1)
     assert "runtime=61" in merge, merge
