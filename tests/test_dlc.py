@@ -410,3 +410,58 @@ def test_a_label_with_y_but_no_x_is_not_a_labelled_point(tmp_path):
 def test_a_point_whose_y_is_missing_is_not_a_prompt_point(tmp_path):
     kp = read_dlc(write_csv(tmp_path / "a.csv", [[1, None, 0.9, 3, 4, 0.9]]))
     assert dlc_batch_prompt(kp, [0]).objects[1].points.tolist() == [[3, 4]]
+
+
+def test_a_frame_twice_names_both_of_its_lines_and_the_fix(tmp_path):
+    """Two files pasted together: the lines are the file's own (after 3 or 4 header rows)."""
+    path = write_csv(tmp_path / "twice.csv", [[1, 2, 0.9, 3, 4, 0.9]] * 3, index=["0", "1", "0"])
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    assert str(info.value) == (
+        f"lines 4 and 6 are both frame 0: {path}: "
+        "give one row per frame (a file made by DeepLabCut for one video)"
+    )
+    two = write_two_animals(tmp_path / "two.csv", [[1, 1, 0.9, 2, 2, 0.9]] * 3)
+    lines = two.read_text().splitlines()
+    two.write_text("\n".join(lines[:-1] + ["1" + lines[-1][1:]]) + "\n")  # rows 0, 1, 1
+    with pytest.raises(UserError, match=r"^lines 6 and 7 are both frame 1: "):
+        read_dlc(two)
+
+
+def test_a_cell_of_text_on_a_later_row_names_its_own_line_the_file_and_the_fix(tmp_path):
+    path = write_csv(tmp_path / "a.csv", [[1, 2, 0.9, 3, 4, 0.5]] * 2 + [[1, 2, 0.9, "x", 4, 0.5]])
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    assert str(info.value) == (
+        f"line 6: 'x' is not a number (DLC tail x): {path}: export the file again from DeepLabCut"
+    )
+
+
+@pytest.mark.parametrize("cell", [" ", "  NaN ", " nan", "NAN "])
+def test_a_blank_or_nan_cell_with_spaces_around_is_a_missing_point(tmp_path, cell):
+    kp = read_dlc(write_csv(tmp_path / "a.csv", [[1, cell, 0.9, 3, 4, 0.5]]))
+    assert np.isnan(kp.xyl[0, 0, 0, 1]) and kp.xyl[0, 0, 1].tolist() == pytest.approx([3, 4, 0.5])
+
+
+def test_a_row_of_a_frame_at_the_videos_length_is_beyond_it(tmp_path):
+    """Frames count from 0: a video of 24 frames has no frame 24."""
+    path = write_csv(tmp_path / "l.csv", [[1, 2], [3, 4]], likelihood=False, bodyparts=("a",),
+                     index=["img0003.png", "img0024.png"])  # fmt: skip
+    check_frame_count(read_dlc(path), 25)
+    with pytest.raises(UserError) as info:
+        check_frame_count(read_dlc(path), 24)
+    assert str(info.value) == (
+        f"rows name frames up to 24 but the video has 24 frames (0-23): {path}: "
+        "give the file made from this video"
+    )
+
+
+def test_a_negative_row_number_is_no_frame(tmp_path):
+    """A row numbered -1 is damage, not frame 1 (nor a frame no batch ever has)."""
+    path = write_csv(tmp_path / "n.csv", [[1, 2, 0.9, 3, 4, 0.5]] * 2, index=["0", "-1"])
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    assert str(info.value) == (
+        f"line 5: cannot read a frame number from -1: {path}: "
+        "rows must be frame numbers or image names with a number"
+    )

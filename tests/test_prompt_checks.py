@@ -14,6 +14,7 @@ from sam2flow.prompts import (
     ObjectPrompt,
     PromptOptions,
     carried_prompt,
+    check_carried,
     check_prompt,
     check_prompt_frame,
     last_masks,
@@ -344,4 +345,71 @@ def test_carry_errors_name_the_masks_and_the_fix(tmp_path):
     assert str(info.value) == (
         f"the JPEG of frame 12 (where the carried masks belong) is needed: {path}: "
         "give --carry-image, or segment a folder made by 'sam2flow extract'"
+    )
+
+
+def carried(height=H, width=W) -> BatchPrompt:
+    return BatchPrompt(frame=12, objects={1: ObjectPrompt(mask=np.zeros((height, width), bool))})
+
+
+def test_carried_masks_of_another_frame_size_name_both_sizes_and_the_fix(tmp_path):
+    path = save_batch(tmp_path)
+    check_carried(carried(), H, W, path, None)
+    with pytest.raises(UserError) as info:
+        check_carried(carried(), H, W + 1, path, None)
+    assert str(info.value) == (
+        f"carried masks are {W}x{H} but this batch's frames are {W + 1}x{H}: {path}: "
+        "carry from the previous batch of the same video"
+    )
+    with pytest.raises(UserError, match=rf"^carried masks are {W}x{H + 2} but"):
+        check_carried(carried(height=H + 2), H, W, path, None)
+
+
+def test_carried_masks_whose_record_names_another_videos_content_are_refused(tmp_path):
+    path = save_batch(tmp_path)
+    record = path.parent / "memory.json"
+    record.write_text('{"video_identity": "10:abc"}')
+    check_carried(carried(), H, W, path, "10:abc")
+    check_carried(carried(), H, W, path, None)  # this batch's video unknown: nothing to compare
+    with pytest.raises(UserError) as info:
+        check_carried(carried(), H, W, path, "10:def")
+    assert str(info.value) == (
+        f"carried masks come from another video (its record names other content): {path}: "
+        "carry from the previous batch of the same video"
+    )
+    for unknown in ("{}", '{"video_identity": null}', "[1]", "not json"):
+        record.write_text(unknown)  # an older record, or none readable: nothing to compare
+        check_carried(carried(), H, W, path, "10:def")
+    record.unlink()
+    check_carried(carried(), H, W, path, "10:def")
+
+
+def test_a_mask_png_whose_colour_is_the_object_is_read_from_every_colour_channel(tmp_path):
+    """Half the object red, half green (BGR order on disk): a third channel that varies is
+    a colour, not transparency."""
+    obj = np.zeros((6, 8), dtype=bool)
+    obj[2:4, 1:5] = True
+    img = np.zeros((6, 8, 3), np.uint8)
+    img[2:4, 1:3] = (0, 0, 255)
+    img[2:4, 3:5] = (0, 255, 0)
+    cv2.imwrite(str(tmp_path / "c.png"), img)
+    assert np.array_equal(read_mask_png(tmp_path / "c.png"), obj)
+
+
+def test_an_opaque_black_object_on_a_transparent_coloured_background_is_the_object(tmp_path):
+    obj = np.zeros((6, 8), dtype=bool)
+    obj[2:4, 1:5] = True
+    img = np.zeros((6, 8, 4), np.uint8)
+    img[~obj] = (255, 0, 0, 0)  # transparent blue
+    img[obj] = (0, 0, 0, 255)  # opaque black
+    cv2.imwrite(str(tmp_path / "b.png"), img)
+    assert np.array_equal(read_mask_png(tmp_path / "b.png"), obj)
+
+
+def test_an_empty_mask_png_names_the_file_and_the_fix(tmp_path):
+    cv2.imwrite(str(tmp_path / "e.png"), np.zeros((6, 8), np.uint8))
+    with pytest.raises(UserError) as info:
+        read_mask_png(tmp_path / "e.png")
+    assert str(info.value) == (
+        f"mask image is empty: {tmp_path / 'e.png'}: give a PNG with the object non-zero"
     )

@@ -194,3 +194,65 @@ def test_an_h5_file_without_pytables_names_the_file_and_the_fix(monkeypatch):
         read_dlc(path)
     assert "needs PyTables" in str(info.value) and str(path) in str(info.value)
     listed_in_troubleshooting(str(info.value))
+
+
+CONFIG_PROMPTS = {"bodyparts": ["snout"], "likelihood_cutoff": 0.4, "scale": 2.0, "offset": [3, -4]}
+
+
+def test_a_sheet_row_and_the_config_make_one_prompt_option_each():
+    row = {"prompts": "m.csv", "points": "", "box": "", "mask": "", "prompt_frame": ""}
+    assert PromptOptions.from_config(row, CONFIG_PROMPTS) == PromptOptions(
+        prompts_file="m.csv", prompt_frame=0, bodyparts=["snout"], cutoff=0.4, scale=2.0,
+        offset=(3, -4),
+    )  # fmt: skip
+    clicked = {"prompts": "", "points": "1,2", "box": "0,0,5,5", "mask": "m.png"}
+    options = PromptOptions.from_config({**clicked, "prompt_frame": " 12 "}, CONFIG_PROMPTS)
+    assert (options.prompts_file, options.points, options.box) == (None, "1,2", "0,0,5,5")
+    assert (options.mask, options.prompt_frame) == ("m.png", 12)
+
+
+def test_a_jobs_prompt_parameters_are_the_sheets_and_the_configs_part_only():
+    """A change to any of them reruns the video's batches; the video's length and the
+    carried masks are the job's own and change nothing."""
+    options = PromptOptions.from_config({"points": "1,2"}, CONFIG_PROMPTS)
+    assert options.job_params() == {
+        "prompts_file": None, "points": "1,2", "box": None, "mask": None, "prompt_frame": 0,
+        "bodyparts": ["snout"], "cutoff": 0.4, "scale": 2.0, "offset": (3, -4),
+    }  # fmt: skip
+    from dataclasses import replace
+
+    job = replace(options, video_frames=9, carry_from="m.npz", carry_image="8.jpg")
+    assert job.job_params() == options.job_params()
+
+
+def test_the_segment_commands_options_make_the_same_prompt_options():
+    from sam2flow.cli import build_parser
+
+    args = build_parser().parse_args(
+        ["segment", "--frames", "f", "--out", "o", "--prompts", "m.csv", "--bodyparts",
+         "snout,,tail", "--likelihood-cutoff", "0.4", "--scale", "2", "--offset=3,-4",
+         "--video-frames", "30", "--carry-from", "p.npz", "--carry-image", "9.jpg"]
+    )  # fmt: skip
+    assert PromptOptions.from_args(args) == PromptOptions(
+        prompts_file="m.csv", bodyparts=["snout", "tail"], cutoff=0.4, scale=2.0,
+        offset=(3.0, -4.0), video_frames=30, carry_from="p.npz", carry_image="9.jpg",
+    )  # fmt: skip
+    clicks = ["segment", "--frames", "f", "--out", "o", "--point", "1,2", "--point", "3,4,0"]
+    options = PromptOptions.from_args(build_parser().parse_args([*clicks, "--prompt-frame", "7"]))
+    assert (options.points, options.prompt_frame, options.prompts_file) == ("1,2;3,4,0", 7, None)
+    assert (options.bodyparts, options.scale, options.offset) == ([], 1.0, (0.0, 0.0))
+    box = build_parser().parse_args(["segment", "--frames", "f", "--out", "o", "--box", "0,0,5,5"])
+    options = PromptOptions.from_args(box)
+    assert (options.box, options.points, options.mask) == ("0,0,5,5", None, None)
+
+
+def test_scale_and_offset_of_the_command_line_move_the_dlc_points(tmp_path):
+    from sam2flow.cli import build_parser
+
+    path = write_multi_animal(tmp_path / "m.csv")
+    args = build_parser().parse_args(
+        ["segment", "--frames", "f", "--out", "o", "--prompts", str(path), "--scale", "2",
+         "--offset=3,-4"]
+    )  # fmt: skip
+    prompt = prompt_for_batch([0, 1], PromptOptions.from_args(args))
+    assert prompt.objects[1].points[0].tolist() == [2 * 10 + 3, 2 * 20 - 4]

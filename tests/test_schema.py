@@ -145,3 +145,43 @@ def test_a_message_past_300_characters_is_cut(length, cut):
     message = f"'y' is not one of [{allowed!r}]"
     assert len(message) == length
     assert problem == "b: " + (message[:297] + "..." if cut else message)
+
+
+def is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+NUMBERS = [
+    keys
+    for keys, value in leaves(CONFIG)
+    if is_number(value) or (isinstance(value, list) and value and all(map(is_number, value)))
+]
+
+
+@pytest.mark.parametrize("keys", NUMBERS, ids=".".join)
+@pytest.mark.parametrize("text", [".nan", ".inf", "-.inf"])
+def test_a_number_that_is_not_finite_names_its_key(keys, text):
+    """YAML's ``.nan`` passes every bound of JSON Schema (each comparison with it is false):
+    a NaN likelihood cutoff would have dropped every point without a word."""
+    value, bad = dict(leaves(CONFIG))[keys], yaml.safe_load(text)
+    where = ".".join(keys)
+    if isinstance(value, list):  # its first item
+        value, where = [bad, *value[1:]], where + ".0"
+    else:
+        value = bad
+    message = named(with_value(keys, value))
+    assert message.startswith(f"config key {where}: {bad} "), message
+
+
+def test_every_number_of_the_config_is_tried_with_nan():
+    assert {keys for keys in NUMBERS} >= {
+        ("prompts", "likelihood_cutoff"),
+        ("prompts", "offset"),
+        ("memory", "memory_threshold"),
+        ("batch_size",),
+    }
+
+
+def test_a_finite_number_among_a_lists_items_is_not_taken_for_one_that_is_not():
+    config = with_value(("prompts", "offset"), [0, float("nan")])
+    assert named(config).startswith("config key prompts.offset.1: nan is not a finite number")

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import sys
 from dataclasses import replace
@@ -143,6 +144,32 @@ def _model_args(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _pair(text: str) -> tuple[float, float]:
+    """``X,Y`` as two numbers (``--offset``).
+
+    >>> _pair(" -12.5, 3")
+    (-12.5, 3.0)
+    """
+    try:
+        x, y = (float(v) for v in text.split(","))
+    except ValueError:
+        x = y = math.nan
+    if not (math.isfinite(x) and math.isfinite(y)):
+        raise argparse.ArgumentTypeError(f"{text!r} must be X,Y: two finite numbers")
+    return x, y
+
+
+def _above_zero(text: str) -> float:
+    """A finite number above 0 (``--budget-gb``)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number above 0")
+    return value
+
+
 def _subcommand(sub, name: str, help: str) -> argparse.ArgumentParser:
     """A subcommand whose --help shows every option's default."""
     return sub.add_parser(
@@ -207,6 +234,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=DEFAULT_CUTOFF,
         help="DeepLabCut points below this likelihood are not used, 0-1",
+    )
+    p.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="DeepLabCut x and y times SCALE plus OFFSET are video pixels (a rescaled video)",
+    )
+    p.add_argument(
+        "--offset",
+        type=_pair,
+        default="0,0",
+        metavar="X,Y",
+        help="see --scale (a cropped video; a negative one: --offset=-12,0)",
     )
     p.add_argument(
         "--video-frames",
@@ -279,7 +319,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--objects", type=int, default=1, help="objects tracked")
     s.add_argument("--model", default=DEFAULT_MODEL, help="SAM 2 model name")
     s.add_argument("--image-size", type=int, default=1024, help="model input size in pixels")
-    s.add_argument("--budget-gb", type=float, default=None, help="memory budget in GiB")
+    s.add_argument("--budget-gb", type=_above_zero, default=None, help="memory budget in GiB")
     s.add_argument("--offload", action="store_true", help="with CPU offload")
     s.add_argument("--device", default="cuda", choices=["cuda", "cpu"], help="where it runs")
     s.add_argument("--stock", action="store_true", help="model stock SAM 2 (keeps every frame)")
@@ -382,7 +422,8 @@ def _init(args) -> int:
     gpus = max(1, torch.cuda.device_count())
     print(f"next: snakemake --cores {os.cpu_count() or 1} --resources gpu={gpus} {files}")
     if shutil.which("sbatch"):
-        print("SLURM: found; fill in partition and account in profiles/slurm/config.yaml, then")
+        print("SLURM: found; jobs go to the default partition under your account unless you")
+        print("  name others in profiles/slurm/config.yaml (default-resources), then")
         print(f"next (SLURM): snakemake --profile profiles/slurm {files}")
     print("(run these from the repository, with its environment: source .venv/bin/activate)")
     return 0
@@ -415,7 +456,8 @@ def _segment(args) -> int:
     from .prompts import PromptOptions
     from .segment import segment_folder
 
-    check_options("prompts", {"likelihood_cutoff": args.likelihood_cutoff})
+    given = {"likelihood_cutoff": args.likelihood_cutoff, "scale": args.scale}
+    check_options("prompts", {**given, "offset": list(args.offset)})
 
     record = segment_folder(
         args.frames,

@@ -91,10 +91,13 @@ class Keypoints:
 
 
 def _frame_from_label(value) -> int | None:
-    """Frame number of a label-file row (``labeled-data/m4s1/img0042.png`` -> 42)."""
+    """Frame number of a label-file row (``labeled-data/m4s1/img0042.png`` -> 42); ``None``
+    for a negative row number (damage, not frame 1)."""
     text = "/".join(map(str, value)) if isinstance(value, tuple) else str(value)
-    if text.lstrip("-").isdigit():
+    if text.isdigit():
         return int(text)
+    if text.startswith("-"):
+        return None
     digits = re.findall(r"(\d+)", Path(text).stem)
     return int(digits[-1]) if digits else None
 
@@ -537,6 +540,8 @@ class PromptOptions:
             prompt_frame=args.prompt_frame,
             bodyparts=[b for b in args.bodyparts.split(",") if b],
             cutoff=args.likelihood_cutoff,
+            scale=args.scale,
+            offset=tuple(args.offset),
             video_frames=args.video_frames,
             carry_from=args.carry_from,
             carry_image=args.carry_image,

@@ -495,6 +495,38 @@ CASES = [
         ["--likelihood-cutoff (config prompts.likelihood_cutoff): 5", "maximum of 1"],
     ),
     (
+        "offset-not-two-numbers",
+        seg("--prompts", "{root}/dlc_ok.csv", "--offset", "5"),
+        2,
+        ["argument --offset: '5' must be X,Y: two finite numbers"],
+    ),
+    (
+        "scale-not-a-number",
+        seg("--prompts", "{root}/dlc_ok.csv", "--scale", "nan"),
+        2,
+        ["--scale (config prompts.scale): nan is not a finite number"],
+    ),
+    (
+        "threshold-not-a-number",
+        seg("--point", "40,60", "--memory-threshold", "nan"),
+        2,
+        ["--memory-threshold (config memory.memory_threshold): nan is not a finite number"],
+    ),
+    (
+        "budget-below-zero",
+        ["memory", "plan", "--frames", "400", "--height", "120", "--width", "160"]
+        + ["--budget-gb=-3"],
+        2,
+        ["argument --budget-gb: '-3' must be a number above 0"],
+    ),
+    (
+        "budget-infinite",
+        ["memory", "plan", "--frames", "400", "--height", "120", "--width", "160"]
+        + ["--budget-gb", "inf"],
+        2,
+        ["argument --budget-gb: 'inf' must be a number above 0"],
+    ),
+    (
         "grow-after-negative",
         seg("--point", "40,60", "--sizing-grow-after", "-3"),
         2,

@@ -6,6 +6,7 @@ the value and what is allowed.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import jsonschema
@@ -27,6 +28,11 @@ def schema_problem(data: dict, schema_file: str | Path | dict) -> str | None:
 
     >>> schema_problem({"b": "x"}, {"properties": {"b": {"pattern": "^$", "description": "empty"}}})
     "b: 'x' is not empty"
+
+    YAML's ``.nan`` and ``.inf`` are numbers no key takes:
+
+    >>> schema_problem({"a": {"b": [0, float("nan")]}}, {})
+    'a.b.1: nan is not a finite number'
     """
     schema = (
         schema_file
@@ -37,13 +43,31 @@ def schema_problem(data: dict, schema_file: str | Path | dict) -> str | None:
         jsonschema.Draft202012Validator(schema).iter_errors(data)
     )
     if error is None:
-        return None
+        return _not_finite(data)
     where = ".".join(str(p) for p in error.absolute_path) or "top level"
     message = error.message
     if error.validator == "pattern" and "description" in error.schema:  # not the regex
         message = f"{error.instance!r} is not {error.schema['description']}"
     message = message if len(message) <= 300 else message[:297] + "..."
     return f"{where}: {message}"
+
+
+def _not_finite(data, where: tuple = ()) -> str | None:
+    """The first NaN or infinite number in ``data``, named by where it is. JSON Schema cannot
+    refuse NaN (every comparison with it is false, so it passes every bound), and a NaN
+    likelihood cutoff would drop every point without a word."""
+    if isinstance(data, float) and not math.isfinite(data):
+        return f"{'.'.join(map(str, where)) or 'top level'}: {data} is not a finite number"
+    if isinstance(data, dict):
+        items = data.items()
+    elif isinstance(data, list | tuple):
+        items = enumerate(data)
+    else:
+        return None
+    for key, value in items:
+        if found := _not_finite(value, (*where, key)):
+            return found
+    return None
 
 
 #: The workflow's config schema: the command line checks the options it shares with the
