@@ -152,6 +152,11 @@ def test_the_sizing_key_names_this_device_and_workload(monkeypatch):
     assert capped.sizing_key("tiny", 256, 2) == sizing_key("cpu", 8 * GIB, "tiny", 256, 2, GIB)
     keys = {guard.sizing_key(*w) for w in [("tiny", 256, 2), ("small", 256, 2), ("tiny", 512, 2)]}
     assert len(keys | {guard.sizing_key("tiny", 256, 3)}) == 4
+    # A size learnt in bf16 or on 1080p frames says nothing of fp32 or of 4K frames.
+    workload = ("tiny", 256, 2, "bf16", (1080, 1920))
+    expected = sizing_key("cpu", 8 * GIB, "tiny", 256, 2, None, "bf16", (1080, 1920))
+    assert guard.sizing_key(*workload) == expected
+    assert guard.sizing_key(*workload) != guard.sizing_key("tiny", 256, 2, "bf16", (2160, 3840))
 
 
 def test_the_sizing_file_is_asked_for_this_units_length(tmp_path, monkeypatch):

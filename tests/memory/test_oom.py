@@ -181,3 +181,14 @@ def test_frames_injected_at_a_frame_raise_only_there_and_not_per_attempt(monkeyp
     maybe_inject_oom_at(44)
     with pytest.raises(torch.OutOfMemoryError, match=r"at frame 46\)"):
         maybe_inject_oom_at(46)
+
+
+def test_frames_injected_at_a_frame_include_the_ranges_first_and_last(monkeypatch):
+    from sam2flow.memory.oom import maybe_inject_oom_at
+
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "frames=45-47,60-60")
+    for frame in (45, 47, 60):
+        with pytest.raises(torch.OutOfMemoryError, match=rf"at frame {frame}\)"):
+            maybe_inject_oom_at(frame)
+    for frame in (44, 48, 59, 61):
+        maybe_inject_oom_at(frame)

@@ -396,3 +396,145 @@ def test_host_memory_running_out_during_the_cpu_fallback_fails_the_job():
     accelerator = torch.device("meta")
     with pytest.raises(HostOutOfMemory, match="mem_mb"):
         run_with_recovery(work, 0, 9, device=accelerator, allow_cpu_fallback=True)
+
+
+def test_a_failing_piece_is_bisected_at_the_anchor_nearest_its_middle():
+    """Frames 100-104 fail at every level; anchors at 105, 114 and 125 of 100-129: the
+    piece is cut at 114 (the middle is 115), then at 105, and only 100-104 are skipped."""
+    calls = []
+
+    def work(plan, carry):
+        calls.append((plan.first_frame, plan.last_frame, plan.offload))
+        if plan.first_frame < 105:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+
+    rec = run_with_recovery(work, 100, 129, device=CPU, anchors=[105, 114, 125])
+    assert calls == [
+        (100, 129, False),
+        (100, 129, True),
+        (100, 113, True),
+        (100, 104, True),
+        (105, 129, False),  # from the first level again
+    ]
+    assert rec.skipped_ranges == [(100, 104)] and rec.frames_ok == 25
+    # Only the unit's whole and its ladder's sizes say what fits: not the pieces, nor a rest.
+    assert [a.sized_for_memory for a in rec.attempts] == [True, True, False, False, False]
+
+
+def test_frames_between_a_skipped_frame_and_the_next_anchor_are_skipped_too():
+    work = Tracker(lambda p, level: p == 45)
+    rec = run_with_recovery(work, 0, 59, device=CPU, anchors=[0, 47], progress=work.progress)
+    assert rec.skipped_ranges == [(45, 45), (46, 46)]
+    assert rec.frames_ok == 58 and rec.frames_skipped == 2
+    assert "no mask to continue from: frames 45-45" in rec.skip_reasons[1]
+
+
+def test_after_a_skipped_frame_work_starts_again_at_the_first_level():
+    work = Tracker(lambda p, level: p == 45)
+    rec = run_with_recovery(work, 0, 59, device=CPU, anchors=[0, 46], progress=work.progress)
+    assert [(a.level, a.first_frame, a.outcome) for a in rec.attempts] == [
+        ("whole", 0, "oom"),  # frames 0-44 kept
+        ("chunked", 45, "oom"),
+        ("offload", 45, "oom"),  # frame 45 skipped
+        ("chunked", 46, "ok"),
+    ]
+
+
+def test_a_unit_that_does_not_start_at_0_keeps_the_frames_it_finished(caplog):
+    caplog.set_level("INFO", logger="sam2flow.memory.recovery")
+    once = {101, 145}
+    work = Tracker(lambda p, level: p in once and not once.discard(p))
+    rec = run_with_recovery(work, 100, 159, device=CPU, progress=work.progress)
+    assert [(a.first_frame, a.outcome, a.frames_done) for a in rec.attempts] == [
+        (100, "oom", 1),  # one frame finished: kept
+        (101, "oom", 44),
+        (145, "ok", 15),
+    ]
+    assert sorted(work.computed) == list(range(100, 160))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines[1] == (
+        "frames 101-159 (59, level chunked): oom (CUDA out of memory. Tried to allocate "
+        "2.00 GiB), 44 frames kept"
+    )
+
+
+def test_giving_up_at_the_cap_names_the_last_error_and_logs_what_it_skips(caplog):
+    caplog.set_level("INFO", logger="sam2flow.memory.recovery")
+
+    def work(plan, carry):
+        raise torch.OutOfMemoryError(f"CUDA out of memory at {plan.first_frame}-{plan.last_frame}")
+
+    rec = run_with_recovery(work, 0, 59, device=CPU, anchors=range(60))
+    last = rec.attempts[-1]
+    assert rec.skip_reasons[-1] == (
+        f"gave up after 18 out-of-memory errors (at most 18 for 60 frames); the last: "
+        f"CUDA out of memory at {last.first_frame}-{last.last_frame}"
+    )
+    lo, hi = rec.skipped_ranges[-1]
+    assert lo == last.first_frame and hi == 59
+    assert caplog.records[-1].getMessage() == f"skipping frames {lo}-59: {rec.skip_reasons[-1]}"
+
+
+def test_the_sizing_files_chunk_after_a_whole_failure_is_taken_only_when_shorter():
+    rec = run_with_recovery(oom_above(50), 0, 99, device=CPU, after_whole=100)
+    assert [a.chunk_size for a in rec.attempts] == [100, 50, 50]  # 100 again: no help
+    rec = run_with_recovery(oom_above(50), 0, 99, device=CPU, after_whole=40)
+    assert [a.chunk_size for a in rec.attempts] == [100, 34, 40, 26]  # 40s, and no runt
+
+
+def test_an_injected_oom_at_a_frame_is_met_where_the_work_reaches_that_frame(monkeypatch):
+    """Work that reports its progress meets ``frames=`` itself, frame by frame: the frames
+    before it are kept. Work that does not is failed by any attempt including the frame."""
+    from sam2flow.memory.oom import maybe_inject_oom_at
+
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "frames=45-45")
+    once = {45}
+
+    def meets(p, level):
+        if p in once:
+            once.discard(p)
+            maybe_inject_oom_at(p)
+        return False
+
+    work = Tracker(meets)
+    rec = run_with_recovery(work, 0, 59, device=CPU, progress=work.progress)
+    assert [(a.first_frame, a.outcome, a.frames_done) for a in rec.attempts] == [
+        (0, "oom", 45),
+        (45, "ok", 15),
+    ]
+    assert "at frame 45" in rec.attempts[0].error
+    plain = run_with_recovery(oom_above(1000), 0, 59, device=CPU, anchors=[46])
+    assert "including frame 45" in plain.attempts[0].error
+    assert plain.skipped_ranges == [(30, 45)]  # 0-29 ran: halving
+
+
+@pytest.mark.parametrize("frames, levels, cap", [(1, 1, 4), (2, 1, 4), (1, 2, 6), (60, 2, 18),
+                                                 (400, 3, 26), (1024, 3, 30)])  # fmt: skip
+def test_the_failure_cap_is_3_log2_frames_and_at_least_two_rounds_of_levels(frames, levels, cap):
+    from sam2flow.memory.recovery import failure_cap
+
+    assert failure_cap(frames, levels) == cap
+
+
+def test_the_guard_keeps_a_units_attempts_when_an_error_that_is_no_oom_ends_it():
+    """The batch's crash record lists the out-of-memory errors met before the bug."""
+    tries = []
+
+    def work(plan, carry):
+        tries.append(plan.frames)
+        if len(tries) == 1:
+            raise torch.OutOfMemoryError("CUDA out of memory")
+        raise RuntimeError("a bug")
+
+    guard = MemoryGuard(GuardConfig(monitoring=False), CPU)
+    with pytest.raises(RuntimeError, match="a bug"):
+        guard.run(work, 0, 59)
+    assert [(a.chunk_size, a.outcome) for a in guard.attempts] == [(60, "oom")]
+
+
+def test_the_guard_hands_the_works_progress_to_recovery():
+    once = {45}
+    work = Tracker(lambda p, level: p in once and not once.discard(p))
+    guard = MemoryGuard(GuardConfig(monitoring=False), CPU)
+    rec = guard.run(work, 0, 59, progress=work.progress)
+    assert [(a.first_frame, a.frames_done) for a in rec.attempts] == [(0, 45), (45, 15)]

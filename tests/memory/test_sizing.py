@@ -223,7 +223,9 @@ def test_a_damaged_file_is_named_in_the_units_record_and_written_anew(tmp_path):
     path.write_text("{ not json")
     record = MemoryGuard(GuardConfig(sizing_file=path), "cpu").run(oom_above(1000), 0, 99, key="k")
     assert record.status == "ok"
-    assert record.sizing["warning"].startswith(f"the sizing file {path} was damaged: not JSON")
+    warning = record.sizing["warning"]
+    assert warning.startswith(f"the sizing file {path} was damaged: not JSON")
+    assert warning.count("was damaged") == 1  # read before and after the unit: said once
     assert json.loads(path.read_text()) == {}
     again = MemoryGuard(GuardConfig(sizing_file=path), "cpu").run(oom_above(1000), 0, 99, key="k")
     assert again.sizing["warning"] is None
@@ -249,3 +251,41 @@ def test_single_frame_sizes_are_remembered(tmp_path):
     assert entry(mem) == {"smallest_failed": 1, "successes": 0}
     mem.update("k", attempts(("chunked", 2, "oom"), ("chunked", 1, "ok")))
     assert entry(mem) == {"largest_ok": 1, "successes": 0}  # one frame fits after all
+
+
+def test_a_smaller_success_later_keeps_the_largest_known(tmp_path):
+    mem = SizeMemory(tmp_path / "s.json", grow_after=5)
+    mem.update("k", attempts(("whole", 400, "oom"), ("chunked", 200, "ok")))
+    mem.update("k", attempts(("chunked", 100, "ok")))  # a rerun that started smaller
+    assert entry(mem) == {"smallest_failed": 400, "largest_ok": 200, "successes": 1}
+
+
+def test_an_entry_written_without_a_count_of_clean_runs_starts_counting_at_one(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"k": {"largest_ok": 200}}))
+    mem = SizeMemory(tmp_path / "s.json", grow_after=5)
+    mem.update("k", attempts(("whole", 100, "ok")))
+    assert entry(mem) == {"largest_ok": 200, "successes": 1} and mem.warnings == []
+
+
+def test_a_unit_that_failed_only_where_sizes_are_not_learnt_leaves_nothing(tmp_path):
+    """Out of memory only at the offload level: no size to remember, and no count of clean
+    runs without one."""
+    mem = SizeMemory(tmp_path / "s.json")
+    mem.update("k", attempts(("offload", 25, "oom"), ("offload", 25, "ok")))
+    assert json.loads(mem.path.read_text()) == {}
+
+
+def test_each_damage_a_unit_met_is_named_in_its_record(tmp_path):
+    """Read before the unit and again after it: damaged in two ways (another job wrote it
+    meanwhile), the record names both."""
+    path = tmp_path / "s.json"
+    path.write_text('{"j": 3}')
+
+    def work(plan, carry):
+        path.write_text("[1]")
+
+    record = MemoryGuard(GuardConfig(sizing_file=path), "cpu").run(work, 0, 9, key="k")
+    assert record.sizing["warning"] == (
+        f"the sizing file {path} was damaged: entries ['j'] are badly shaped; they are dropped; "
+        f"the sizing file {path} was damaged: not a JSON object; it is written anew"
+    )

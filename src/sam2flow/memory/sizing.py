@@ -82,9 +82,11 @@ class SizeMemory:
         return data
 
     def _damaged(self, what: str, kept: dict) -> dict:
+        """Warn once per damage: a unit reads the file before and after it runs."""
         text = f"the sizing file {self.path} was damaged: {what}"
-        log.warning(text)
-        self.warnings.append(text)
+        if text not in self.warnings:
+            log.warning(text)
+            self.warnings.append(text)
         return kept
 
     def entry(self, key: str) -> dict:
