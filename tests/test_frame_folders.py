@@ -146,3 +146,55 @@ def test_a_folder_without_a_manifest_says_to_extract_first(tmp_path):
         f"frames not extracted: {tmp_path / 'frames.json'}: "
         "run 'sam2flow extract' (or the workflow) first"
     )
+
+
+def test_a_frame_index_past_32_bits_names_the_file_and_the_fix(tmp_path):
+    from sam2flow.frame_folders import MAX_FRAME, frame_paths
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / f"{MAX_FRAME}.jpg").write_bytes(b"")  # the last index there is
+    assert list(frame_paths(tmp_path / "a")) == [MAX_FRAME]
+    assert frame_folder_error(tmp_path / "b", [f"{MAX_FRAME + 1}.jpg"]) == (
+        f"frame file name is not a frame index (over 2,147,483,647): "
+        f"{tmp_path / 'b' / f'{MAX_FRAME + 1}.jpg'}: "
+        "name frames by their index (ffmpeg ... -start_number 0 DIR/%05d.jpg)"
+    )
+
+
+def test_a_gap_in_a_users_frames_names_the_frame_the_span_and_the_fix(tmp_path):
+    from sam2flow.errors import UserError
+    from sam2flow.frame_folders import check_consecutive
+
+    check_consecutive([3, 4, 5], tmp_path)
+    with pytest.raises(UserError) as err:
+        check_consecutive([3, 4, 6, 8], tmp_path)
+    assert str(err.value) == (
+        f"frame 5 is missing (2 missing, 0 extra; the folder holds frames 3-8): {tmp_path}: "
+        "give every frame from the first to the last, or extract the video with sam2flow extract"
+    )
+
+
+def test_frames_of_two_sizes_or_a_damaged_frame_name_the_file_and_the_fix(tmp_path):
+    import cv2
+
+    from sam2flow.errors import UserError
+    from sam2flow.frame_folders import check_frame_sizes
+
+    paths = {}
+    for frame, (h, w) in {7: (20, 30), 8: (20, 30), 9: (20, 32)}.items():
+        paths[frame] = tmp_path / f"{frame}.jpg"
+        cv2.imwrite(str(paths[frame]), np.zeros((h, w, 3), np.uint8))
+    check_frame_sizes({7: paths[7], 8: paths[8]})
+    with pytest.raises(UserError) as err:
+        check_frame_sizes(paths)
+    assert str(err.value) == (
+        f"frame 9 is 32x20 but frame 7 is 30x20: {paths[9]}: "
+        "give a folder of one video's frames, all of one size"
+    )
+    paths[8].write_bytes(b"not a jpeg")
+    with pytest.raises(UserError) as err:
+        check_frame_sizes(paths)
+    assert str(err.value) == (
+        f"cannot read frame (cannot identify image file '{paths[8]}'): {paths[8]}: "
+        "extract the frames again"
+    )

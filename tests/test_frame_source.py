@@ -215,6 +215,16 @@ def test_the_opencv_decoder_refuses_a_jpeg_cut_short_that_it_would_decode(tmp_pa
         opencv_frame(cut, 16)
     assert str(err.value) == f"cannot read frame (JPEG cut short): {cut}: extract the frames again"
     assert opencv_frame(whole, 16).shape == (3, 16, 16)
+    shouting = cut.rename(tmp_path / "0000007.JPEG")  # SAM 2's loader takes .jpeg, any case
+    with pytest.raises(UserError, match=r"^cannot read frame \(JPEG cut short\): "):
+        opencv_frame(shouting, 16)
+
+
+def test_decoding_threads_are_as_asked_but_no_more_than_frames_to_decode():
+    from sam2flow.frame_source import decode_threads
+
+    assert [decode_threads(4, 8), decode_threads(16, 8), decode_threads(0, 8)] == [4, 9, 1]
+    assert decode_threads(None, 0) == 1 and decode_threads(9, 8) == 9
 
 
 def manifest(batches) -> Extraction:

@@ -389,3 +389,60 @@ def test_extracting_again_clears_what_the_last_extraction_left_and_nothing_else(
         "0001",
         "frames.json",
     ]
+
+
+def test_a_batch_folder_that_lost_a_frame_is_extracted_again(tmp_path):
+    """What the README says to do when a batch folder lost a JPEG."""
+    video = write_video(tmp_path / "v.mp4", frames=6)
+    out = tmp_path / "out"
+    extract_batches(video, out, batch_size=3)
+    (out / "0001" / "0000004.jpg").unlink()
+    assert extract_batches(video, out, batch_size=3).batches == {"0000": [0, 2], "0001": [3, 5]}
+    assert list_frames(out / "0001") == [3, 4, 5]
+
+
+@pytest.mark.parametrize(
+    "batches",
+    [
+        {"mine": [0, 1], "0000": [0, 2]},  # a name that is no batch's, listed first
+        {"0001": "3-5", "0000": [0, 2]},  # a span that is no pair of frames
+        {"../v.mp4": [0, 1], "0000": [0, 2]},
+    ],
+)
+def test_a_manifest_edited_by_hand_removes_only_the_batches_it_lists_well(tmp_path, batches):
+    """A user's folder named in the manifest keeps its files, even ones named like frames;
+    a well-listed batch after it is still removed; batch 0001, listed badly or not at all,
+    stands in the way (named, not deleted)."""
+    video = write_video(tmp_path / "v.mp4", frames=6)
+    out = tmp_path / "out"
+    extract_batches(video, out, batch_size=3)
+    (out / "mine").mkdir()
+    (out / "mine" / "0000000.jpg").write_bytes(b"a user's picture")
+    manifest = json.loads((out / "frames.json").read_text())
+    (out / "frames.json").write_text(json.dumps({**manifest, "batches": batches}))
+    with pytest.raises(UserError, match="folder 0001 is in the way"):
+        extract_batches(video, out, batch_size=3)
+    assert not (out / "0000").exists() and list_frames(out / "0001") == [3, 4, 5]
+    assert (out / "mine" / "0000000.jpg").read_bytes() == b"a user's picture"
+    assert video.is_file()
+
+
+def test_a_manifest_whose_batches_are_not_a_mapping_is_ignored(tmp_path):
+    video = write_video(tmp_path / "v.mp4", frames=4)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "frames.json").write_text(json.dumps({"batches": [[0, 1], [2, 3]]}))
+    assert extract_batches(video, out, batch_size=2).batches == {"0000": [0, 1], "0001": [2, 3]}
+
+
+def test_frames_a_user_put_in_a_batch_folder_outside_its_span_are_kept(tmp_path):
+    """Only the batch's own frames go; a JPEG named by a frame of the batches before or after
+    it is the user's, and it stands in the way of the new frames (named, not deleted)."""
+    video = write_video(tmp_path / "v.mp4", frames=9)
+    out = tmp_path / "out"
+    extract_batches(video, out, batch_size=3)
+    for name in ("0000002.jpg", "0000006.jpg"):  # the frames just before and after 3-5
+        (out / "0001" / name).write_bytes(b"a user's picture")
+    with pytest.raises(UserError, match="0001"):
+        extract_batches(video, out, batch_size=3)
+    assert sorted(p.name for p in (out / "0001").iterdir()) == ["0000002.jpg", "0000006.jpg"]
