@@ -20,6 +20,7 @@ from sam2flow.outputs import (
     MaskStore,
     load_masks,
     merge_video,
+    read_batch_layout,
     read_masks,
     write_batch_outputs,
 )
@@ -482,3 +483,92 @@ def test_the_tables_write_six_significant_digits(tmp_path):
             area, score_text = row.split(",")[3], row.split(",")[-1]
             # 5.0 at every pixel of a mask: a score of 0.9933071490757153
             assert (area, score_text) == (str(4 * H), "0.993307"), (table, row)
+
+
+def damaged_batch(tmp_path, **changes):
+    """A batch of frames 3-7 whose masks.npz fields are ``changes`` (None: left out)."""
+    batch = tmp_path / "b"
+    write_batch(batch, list(range(3, 8)), [1, 2])
+    with np.load(batch / "masks.npz") as data:
+        arrays = dict(data)
+    arrays.update(changes)
+    arrays = {k: v for k, v in arrays.items() if v is not None}
+    np.savez_compressed(batch / "masks.npz", **arrays)
+    return batch
+
+
+def layout_error(batch) -> str:
+    with pytest.raises(UserError) as err:
+        read_batch_layout(batch)
+    return str(err.value)
+
+
+DAMAGED = "batch masks are damaged"
+
+
+@pytest.mark.parametrize(
+    "changes, said",
+    [
+        ({"status": None, "shape": None}, "cannot read batch masks (no shape, status)"),
+        ({"frames": np.array([3, 4, 6, 5, 7])}, f"{DAMAGED} (frames 3..7 out of order)"),
+        ({"frames": np.array([], int)}, f"{DAMAGED} (no frames)"),
+        (
+            {"status": np.array([["ok", "ok"]] * 4)},
+            f"{DAMAGED} (4 status rows, shape [5, 2, {H}, {W}], for 5 frames of 2 objects)",
+        ),
+        (
+            {"object_ids": np.array([1])},
+            f"{DAMAGED} (5 status rows, shape [5, 2, {H}, {W}], for 5 frames of 1 objects)",
+        ),
+    ],
+)
+def test_each_way_a_batchs_archive_is_damaged_is_one_line_naming_it(tmp_path, changes, said):
+    batch = damaged_batch(tmp_path, **changes)
+    assert layout_error(batch) == f"{said}: {batch / 'masks.npz'}: segment that batch again"
+
+
+def test_each_way_a_batchs_frame_table_is_damaged_is_one_line_naming_it(tmp_path):
+    batch = damaged_batch(tmp_path)
+    table = batch / "frames.csv"
+    rows = table.read_text().splitlines()
+    table.write_text("\n".join(rows[:-2]) + "\n")  # its last frame's rows lost
+    assert layout_error(batch) == (
+        f"the batch's frame table lists other frames than its masks (3-7): {table}: "
+        "segment that batch again"
+    )
+    header = rows[0].split(",")
+    table.write_text(",".join(c for c in header if c not in ("object", "status")) + "\n")
+    assert layout_error(batch) == (
+        f"cannot read the batch's frame table (no column object, status): {table}: "
+        "segment that batch again"
+    )
+    table.write_text("")
+    assert layout_error(batch).startswith("cannot read the batch's frame table (No columns ")
+    assert read_batch_layout(damaged_batch(tmp_path / "whole")) == ([3, 4, 5, 6, 7], [1, 2],
+                                                                     (5, 2, H, W))  # fmt: skip
+
+
+def test_batches_that_start_after_frame_0_are_refused_naming_the_first(tmp_path):
+    write_batch(tmp_path / "a", list(range(4, 9)), [1])
+    with pytest.raises(UserError) as err:
+        merge_video([tmp_path / "a"], tmp_path / "merged")
+    assert str(err.value) == (
+        f"frames 0-3 are in no batch given (the first starts at frame 4): {tmp_path / 'a'}: "
+        "give every batch of the video, from its first"
+    )
+
+
+def test_batches_of_one_name_but_of_two_videos_contents_are_refused(tmp_path):
+    """A video replaced under its name between two batches: the records tell them apart."""
+    dirs = [tmp_path / "a", tmp_path / "b"]
+    for k, (d, identity) in enumerate(zip(dirs, ["10:aaa", "12:bbb"], strict=True)):
+        write_batch(d, list(range(5 * k, 5 * k + 5)), [1])
+        (d / "memory.json").write_text(json.dumps({"video": "v", "video_identity": identity}))
+    with pytest.raises(UserError) as err:
+        merge_video(dirs, tmp_path / "merged")
+    for d in dirs:  # records of a test's own making, not a batch's
+        (d / "memory.json").unlink()
+    assert str(err.value) == (
+        f"batches of different videos: {dirs[0]} and {dirs[1]} (other content): {dirs[1]}: "
+        "merge the batches of one video only"
+    )

@@ -211,3 +211,47 @@ def test_stopping_early_ends_the_decoder_while_it_is_decoding():
     next(frames)
     frames.close()  # waits for the decoder, which is in the middle of a slow read
     assert threading.active_count() == before
+
+
+def overlay_error(tmp_path, video_frames: int, mask_frames: range, size=(48, 64)) -> str:
+    from sam2flow.errors import UserError
+    from sam2flow.overlay import render_overlay
+
+    video = ffv1_video(tmp_path / "v.avi", video_frames, *size)
+    masks = np.zeros((len(mask_frames), 2, 48, 64), dtype=bool)
+    mask_file(tmp_path / "masks.h5", mask_frames, masks)
+    with pytest.raises(UserError) as err:
+        render_overlay(video, tmp_path / "masks.h5", tmp_path / "o.mp4", tmp_path / "s.png")
+    return str(err.value)
+
+
+@pytest.mark.parametrize(
+    "video_frames, mask_frames, said",
+    [
+        (8, range(0, 5), "the video has 8 frames but the masks cover frames 0-4 (a last batch is "
+                         "missing?)"),
+        (4, range(0, 5), "the video has 4 frames but the masks cover frames 0-4"),
+        (6, range(2, 5), "the video has 6 frames but the masks cover frames 2-4 (a last batch is "
+                         "missing?)"),
+    ],
+)  # fmt: skip
+def test_a_video_of_another_length_than_its_masks_is_named(
+    tmp_path, video_frames, mask_frames, said
+):
+    video = tmp_path / "v.avi"
+    assert overlay_error(tmp_path, video_frames, mask_frames) == (
+        f"{said}: {video}: give the video these masks were made from, and every batch of it"
+    )
+
+
+def test_a_video_of_another_shape_than_its_masks_is_named_and_one_scaled_is_said(tmp_path, caplog):
+    from sam2flow.overlay import render_overlay
+
+    assert overlay_error(tmp_path, 3, range(3), size=(48, 80)) == (
+        f"the video is 80x48 but the masks are 64x48: {tmp_path / 'v.avi'}: "
+        "give the video these masks were made from"
+    )
+    video = ffv1_video(tmp_path / "big.avi", 3, 96, 128)  # the masks' shape, twice their size
+    render_overlay(video, tmp_path / "masks.h5", tmp_path / "o.mp4", tmp_path / "s.png")
+    said = [r.getMessage() for r in caplog.records if r.name == "sam2flow.overlay"]
+    assert said == [f"{video}: the video is 128x96, the masks 64x48: scaled"]  # once, not a frame
