@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import types
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -652,3 +653,90 @@ def test_a_crash_leaves_what_the_guard_tried_and_a_later_success_removes_it(batc
     segment(batch, tmp_path / "out", model=model)
     assert not (tmp_path / "out" / "crashed.json").exists()
     assert (tmp_path / "out" / "memory.json").is_file()
+
+
+def failing_model(error: BaseException) -> LoadedModel:
+    model = stand_in()
+
+    def init_state(video_path, **options):
+        raise error
+
+    model.predictor.init_state = init_state
+    return model
+
+
+def test_a_crash_record_names_an_error_without_words_by_its_type_and_is_logged(
+    batch, tmp_path, caplog
+):
+    caplog.set_level(logging.INFO, logger="sam2flow.segment")
+    with pytest.raises(KeyError):
+        segment(batch, tmp_path / "out", model=failing_model(KeyError()))
+    path = tmp_path / "out" / "crashed.json"
+    crash = json.loads(path.read_text())
+    assert crash["error"] == "KeyError" and crash["host_peak_rss_bytes"] > 0
+    assert "\n" in path.read_text()  # read by people: one field a line
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if r.name == "sam2flow.segment"]
+    assert ("ERROR", f"batch 0001 failed; what it tried: {path}") in said
+
+
+def test_a_crash_record_that_cannot_be_written_leaves_the_error_itself(
+    batch, tmp_path, caplog, monkeypatch
+):
+    from sam2flow import segment as segment_module
+
+    write_text = segment_module.write_text
+
+    def full_at_the_crash_record(path, text):
+        if Path(path).name == "crashed.json":
+            raise OSError("No space left on device")
+        write_text(path, text)
+
+    monkeypatch.setattr(segment_module, "write_text", full_at_the_crash_record)
+    with pytest.raises(RuntimeError, match="^a bug$"):
+        segment(batch, tmp_path / "out", model=failing_model(RuntimeError("a bug")))
+    said = [r.getMessage() for r in caplog.records if r.name == "sam2flow.segment"]
+    path = tmp_path / "out" / "crashed.json"
+    assert f"could not write {path}: No space left on device" in said
+
+
+def test_the_decoding_threads_asked_for_decode_the_batch(batch, tmp_path, monkeypatch):
+    from sam2flow import segment as segment_module
+
+    asked = []
+
+    class Counting(segment_module.FrameSource):
+        def __init__(self, *args, threads=None, **kwargs):
+            asked.append(threads)
+            super().__init__(*args, threads=threads, **kwargs)
+
+    monkeypatch.setattr(segment_module, "FrameSource", Counting)
+    segment(batch, tmp_path / "out", threads=3)
+    assert asked and set(asked) == {3}
+
+
+def test_one_frame_finished_before_an_oom_is_kept(batch, tmp_path, monkeypatch):
+    """The prompt frame (42) is done, 43 fails: that one frame is not done again."""
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "frames=43-43")
+    record = segment(batch, tmp_path / "out")
+    assert record["attempts"][0]["frames_done"] == 1
+
+
+def test_carried_masks_of_another_videos_content_are_refused(batch, tmp_path):
+    manifest = json.loads((batch.parent / MANIFEST).read_text())
+    (batch.parent / MANIFEST).write_text(json.dumps({**manifest, "source": "100:aaa"}))
+    before = tmp_path / "before"
+    before.mkdir()
+    mask = np.zeros((1, 1, SIZE * SIZE), bool)
+    np.savez_compressed(
+        before / "masks.npz",
+        frames=np.array([39]),
+        object_ids=np.array([1]),
+        masks=np.packbits(mask, axis=-1),
+        shape=np.array([1, 1, SIZE, SIZE]),
+        status=np.array([["ok"]]),
+    )
+    (before / "memory.json").write_text(json.dumps({"video_identity": "100:bbb"}))
+    carried = {"carry_from": str(before / "masks.npz"), "carry_image": str(batch / frame_file(40))}
+    with pytest.raises(UserError, match="^carried masks come from another video"):
+        segment(batch, tmp_path / "out", prompt=carried, prompt_frame=None)
+    (before / "memory.json").unlink()  # not a batch's record: the suite checks those

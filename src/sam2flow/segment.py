@@ -416,7 +416,7 @@ def write_crash_record(job: BatchJob, attempts: list, exc: BaseException) -> Non
     record = {
         "video": job.video,
         "batch": job.batch,
-        "error": f"{type(exc).__name__}: {first_line(exc, '')}",
+        "error": f"{type(exc).__name__}: {first_line(exc, '')}".removesuffix(": "),
         "attempts": [asdict(a) for a in attempts],
         "host_peak_rss_bytes": peak_rss_bytes(),
     }
