@@ -244,6 +244,9 @@ def test_the_segment_commands_options_make_the_same_prompt_options():
     box = build_parser().parse_args(["segment", "--frames", "f", "--out", "o", "--box", "0,0,5,5"])
     options = PromptOptions.from_args(box)
     assert (options.box, options.points, options.mask) == ("0,0,5,5", None, None)
+    mask = build_parser().parse_args(["segment", "--frames", "f", "--out", "o", "--mask", "m.png"])
+    options = PromptOptions.from_args(mask)
+    assert (options.mask, options.box, options.points) == ("m.png", None, None)
 
 
 def test_scale_and_offset_of_the_command_line_move_the_dlc_points(tmp_path):
