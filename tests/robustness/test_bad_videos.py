@@ -145,14 +145,16 @@ def test_a_video_shorter_than_its_container_declares_is_kept_with_a_warning(tmp_
     assert extract_batches(full, tmp_path / "full").shortfall() is None
 
 
-@pytest.mark.parametrize("kind, name", [("png", "still.png.mp4"), ("image2", "still.tga")])
-def test_a_picture_given_as_a_video_is_named_with_what_it_is(tmp_path, kind, name):
+@pytest.mark.parametrize(
+    "kind, name, form", [("png", "still.mp4", "PNG"), ("image2", "still.tga", "TGA")]
+)
+def test_a_picture_given_as_a_video_is_named_with_what_it_is(tmp_path, kind, name, form):
     """OpenCV opens a single picture as a one-frame video; FFmpeg's demuxer says what it is
     (by its content, or for a TGA, which has no signature, by its name)."""
     from PIL import Image
 
     picture = tmp_path / name
-    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(picture, format=name[-3:].upper())
+    Image.fromarray(np.full((20, 30, 3), 90, np.uint8)).save(picture, format=form)
     assert one_line_error(picture, tmp_path) == (
         f"a still image ({kind}), not a video: {picture}: "
         "give the video file (sam2flow segment --frames takes a folder of images)"
