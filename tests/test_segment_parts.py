@@ -740,3 +740,18 @@ def test_carried_masks_of_another_videos_content_are_refused(batch, tmp_path):
     with pytest.raises(UserError, match="^carried masks come from another video"):
         segment(batch, tmp_path / "out", prompt=carried, prompt_frame=None)
     (before / "memory.json").unlink()  # not a batch's record: the suite checks those
+
+
+def test_a_restart_on_the_batchs_last_frame_alone_stores_its_mask(batch, tmp_path, monkeypatch):
+    """DeepLabCut points on frames 42 and 79; 60 fails at every level: 60-78 are skipped,
+    and work starts again on 79 alone, a chunk of one frame that is its own prompt."""
+    from test_alignment import dlc_file
+
+    prompted = {42: 1.0, 79: 0.9}
+    csv = dlc_file(tmp_path / "dlc.csv", 120, prompted, 1, xy=lambda f: (f % 32, 5))
+    monkeypatch.setenv("SAM2FLOW_INJECT_OOM", "frames=60-60")
+    record = segment(batch, tmp_path / "out", stand_in(prompted), None, dict(prompts_file=str(csv)))
+    assert record["skipped_ranges"] == [[60, 60], [61, 78]]
+    with np.load(tmp_path / "out" / "masks.npz") as data:
+        assert data["frames"][-1] == 79 and data["status"][-1].tolist() == ["ok"]
+    assert record["frame_status"] == {"ok": 21, "skipped_oom": 19}
