@@ -28,7 +28,11 @@ from conftest import ROOT, listed_in_troubleshooting
         ("video\tpath\t\nv\ta.mp4\t\t3\n", ["row 2 has 4 cells but the header line names 2"]),
         (
             "video\tpath\tprompts\tbox\tmask\nv\ta.mp4\t\t1,1,5,5\t\nw\tb.mp4\td.csv\t\tm.png\n",
-            ["row 3 has a DeepLabCut file (prompts) and mask: ", "keep one"],
+            [
+                "row 3 has a DeepLabCut file (prompts) and mask: ",
+                ": keep one: the DeepLabCut "
+                "file prompts every batch; points, box and mask prompt the batch of prompt_frame",
+            ],
         ),
         (
             "video\tpath\tprompts\tpoints\tprompt_frame\nv\ta.mp4\td.csv\t1,2\t3\n",

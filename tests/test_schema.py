@@ -185,3 +185,4 @@ def test_every_number_of_the_config_is_tried_with_nan():
 def test_a_finite_number_among_a_lists_items_is_not_taken_for_one_that_is_not():
     config = with_value(("prompts", "offset"), [0, float("nan")])
     assert named(config).startswith("config key prompts.offset.1: nan is not a finite number")
+    assert schema_problem(float("inf"), {}) == "top level: inf is not a finite number"
