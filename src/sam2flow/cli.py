@@ -150,13 +150,12 @@ def _pair(text: str) -> tuple[float, float]:
     >>> _pair(" -12.5, 3")
     (-12.5, 3.0)
     """
-    try:
-        x, y = (float(v) for v in text.split(","))
-    except ValueError:
-        x = y = math.nan
-    if not (math.isfinite(x) and math.isfinite(y)):
+    from .prompts import finite_numbers
+
+    numbers = finite_numbers(text) or []
+    if len(numbers) != 2:
         raise argparse.ArgumentTypeError(f"{text!r} must be X,Y: two finite numbers")
-    return x, y
+    return numbers[0], numbers[1]
 
 
 def _above_zero(text: str) -> float:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 import re
 import zipfile
 from dataclasses import dataclass, field, fields
@@ -347,18 +348,24 @@ def parse_points(text: str) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(pts, dtype=np.float32), np.asarray(labels, dtype=np.int32)
 
 
+def finite_numbers(text: str) -> list[float] | None:
+    """Comma-separated numbers, or ``None`` when one is not a finite number (a box, an
+    offset).
+
+    >>> finite_numbers(" -12.5, 3"), finite_numbers("1,nan"), finite_numbers("1,,2")
+    ([-12.5, 3.0], None, None)
+    """
+    try:
+        numbers = [float(v) for v in text.split(",")]
+    except ValueError:
+        return None
+    return numbers if all(math.isfinite(v) for v in numbers) else None
+
+
 def parse_box(text: str) -> np.ndarray:
     """``"x0,y0,x1,y1"`` -> a box array."""
-    try:
-        parts = [float(v) for v in _commas(text).split(",")]
-    except ValueError:
-        parts = []
-    if (
-        len(parts) != 4
-        or not np.all(np.isfinite(parts))
-        or parts[2] <= parts[0]
-        or parts[3] <= parts[1]
-    ):
+    parts = finite_numbers(text) or []
+    if len(parts) != 4 or parts[2] <= parts[0] or parts[3] <= parts[1]:
         raise BadValue(f"box {text!r} must be X0,Y0,X1,Y1 with X1 > X0 and Y1 > Y0")
     return np.asarray(parts, dtype=np.float32)
 
