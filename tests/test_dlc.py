@@ -3,6 +3,8 @@ small files written here, each test through the keypoints, prompt or error it gi
 
 from __future__ import annotations
 
+import codecs
+
 import cv2
 import numpy as np
 import pandas as pd
@@ -16,6 +18,8 @@ from sam2flow.prompts import (
     prompt_for_batch,
     read_dlc,
 )
+
+from conftest import listed_in_troubleshooting
 
 
 def write_csv(path, rows, bodyparts=("snout", "tail"), likelihood=True, index=None):
@@ -288,6 +292,70 @@ def test_each_dlc_error_is_one_line_with_the_file_and_the_fix(tmp_path, text, me
     assert "\n" not in str(info.value)
     if message.startswith("cannot parse CSV"):
         assert str(info.value).endswith(f": {path}: export it again")
+
+
+def _excel_saved(text: str) -> dict[str, bytes]:
+    """A DeepLabCut CSV as spreadsheet programs save it again, still comma-separated UTF-8."""
+    lines = text.splitlines()
+    return {
+        "bom": ("\ufeff" + text).encode(),
+        "crlf": text.replace("\n", "\r\n").encode(),
+        "bom-crlf": ("\ufeff" + text.replace("\n", "\r\n")).encode(),
+        "quoted": "".join(
+            ",".join(f'"{c}"' for c in line.split(",")) + "\n" for line in lines
+        ).encode(),
+        "trailing-commas": "".join(line + ",,\n" for line in lines).encode(),
+    }
+
+
+@pytest.mark.parametrize("kind", list(_excel_saved("")))
+def test_a_file_a_spreadsheet_saved_again_as_csv_reads_as_the_original(tmp_path, kind):
+    """Opened in Excel and saved (as 'CSV UTF-8'): the same keypoints, not an error or an
+    unnamed bodypart; the multi-animal file, whose header has more lines, too."""
+    for writer in (write_csv, write_two_animals):
+        rows = [[1.5, 2, 0.9, None, 4, 0.5], [5, 6, 0.8, 7, 8, 0.7]]
+        original = writer(tmp_path / "original.csv", rows)
+        saved = tmp_path / f"{kind}.csv"
+        saved.write_bytes(_excel_saved(original.read_text())[kind])
+        want, got = read_dlc(original), read_dlc(saved)
+        assert got.frames.tolist() == want.frames.tolist() == [0, 1]
+        assert (got.individuals, got.bodyparts) == (want.individuals, want.bodyparts)
+        np.testing.assert_array_equal(got.xyl, want.xyl)
+
+
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("semicolons", "cells are separated by semicolons, not commas: not a DeepLabCut CSV"),
+        ("tabs", "cells are separated by tabs, not commas: not a DeepLabCut CSV"),
+        ("utf16", "the file is UTF-16 text (a spreadsheet's 'Unicode Text'), not a CSV"),
+        ("utf16-be", "the file is UTF-16 text (a spreadsheet's 'Unicode Text'), not a CSV"),
+        ("value-unnamed", "line 5, cell 9: a value in a column the header lines name no "
+         "bodypart for"),
+    ],
+)  # fmt: skip
+def test_a_file_a_spreadsheet_saved_in_another_form_is_named(tmp_path, kind, message):
+    """Semicolons and decimal commas (a spreadsheet in a German locale), tabs or UTF-16
+    ('Unicode Text'): one line naming what became of the file, never a misread number."""
+    text = write_csv(tmp_path / "original.csv", [[1.5, 2, 0.9, 3, 4, 0.5]] * 2).read_text()
+    data = {
+        "semicolons": text.replace(",", ";").replace(".", ",").encode(),
+        "tabs": text.replace(",", "\t").encode(),
+        "utf16": text.encode("utf-16"),
+        "utf16-be": codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+        "value-unnamed": "".join(
+            line + (",,7" if i == 4 else ",,") + "\n" for i, line in enumerate(text.splitlines())
+        ).encode(),
+    }[kind]
+    path = tmp_path / f"{kind}.csv"
+    path.write_bytes(data)
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    assert str(info.value) == (
+        f"{message}: {path}: give the file as DeepLabCut wrote it (a spreadsheet program "
+        "that saves it again may change its separators, decimal marks and encoding)"
+    )
+    listed_in_troubleshooting(str(info.value))
 
 
 def test_missing_and_unknown_files_name_the_fix(tmp_path):

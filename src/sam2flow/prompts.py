@@ -8,6 +8,7 @@ Points, boxes and a mask PNG from the config prompt one object on one frame.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import logging
@@ -103,11 +104,33 @@ def _frame_from_label(value) -> int | None:
     return int(digits[-1]) if digits else None
 
 
+SPREADSHEET_FIX = (
+    "give the file as DeepLabCut wrote it (a spreadsheet program that saves it again may "
+    "change its separators, decimal marks and encoding)"
+)
+
+
 def _header_rows(path: Path) -> int:
-    """3 for single-animal files, 4 when the second header row is ``individuals``."""
-    with open(path, encoding="utf-8", errors="replace") as f:
-        head = [f.readline().split(",")[0].strip() for _ in range(4)]
+    """3 for single-animal files, 4 when the second header row is ``individuals``. A file
+    saved again by a spreadsheet program is read while it is still comma-separated UTF-8
+    (a byte-order mark, quoted cells); UTF-16 and other separators are named."""
+    with open(path, "rb") as f:
+        if f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+            raise UserError(
+                "the file is UTF-16 text (a spreadsheet's 'Unicode Text'), not a CSV",
+                path,
+                SPREADSHEET_FIX,
+            )
+    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+        head = [_first_cell(f.readline()) for _ in range(4)]
     if head[0] != "scorer":
+        for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+            if head[0].startswith("scorer" + separator):
+                raise UserError(
+                    f"cells are separated by {name}, not commas: not a DeepLabCut CSV",
+                    path,
+                    SPREADSHEET_FIX,
+                )
         raise UserError(
             f"line 1 starts with {head[0]!r}, not 'scorer': not a DeepLabCut CSV",
             path,
@@ -123,6 +146,12 @@ def _header_rows(path: Path) -> int:
         path,
         "export the file again from DeepLabCut",
     )
+
+
+def _first_cell(line: str) -> str:
+    """A CSV line's first cell, as the csv module reads it (quotes removed)."""
+    cells = next(csv.reader([line]), None)
+    return cells[0].strip() if cells else ""
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -148,7 +177,7 @@ def _read_table(path: Path) -> pd.DataFrame:
         raise UserError("unknown prompt file type", path, "give a DeepLabCut .csv or .h5 file")
     rows = _header_rows(path)
     try:
-        with open(path, newline="", encoding="utf-8", errors="replace") as f:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
             header = [next(csv.reader([f.readline()])) for _ in range(rows)]
         # Newer label files put the image path in 3 index columns (``scorer,,,Pranav``).
         index_cols = 1 + next((i for i, v in enumerate(header[0][1:]) if v), 0)
@@ -161,7 +190,24 @@ def _read_table(path: Path) -> pd.DataFrame:
         )
     except Exception as exc:
         raise UserError(f"cannot parse CSV ({brief(exc)})", path, "export it again") from exc
-    return table
+    return _without_unnamed(table, path, rows)
+
+
+def _without_unnamed(table: pd.DataFrame, path: Path, rows: int) -> pd.DataFrame:
+    """Drops empty columns the header lines name nothing for (the trailing commas a
+    spreadsheet program may add); such a column with values in it is an error, not an
+    unnamed bodypart."""
+    unnamed = [not any(column[1:]) for column in table.columns]
+    filled = table.loc[:, unnamed].notna().to_numpy().nonzero()
+    if filled[0].size:
+        row, col = filled[0][0], np.flatnonzero(unnamed)[filled[1][0]]
+        raise UserError(
+            f"line {rows + 1 + row}, cell {col + 1 + table.index.nlevels}: a value in a column "
+            "the header lines name no bodypart for",
+            path,
+            SPREADSHEET_FIX,
+        )
+    return table.loc[:, [not u for u in unnamed]]
 
 
 def read_dlc(path: str | Path) -> Keypoints:
