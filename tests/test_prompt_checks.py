@@ -3,6 +3,8 @@ carries from the one before it: fast tests, each through the error or the prompt
 
 from __future__ import annotations
 
+import logging
+
 import cv2
 import numpy as np
 import pytest
@@ -24,6 +26,8 @@ from sam2flow.prompts import (
     prompt_for_batch,
     read_mask_png,
 )
+
+from conftest import listed_in_troubleshooting
 
 
 def points(*xy) -> ObjectPrompt:
@@ -240,6 +244,43 @@ def test_a_mask_png_is_its_non_zero_pixels(tmp_path):
         read_mask_png(tmp_path / "nothing.png")
 
 
+def test_a_mask_png_without_background_is_an_error(tmp_path):
+    """Every pixel non-zero (a dark object on white read the other way round, a frame
+    saved as the mask): the object would be the whole frame."""
+    img = np.full((6, 8, 3), 255, dtype=np.uint8)
+    img[2:4, 1:5] = 30  # a dark grey object on white: still non-zero
+    cv2.imwrite(str(tmp_path / "white.png"), img)
+    with pytest.raises(UserError) as info:
+        read_mask_png(tmp_path / "white.png")
+    assert str(info.value) == (
+        f"mask image has no background (every pixel is non-zero): {tmp_path / 'white.png'}: "
+        "give the object non-zero on a black (0) or transparent background; "
+        "a dark object on white is read inverted: invert the image"
+    )
+    listed_in_troubleshooting(str(info.value))
+
+
+@pytest.mark.parametrize("share, warned", [(0.25, False), (0.5, False), (0.75, True)])
+def test_a_mask_over_half_the_frame_is_warned_of(tmp_path, caplog, share, warned):
+    """A black object on white is read inverted (its background is the object): it is still
+    a mask, so a warning, from half the frame up."""
+    img = np.zeros((4, 8), dtype=np.uint8)
+    img[:, : int(8 * share)] = 255
+    cv2.imwrite(str(tmp_path / "m.png"), img)
+    with caplog.at_level(logging.WARNING, logger="sam2flow.prompts"):
+        assert read_mask_png(tmp_path / "m.png").mean() == share
+    lines = [r.getMessage() for r in caplog.records]
+    if warned:
+        assert lines == [
+            f"{tmp_path / 'm.png'}: the mask covers 75 % of the frame; the object is its "
+            "non-zero pixels, so a dark object on a white background is read inverted "
+            "(invert the image)"
+        ]
+        listed_in_troubleshooting(lines[0])
+    else:
+        assert lines == []
+
+
 def test_a_mask_png_is_read_as_the_tool_that_saved_it_meant(tmp_path):
     """A 16-bit label image (its object 1), an object drawn in colour on a transparent
     white background, a grey mask with an opaque alpha channel, a colour mask, a palette
@@ -267,12 +308,14 @@ def test_a_mask_png_is_read_as_the_tool_that_saved_it_meant(tmp_path):
 
 
 def test_a_manual_prompt_is_object_1_on_its_frame_from_the_config(tmp_path):
-    cv2.imwrite(str(tmp_path / "m.png"), np.full((4, 4), 255, dtype=np.uint8))
+    img = np.zeros((4, 4), dtype=np.uint8)
+    img[1:3, :2] = 255
+    cv2.imwrite(str(tmp_path / "m.png"), img)
     prompt = manual_prompt(7, points="1,2", box="0,0,3,3", mask=tmp_path / "m.png")
     assert (prompt.frame, list(prompt.objects), prompt.source) == (7, [1], "config")
     obj = prompt.objects[1]
     assert obj.points.tolist() == [[1, 2]] and obj.labels.tolist() == [1]
-    assert obj.box.tolist() == [0, 0, 3, 3] and obj.mask.all()
+    assert obj.box.tolist() == [0, 0, 3, 3] and np.array_equal(obj.mask, img > 0)
     only_box = manual_prompt(0, box="0,0,3,3").objects[1]
     assert only_box.points is None and only_box.mask is None
     with pytest.raises(ValueError, match="needs points, a box or a mask"):

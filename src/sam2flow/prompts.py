@@ -432,6 +432,20 @@ def read_mask_png(path: str | Path) -> np.ndarray:
         mask = img[..., : 3 if img.shape[2] >= 3 else 1].any(axis=-1)
     if not mask.any():
         raise UserError("mask image is empty", path, "give a PNG with the object non-zero")
+    if mask.all():
+        raise UserError(
+            "mask image has no background (every pixel is non-zero)",
+            path,
+            "give the object non-zero on a black (0) or transparent background; "
+            "a dark object on white is read inverted: invert the image",
+        )
+    if mask.mean() > 0.5:  # a dark object drawn on white, or a video frame saved as PNG
+        log.warning(
+            "%s: the mask covers %.0f %% of the frame; the object is its non-zero pixels, "
+            "so a dark object on a white background is read inverted (invert the image)",
+            path,
+            100 * mask.mean(),
+        )
     return mask
 
 

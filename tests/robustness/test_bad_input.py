@@ -62,7 +62,7 @@ def world(tmp_path_factory, tiny_model):
     (root / "empty").mkdir()
     (root / "empty.mp4").write_bytes(b"")
     (root / "text.mp4").write_text("not a video")
-    cv2.imwrite(str(root / "small_mask.png"), np.full((10, 10), 255, np.uint8))
+    cv2.imwrite(str(root / "small_mask.png"), np.eye(10, dtype=np.uint8) * 255)
     (root / "truncated.npz").write_bytes((root / "out" / "0000" / "masks.npz").read_bytes()[:500])
     dlc = root / "dlc.csv"
     rows = ["scorer,s,s,s", "bodyparts,snout,snout,snout", "coords,x,y,likelihood"]
