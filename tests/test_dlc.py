@@ -175,7 +175,7 @@ def test_a_batch_prompt_from_a_dlc_file_with_bodyparts_cutoff_scale_and_offset(t
 
 
 def test_a_batch_prompt_from_a_box_or_a_mask_alone(tmp_path):
-    cv2.imwrite(str(tmp_path / "m.png"), np.full((4, 4), 255, dtype=np.uint8))
+    cv2.imwrite(str(tmp_path / "m.png"), np.eye(4, dtype=np.uint8) * 255)
     box = prompt_for_batch([3, 4], PromptOptions(box="0,0,2,2")).objects[1]
     assert box.box.tolist() == [0, 0, 2, 2] and box.points is None
     mask = prompt_for_batch([3, 4], PromptOptions(mask=tmp_path / "m.png", prompt_frame=4))
@@ -428,6 +428,29 @@ def test_an_h5_file_pandas_cannot_read_is_one_line(tmp_path):
     assert (
         str(info.value) == f"cannot read HDF5 table ({brief(hdf5.value)}): {path}: export it again"
     )
+
+
+@pytest.mark.parametrize("kind", ["sleap", "empty"])
+def test_an_h5_file_without_a_table_is_named_as_another_tools(tmp_path, kind):
+    """A SLEAP analysis file (plain HDF5 datasets, no pandas table) or an empty store: the
+    message says what the file lacks, not an index error."""
+    pytest.importorskip("tables")
+    path = tmp_path / f"{kind}.h5"
+    if kind == "sleap":
+        import h5py
+
+        with h5py.File(path, "w") as f:
+            f["tracks"] = np.zeros((1, 2, 4, 10))
+            f["node_names"] = [b"snout", b"tail"]
+    else:
+        pd.HDFStore(path, mode="w").close()
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    assert str(info.value) == (
+        f"no table in this HDF5 file (another tool's file, such as SLEAP's?): {path}: "
+        "give the .h5 (or .csv) DeepLabCut wrote for this video"
+    )
+    listed_in_troubleshooting(str(info.value))
 
 
 @pytest.mark.parametrize(

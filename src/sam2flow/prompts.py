@@ -167,8 +167,16 @@ def _read_table(path: Path) -> pd.DataFrame:
         try:
             with pd.HDFStore(path, mode="r") as store:
                 keys = store.keys()
+                if not keys:
+                    raise UserError(
+                        "no table in this HDF5 file (another tool's file, such as SLEAP's?)",
+                        path,
+                        "give the .h5 (or .csv) DeepLabCut wrote for this video",
+                    )
                 key = "df_with_missing" if "/df_with_missing" in keys else keys[0]
                 return store[key]
+        except UserError:
+            raise
         except Exception as exc:
             raise UserError(
                 f"cannot read HDF5 table ({brief(exc)})", path, "export it again"
