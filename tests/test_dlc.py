@@ -294,6 +294,13 @@ def test_each_dlc_error_is_one_line_with_the_file_and_the_fix(tmp_path, text, me
         assert str(info.value).endswith(f": {path}: export it again")
 
 
+def read_error(path) -> str:
+    """The one-line error ``read_dlc`` gives for ``path``, which the README must explain."""
+    with pytest.raises(UserError) as info:
+        read_dlc(path)
+    return listed_in_troubleshooting(str(info.value)) and str(info.value)
+
+
 def _excel_saved(text: str) -> dict[str, bytes]:
     """A DeepLabCut CSV as spreadsheet programs save it again, still comma-separated UTF-8."""
     lines = text.splitlines()
@@ -349,13 +356,10 @@ def test_a_file_a_spreadsheet_saved_in_another_form_is_named(tmp_path, kind, mes
     }[kind]
     path = tmp_path / f"{kind}.csv"
     path.write_bytes(data)
-    with pytest.raises(UserError) as info:
-        read_dlc(path)
-    assert str(info.value) == (
+    assert read_error(path) == (
         f"{message}: {path}: give the file as DeepLabCut wrote it (a spreadsheet program "
         "that saves it again may change its separators, decimal marks and encoding)"
     )
-    listed_in_troubleshooting(str(info.value))
 
 
 def test_missing_and_unknown_files_name_the_fix(tmp_path):
@@ -444,13 +448,10 @@ def test_an_h5_file_without_a_table_is_named_as_another_tools(tmp_path, kind):
             f["node_names"] = [b"snout", b"tail"]
     else:
         pd.HDFStore(path, mode="w").close()
-    with pytest.raises(UserError) as info:
-        read_dlc(path)
-    assert str(info.value) == (
+    assert read_error(path) == (
         f"no table in this HDF5 file (another tool's file, such as SLEAP's?): {path}: "
         "give the .h5 (or .csv) DeepLabCut wrote for this video"
     )
-    listed_in_troubleshooting(str(info.value))
 
 
 @pytest.mark.parametrize(
