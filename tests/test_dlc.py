@@ -337,21 +337,21 @@ def test_a_file_a_spreadsheet_saved_again_as_csv_reads_as_the_original(tmp_path,
         ("tabs", "cells are separated by tabs, not commas: not a DeepLabCut CSV"),
         ("utf16", "the file is UTF-16 text (a spreadsheet's 'Unicode Text'), not a CSV"),
         ("utf16-be", "the file is UTF-16 text (a spreadsheet's 'Unicode Text'), not a CSV"),
-        ("value-unnamed", "line 5, cell 9: a value in a column the header lines name no "
+        ("value-unnamed", "line 6, cell 9: a value in a column the header lines name no "
          "bodypart for"),
     ],
 )  # fmt: skip
 def test_a_file_a_spreadsheet_saved_in_another_form_is_named(tmp_path, kind, message):
     """Semicolons and decimal commas (a spreadsheet in a German locale), tabs or UTF-16
     ('Unicode Text'): one line naming what became of the file, never a misread number."""
-    text = write_csv(tmp_path / "original.csv", [[1.5, 2, 0.9, 3, 4, 0.5]] * 2).read_text()
+    text = write_csv(tmp_path / "original.csv", [[1.5, 2, 0.9, 3, 4, 0.5]] * 3).read_text()
     data = {
         "semicolons": text.replace(",", ";").replace(".", ",").encode(),
         "tabs": text.replace(",", "\t").encode(),
         "utf16": text.encode("utf-16"),
         "utf16-be": codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
         "value-unnamed": "".join(
-            line + (",,7" if i == 4 else ",,") + "\n" for i, line in enumerate(text.splitlines())
+            line + (",,7" if i == 5 else ",,") + "\n" for i, line in enumerate(text.splitlines())
         ).encode(),
     }[kind]
     path = tmp_path / f"{kind}.csv"

@@ -167,6 +167,30 @@ def test_init_says_which_file_it_chose_and_what_it_left(tmp_path):
     ]
 
 
+def test_a_video_deeplabcut_drew_for_another_is_left_out_and_said(tmp_path):
+    """create_labeled_video writes ``<video>DLC_<scorer>_labeled.mp4`` (maDLC also
+    ``..._el_labeled.mp4`` and ``..._full.mp4``) beside the video: a folder of videos holds
+    both, and only the video itself is segmented. Without its video, a drawing is kept."""
+    scorer = "DLC_resnet50_openfieldOct30shuffle1_15001"
+    names = ["m1.mp4", f"m1{scorer}.csv", f"m1{scorer}_labeled.mp4", f"m1{scorer}_el_full.mp4"]
+    names += [f"m2{scorer}_labeled.mp4", "m10.mp4"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    videos = find_videos([tmp_path])
+    table, notes = sheet_for(videos, sorted(tmp_path.glob("*.csv")))
+    assert table["path"].tolist() == [
+        str(tmp_path / name) for name in ("m1.mp4", "m10.mp4", f"m2{scorer}_labeled.mp4")
+    ]
+    assert table["prompts"].tolist() == [str(tmp_path / f"m1{scorer}.csv"), "", ""]
+    drawn = [n for n in notes if "a video DeepLabCut drew" in n]
+    assert drawn == [
+        f"m1{scorer}_el_full.mp4: a video DeepLabCut drew for m1.mp4 (create_labeled_video), "
+        "left out; add its row by hand to segment it",
+        f"m1{scorer}_labeled.mp4: a video DeepLabCut drew for m1.mp4 (create_labeled_video), "
+        "left out; add its row by hand to segment it",
+    ]
+
+
 def test_a_chosen_files_own_h5_twin_is_not_reported_as_passed_over(tmp_path):
     for name in ("aDLC_x.csv", "aDLC_x.h5"):
         (tmp_path / name).write_bytes(b"x")

@@ -205,6 +205,13 @@ def dlc_match(video: Path, candidates: list[Path]) -> tuple[Path | None, list[Pa
     return mine[0], mine[1:]
 
 
+def _drawn_by_dlc(video: Path, videos: list[Path]) -> Path | None:
+    """The video of ``videos`` that DeepLabCut drew ``video`` for: its labelled videos are
+    named ``<video stem>DLC_<scorer>..._labeled.mp4`` and written beside the video, so a
+    folder of videos holds both (segmenting the drawing would double the work)."""
+    return next((o for o in videos if o != video and video.name.startswith(f"{o.stem}DLC_")), None)
+
+
 def video_name(path: Path, taken: set[str]) -> str:
     """A sample-sheet name for ``path`` (letters, digits, ``_ . -``), unique in ``taken``."""
     base = re.sub(r"[^A-Za-z0-9_.-]", "_", path.stem).lstrip("_.-") or "video"
@@ -220,6 +227,13 @@ def sheet_for(videos: list[Path], dlc_files: list[Path]) -> tuple[pd.DataFrame, 
     without one, files without a video, and files passed over."""
     rows, notes, used, taken = [], [], set(), set()
     for video in videos:
+        drawn_for = _drawn_by_dlc(video, videos)
+        if drawn_for is not None:
+            notes.append(
+                f"{video.name}: a video DeepLabCut drew for {drawn_for.name} "
+                "(create_labeled_video), left out; add its row by hand to segment it"
+            )
+            continue
         chosen, others = dlc_match(video, dlc_files)
         used.update([chosen, *others])
         rows.append({"video": video_name(video, taken), "path": str(video), "prompts": ""})
