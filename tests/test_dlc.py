@@ -83,6 +83,17 @@ def test_a_file_that_is_not_a_dlc_csv_says_so(tmp_path, first_lines, message):
         read_dlc(tmp_path / "x.csv")
 
 
+def test_a_3d_file_is_not_read_as_pixels(tmp_path):
+    """DeepLabCut's triangulated files have coords x, y, z in world units, no likelihood:
+    read as a label file they would be clicks at made-up pixels."""
+    path = tmp_path / "m_3D.csv"
+    path.write_text("scorer,D,D,D\nbodyparts,a,a,a\ncoords,x,y,z\n0,1.5,2,30\n")
+    assert read_error(path) == (
+        "coords include z: a 3D (triangulated) file, not one camera's predictions: "
+        f"{path}: give the 2D DeepLabCut file of this video (x, y and likelihood)"
+    )
+
+
 def test_coords_without_y_are_named(tmp_path):
     (tmp_path / "x.csv").write_text("scorer,D,D\nbodyparts,a,a\ncoords,x,likelihood\n0,1,0.9\n")
     with pytest.raises(UserError, match=r"coords \(header line 3\) lack y"):
@@ -338,7 +349,9 @@ def test_a_file_a_spreadsheet_saved_again_as_csv_reads_as_the_original(tmp_path,
         ("utf16", "the file is UTF-16 text (a spreadsheet's 'Unicode Text'), not a CSV"),
         ("utf16-be", "the file is UTF-16 text (a spreadsheet's 'Unicode Text'), not a CSV"),
         ("value-unnamed", "line 6, cell 9: a value in a column the header lines name no "
-         "bodypart for"),
+         "bodypart or coordinate for"),
+        ("value-no-coords", "line 4, cell 8: a value in a column the header lines name no "
+         "bodypart or coordinate for"),
     ],
 )  # fmt: skip
 def test_a_file_a_spreadsheet_saved_in_another_form_is_named(tmp_path, kind, message):
@@ -350,6 +363,10 @@ def test_a_file_a_spreadsheet_saved_in_another_form_is_named(tmp_path, kind, mes
         "tabs": text.replace(",", "\t").encode(),
         "utf16": text.encode("utf-16"),
         "utf16-be": codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+        "value-no-coords": "".join(
+            line + (",snout" if i == 1 else "," if i == 2 else ",7") + "\n"
+            for i, line in enumerate(text.splitlines())
+        ).encode(),
         "value-unnamed": "".join(
             line + (",,7" if i == 5 else ",,") + "\n" for i, line in enumerate(text.splitlines())
         ).encode(),

@@ -202,16 +202,16 @@ def _read_table(path: Path) -> pd.DataFrame:
 
 
 def _without_unnamed(table: pd.DataFrame, path: Path, rows: int) -> pd.DataFrame:
-    """Drops empty columns the header lines name nothing for (the trailing commas a
-    spreadsheet program may add); such a column with values in it is an error, not an
-    unnamed bodypart."""
-    unnamed = [not any(column[1:]) for column in table.columns]
+    """Drops empty columns the header lines name no bodypart or coordinate for (the
+    trailing commas a spreadsheet program may add); such a column with values in it is an
+    error, not an unnamed bodypart or values read as nothing."""
+    unnamed = [not (column[-2] and column[-1]) for column in table.columns]
     filled = table.loc[:, unnamed].notna().to_numpy().nonzero()
     if filled[0].size:
         row, col = filled[0][0], np.flatnonzero(unnamed)[filled[1][0]]
         raise UserError(
             f"line {rows + 1 + row}, cell {col + 1 + table.index.nlevels}: a value in a column "
-            "the header lines name no bodypart for",
+            "the header lines name no bodypart or coordinate for",
             path,
             SPREADSHEET_FIX,
         )
@@ -248,6 +248,12 @@ def read_dlc(path: str | Path) -> Keypoints:
             f"coords (header line {len(cols.levels)}) lack {lacking}",
             path,
             "export the file again from DeepLabCut (coords x, y and likelihood)",
+        )
+    if "z" in coords:
+        raise UserError(
+            "coords include z: a 3D (triangulated) file, not one camera's predictions",
+            path,
+            "give the 2D DeepLabCut file of this video (x, y and likelihood)",
         )
     has_likelihood = "likelihood" in coords
     values = table.apply(pd.to_numeric, errors="coerce")
