@@ -49,6 +49,22 @@ def test_dlc_outputs_are_matched_by_their_names(tmp_path):
     assert "mouse1.avi: using" not in out.stdout  # its .h5 twin is not a competitor
 
 
+@pytest.mark.parametrize("given", ["missing", "file"])
+def test_a_dlc_folder_that_is_not_one_is_an_error_before_anything_is_written(tmp_path, given):
+    """A typo in --dlc (or a file named instead of its folder) would leave every video
+    without its DeepLabCut file, each warned of as if the lab had none."""
+    (tmp_path / "v.mp4").touch()
+    (tmp_path / f"v{SCORER}.csv").touch()
+    dlc = tmp_path / ("predictons" if given == "missing" else f"v{SCORER}.csv")
+    out = sam2flow("init", tmp_path, *files(tmp_path), "--dlc", dlc, check=False)
+    assert out.returncode == 2 and not (tmp_path / "s.tsv").exists()
+    message = out.stderr.strip().splitlines()[-1].removeprefix("sam2flow init: error: ")
+    assert message == (
+        f"--dlc names no folder: {dlc}: give the folder that holds the DeepLabCut .csv/.h5 files"
+    )
+    listed_in_troubleshooting(message)
+
+
 def test_an_existing_sheet_is_kept_unless_forced(tmp_path):
     (tmp_path / "v.mp4").touch()
     (tmp_path / "s.tsv").write_text("mine")

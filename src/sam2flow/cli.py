@@ -378,6 +378,13 @@ def _init(args) -> int:
     videos = find_videos(args.videos)
     if not videos:
         raise UserError("no video files found", " ".join(args.videos), "give videos or folders")
+    for folder in args.dlc:  # a typo would leave every video without its DeepLabCut file
+        if not Path(folder).is_dir():
+            raise UserError(
+                "--dlc names no folder",
+                folder,
+                "give the folder that holds the DeepLabCut .csv/.h5 files",
+            )
     folders = {v.parent for v in videos} | {Path(d) for d in args.dlc}
     dlc = sorted({p.resolve() for d in folders for p in Path(d).glob("*DLC_*") if p.is_file()})
     table, notes = sheet_for(videos, dlc)
