@@ -169,6 +169,18 @@ def _above_zero(text: str) -> float:
     return value
 
 
+def _at_least_one(text: str) -> int:
+    """A whole number of 1 or more (threads, workers, frames), where 0 or -2 would be taken
+    silently for the default or end in a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a whole number of 1 or more")
+    return value
+
+
 def _subcommand(sub, name: str, help: str) -> argparse.ArgumentParser:
     """A subcommand whose --help shows every option's default."""
     return sub.add_parser(
@@ -190,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quality", type=int, default=DEFAULT_QUALITY, help="JPEG quality, 1-100")
     p.add_argument(
         "--workers",
-        type=int,
+        type=_at_least_one,
         default=None,
         help="processes decoding ranges of the video (default: one per two cores, at most 4)",
     )
@@ -249,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--video-frames",
-        type=int,
+        type=_at_least_one,
         default=None,
         help="check the DeepLabCut file has this many rows (none: from frames.json)",
     )
@@ -263,7 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--threads",
-        type=int,
+        type=_at_least_one,
         default=None,
         help="threads decoding frames ahead of the model (default: every core available)",
     )
@@ -289,7 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _subcommand(sub, "demo-data", "write the synthetic demo video and its DLC file")
     p.add_argument("--out", default="demo", help="folder for demo.mp4 and its predictions")
-    p.add_argument("--frames", type=int, default=120, help="frames of the demo video")
+    p.add_argument("--frames", type=_at_least_one, default=120, help="frames of the demo video")
 
     p = _subcommand(sub, "merge", "merge a video's batch outputs")
     p.add_argument("--batches", nargs="+", required=True, help="batch output folders of one video")

@@ -527,6 +527,30 @@ CASES = [
         ["argument --budget-gb: 'inf' must be a number above 0"],
     ),
     (
+        "threads-zero",
+        seg("--point", "40,60", "--threads", "0"),
+        2,
+        ["argument --threads: '0' must be a whole number of 1 or more"],
+    ),
+    (
+        "video-frames-zero",
+        seg("--point", "40,60", "--video-frames", "0"),
+        2,
+        ["argument --video-frames: '0' must be a whole number of 1 or more"],
+    ),
+    (
+        "extract-workers-negative",
+        ["extract", "--video", "{root}/v.mp4", "--out", "{scratch}/f", "--workers=-2"],
+        2,
+        ["argument --workers: '-2' must be a whole number of 1 or more"],
+    ),
+    (
+        "demo-frames-zero",
+        ["demo-data", "--out", "{scratch}/d", "--frames", "0"],
+        2,
+        ["argument --frames: '0' must be a whole number of 1 or more"],
+    ),
+    (
         "grow-after-negative",
         seg("--point", "40,60", "--sizing-grow-after", "-3"),
         2,
