@@ -352,6 +352,8 @@ def test_a_file_a_spreadsheet_saved_again_as_csv_reads_as_the_original(tmp_path,
          "bodypart or coordinate for"),
         ("value-no-coords", "line 4, cell 8: a value in a column the header lines name no "
          "bodypart or coordinate for"),
+        ("value-no-bodypart", "line 4, cell 8: a value in a column the header lines name no "
+         "bodypart or coordinate for"),
     ],
 )  # fmt: skip
 def test_a_file_a_spreadsheet_saved_in_another_form_is_named(tmp_path, kind, message):
@@ -365,6 +367,10 @@ def test_a_file_a_spreadsheet_saved_in_another_form_is_named(tmp_path, kind, mes
         "utf16-be": codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
         "value-no-coords": "".join(
             line + (",snout" if i == 1 else "," if i == 2 else ",7") + "\n"
+            for i, line in enumerate(text.splitlines())
+        ).encode(),
+        "value-no-bodypart": "".join(
+            line + (",DLC" if i == 0 else "," if i == 1 else ",x" if i == 2 else ",7") + "\n"
             for i, line in enumerate(text.splitlines())
         ).encode(),
         "value-unnamed": "".join(
