@@ -117,7 +117,9 @@ def test_a_file_that_is_not_a_checkpoint_is_named(checkpoint_server, tmp_path):
 
 
 def test_random_weights_say_so_loudly(tiny_model, caplog):
-    """The session's model was built before this test could listen: one more is built."""
+    """The session's model was built before this test could listen: one more is built,
+    past ``build_model``'s cache (which held it whenever no two other models had pushed it
+    out: the test passed in the whole suite and failed alone)."""
     import logging
 
     from sam2flow.models import RANDOM_WEIGHTS_WARNING, build_model
@@ -126,6 +128,7 @@ def test_random_weights_say_so_loudly(tiny_model, caplog):
     assert tiny_model.image_size == 256
     assert tiny_model.dtype is None  # fp32 on the CPU
     caplog.set_level(logging.WARNING, logger="sam2flow.models")
+    build_model.cache_clear()
     build_model(ModelOptions(weights="random", image_size=256, device="cpu"))
     assert [r.getMessage() for r in caplog.records if r.name == "sam2flow.models"] == [
         RANDOM_WEIGHTS_WARNING
