@@ -468,10 +468,15 @@ def test_peak_rss_is_the_kernels_high_water_mark_in_bytes():
     status = Path("/proc/self/status")
     if not status.exists():
         pytest.skip("needs Linux's /proc")
+
+    def hwm() -> int:
+        return int(re.search(r"VmHWM:\s+(\d+) kB", status.read_text())[1]) * 1024
+
+    # The mark only rises, and another thread may raise it at any instant (a bound on the
+    # gap failed once so): the result lies between the kernel's mark before and after.
+    before = hwm()
     peak = peak_rss_bytes()
-    hwm = int(re.search(r"VmHWM:\s+(\d+) kB", status.read_text())[1]) * 1024
-    # Read an instant apart: the mark can only have risen, by what reading it allocated.
-    assert 0 <= hwm - peak < 1 << 20, (peak, hwm)
+    assert before <= peak <= hwm(), (before, peak)
 
 
 def test_each_attempt_names_its_own_first_and_last_frame(batch, tmp_path, monkeypatch):
