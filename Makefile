@@ -8,7 +8,7 @@ PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.sam2flow-installed
 CORES  ?= 2
 
-.PHONY: install run test test-cluster test-slow test-gpu lint mutation bench bench-quick demo screenshots clean
+.PHONY: install run test test-alone test-cluster test-slow test-gpu lint mutation bench bench-quick demo screenshots clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,16 @@ run: install
 # target, so that `make test` stays near 30 minutes; .ci/run runs both.
 test: install
 	$(VENV)/bin/pytest -q -m "not slow and not slurm" --durations=15
+
+# Each test file alone, one after another (about 20 minutes): a test that passes only
+# after another one has run (a cache it filled, a logger it set) fails here.
+TEST_FILES = $(sort $(wildcard tests/test_*.py tests/memory/test_*.py tests/robustness/test_*.py tests/workflow/test_*.py))
+test-alone: install
+	@for f in $(TEST_FILES); do \
+		out=$$($(VENV)/bin/pytest -q -p no:cacheprovider -m "not slow and not slurm and not gpu" $$f 2>&1); \
+		rc=$$?; echo "$$f: $$(echo "$$out" | tail -1)"; \
+		[ $$rc -eq 0 ] || [ $$rc -eq 5 ] || { echo "$$out"; exit 1; }; \
+	done
 
 test-cluster: install
 	$(VENV)/bin/pytest -q -m slurm --durations=10
