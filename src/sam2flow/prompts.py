@@ -110,10 +110,11 @@ SPREADSHEET_FIX = (
 )
 
 
-def _header_rows(path: Path) -> int:
-    """3 for single-animal files, 4 when the second header row is ``individuals``. A file
-    saved again by a spreadsheet program is read while it is still comma-separated UTF-8
-    (a byte-order mark, quoted cells); UTF-16 and other separators are named."""
+def _header(path: Path) -> list[list[str]]:
+    """The header lines, parsed once: 3 for single-animal files, 4 when the second is
+    ``individuals``. A file saved again by a spreadsheet program is read while it is still
+    comma-separated UTF-8 (a byte-order mark, quoted cells); UTF-16 and other separators
+    are named."""
     with open(path, "rb") as f:
         if f.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
             raise UserError(
@@ -122,7 +123,8 @@ def _header_rows(path: Path) -> int:
                 SPREADSHEET_FIX,
             )
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        head = [_first_cell(f.readline()) for _ in range(4)]
+        lines = [next(csv.reader([f.readline()]), []) for _ in range(4)]
+    head = [cells[0].strip() if cells else "" for cells in lines]
     if head[0] != "scorer":
         for separator, name in ((";", "semicolons"), ("\t", "tabs")):
             if head[0].startswith("scorer" + separator):
@@ -137,21 +139,15 @@ def _header_rows(path: Path) -> int:
             "give a DeepLabCut prediction or label file (3 or 4 header rows)",
         )
     if head[1] == "individuals":
-        return 4
+        return lines
     if head[1] == "bodyparts" and head[2] == "coords":
-        return 3
+        return lines[:3]
     raise UserError(
         f"unexpected header rows {head[:3]}: expected scorer/bodyparts/coords "
         "or scorer/individuals/bodyparts/coords",
         path,
         "export the file again from DeepLabCut",
     )
-
-
-def _first_cell(line: str) -> str:
-    """A CSV line's first cell, as the csv module reads it (quotes removed)."""
-    cells = next(csv.reader([line]), None)
-    return cells[0].strip() if cells else ""
 
 
 def _read_table(path: Path) -> pd.DataFrame:
@@ -183,10 +179,9 @@ def _read_table(path: Path) -> pd.DataFrame:
             ) from exc
     if path.suffix.lower() != ".csv":
         raise UserError("unknown prompt file type", path, "give a DeepLabCut .csv or .h5 file")
-    rows = _header_rows(path)
+    header = _header(path)
+    rows = len(header)
     try:
-        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-            header = [next(csv.reader([f.readline()])) for _ in range(rows)]
         # Newer label files put the image path in 3 index columns (``scorer,,,Pranav``).
         index_cols = 1 + next((i for i, v in enumerate(header[0][1:]) if v), 0)
         # The header is parsed here, not by pandas: with a multi-row header, pandas takes a
@@ -444,21 +439,22 @@ def read_mask_png(path: str | Path) -> np.ndarray:
         mask = img[..., -1] != 0
     else:  # the colour channels: an opaque alpha channel is not the object
         mask = img[..., : 3 if img.shape[2] >= 3 else 1].any(axis=-1)
-    if not mask.any():
+    share = mask.mean()  # exactly 0 or 1 where no pixel or every pixel is the object
+    if share == 0:
         raise UserError("mask image is empty", path, "give a PNG with the object non-zero")
-    if mask.all():
+    if share == 1:
         raise UserError(
             "mask image has no background (every pixel is non-zero)",
             path,
             "give the object non-zero on a black (0) or transparent background; "
             "a dark object on white is read inverted: invert the image",
         )
-    if mask.mean() > 0.5:  # a dark object drawn on white, or a video frame saved as PNG
+    if share > 0.5:  # a dark object drawn on white, or a video frame saved as PNG
         log.warning(
             "%s: the mask covers %.0f %% of the frame; the object is its non-zero pixels, "
             "so a dark object on a white background is read inverted (invert the image)",
             path,
-            100 * mask.mean(),
+            100 * share,
         )
     return mask
 
