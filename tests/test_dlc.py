@@ -280,6 +280,9 @@ def test_an_anchor_must_prompt_every_object_of_the_batch(tmp_path):
     "text, message",
     [
         ("scorer,D,D\nbodyparts,a,a\ncoords,x,y\n0,1,2,3,4\n", "cannot parse CSV ("),
+        # a header cell the csv module refuses (over its field size limit): one line too
+        ('"' + "a" * 200_000 + '"\nx\n', "cannot parse CSV (field larger than field "
+         "limit (131072)): {path}: export it again"),
         # pandas ends this one with a newline: the message is still one line
         ("scorer,D,D\nbodyparts,a,a\ncoords,x,y\n0,1,2\n1,1,2,3,4\n", "cannot parse CSV (Error "
          "tokenizing data. C error: Expected 3 fields in line 5, saw 5): {path}: export it again"),

@@ -122,8 +122,11 @@ def _header(path: Path) -> list[list[str]]:
                 path,
                 SPREADSHEET_FIX,
             )
-    with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-        lines = [next(csv.reader([f.readline()]), []) for _ in range(4)]
+    try:
+        with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+            lines = [next(csv.reader([f.readline()]), []) for _ in range(4)]
+    except csv.Error as exc:  # a cell past csv's field size limit, say
+        raise UserError(f"cannot parse CSV ({brief(exc)})", path, "export it again") from exc
     head = [cells[0].strip() if cells else "" for cells in lines]
     if head[0] != "scorer":
         for separator, name in ((";", "semicolons"), ("\t", "tabs")):
